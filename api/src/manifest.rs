@@ -1,0 +1,161 @@
+//! Reading `AIFeatureFlag` manifests from YAML text, as `render` and the
+//! sidecar's local mode do. The callers read the files; this stays pure.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::compile::{FlagInput, compile};
+use crate::config::SidecarConfig;
+use crate::crd::AIFeatureFlag;
+
+/// A flag and where it came from.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// File name (or other origin) for error messages.
+    pub source: String,
+    pub flag: AIFeatureFlag,
+}
+
+/// A problem in one document of a manifest file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestError {
+    pub source: String,
+    /// `namespace/name` when the document got that far.
+    pub flag: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.flag {
+            Some(flag) => write!(f, "{}: {flag}: {}", self.source, self.message),
+            None => write!(f, "{}: {}", self.source, self.message),
+        }
+    }
+}
+
+/// Namespace assumed for manifests that name none, as kubectl does.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Parses every YAML document of `text`. Documents of other kinds are skipped,
+/// so a file may hold a Deployment beside its flags.
+pub fn parse_manifests(source: &str, text: &str) -> (Vec<Manifest>, Vec<ManifestError>) {
+    let mut flags = Vec::new();
+    let mut errors = Vec::new();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let origin = format!("{source} (document {})", index + 1);
+        let value = match serde_yaml::Value::deserialize(doc) {
+            Ok(serde_yaml::Value::Null) => continue,
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(ManifestError {
+                    source: origin,
+                    flag: None,
+                    message: format!("invalid YAML: {e}"),
+                });
+                // A syntax error leaves the rest of the stream unreadable.
+                break;
+            }
+        };
+        if value.get("kind").and_then(|k| k.as_str()) != Some("AIFeatureFlag") {
+            continue;
+        }
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        if api_version != "aiflags.dev/v1alpha1" {
+            errors.push(ManifestError {
+                source: origin,
+                flag: None,
+                message: format!("apiVersion: {api_version:?} is not aiflags.dev/v1alpha1"),
+            });
+            continue;
+        }
+        let name = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_string);
+        match serde_yaml::from_value::<AIFeatureFlag>(value) {
+            Ok(mut flag) => {
+                if flag.metadata.name.as_deref().unwrap_or_default().is_empty() {
+                    errors.push(ManifestError {
+                        source: origin,
+                        flag: None,
+                        message: "metadata.name: is required".into(),
+                    });
+                    continue;
+                }
+                flag.metadata
+                    .namespace
+                    .get_or_insert_with(|| DEFAULT_NAMESPACE.to_string());
+                flag.metadata.generation.get_or_insert(1);
+                flags.push(Manifest {
+                    source: origin,
+                    flag,
+                });
+            }
+            Err(e) => errors.push(ManifestError {
+                source: origin,
+                flag: name,
+                message: e.to_string(),
+            }),
+        }
+    }
+    (flags, errors)
+}
+
+fn qualified_name(flag: &AIFeatureFlag) -> String {
+    format!(
+        "{}/{}",
+        flag.metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_NAMESPACE),
+        flag.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Compiles manifests from any namespaces into one config, as a sidecar in
+/// local mode serves them. Invalid flags keep their version from `previous`.
+pub fn compile_manifests(
+    manifests: &[Manifest],
+    previous: Option<&SidecarConfig>,
+) -> (SidecarConfig, Vec<ManifestError>) {
+    let mut errors = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut inputs = Vec::with_capacity(manifests.len());
+    let mut sources = Vec::with_capacity(manifests.len());
+    for m in manifests {
+        let name = qualified_name(&m.flag);
+        if !seen.insert(name.clone()) {
+            errors.push(ManifestError {
+                source: m.source.clone(),
+                flag: Some(name),
+                message: "defined more than once".into(),
+            });
+            continue;
+        }
+        inputs.push(FlagInput::from_resource(&m.flag));
+        sources.push((m.source.clone(), name));
+    }
+    // Compile per flag so same-named flags of different namespaces stay apart.
+    let mut flags = Vec::with_capacity(inputs.len());
+    for (input, (source, name)) in inputs.iter().zip(sources) {
+        let result = compile(None, std::slice::from_ref(input), previous);
+        if let Some(outcome) = result.flags.get(input.name) {
+            for e in &outcome.errors {
+                errors.push(ManifestError {
+                    source: source.clone(),
+                    flag: Some(name.clone()),
+                    message: e.to_string(),
+                });
+            }
+        }
+        flags.extend(result.config.flags);
+    }
+    (SidecarConfig::new(None, flags), errors)
+}
