@@ -428,6 +428,7 @@ fn compile_rollout(
     if let Some(map) = &rollout.weights {
         let mut by_name = BTreeMap::new();
         let mut total_bp: u64 = 0;
+        let mut all_parsed = true;
         for (name, percent) in map {
             let path = format!("spec.rollout.weights.{name}");
             if !names.contains(&name.as_str()) {
@@ -438,10 +439,14 @@ fn compile_rollout(
                     total_bp += u64::from(bp);
                     by_name.insert(name.as_str(), bp);
                 }
-                Err(msg) => errs.push(path, msg),
+                Err(msg) => {
+                    all_parsed = false;
+                    errs.push(path, msg);
+                }
             }
         }
-        if total_bp != u64::from(TOTAL_BP) {
+        // A sum over only the readable weights would be a confusing second error.
+        if all_parsed && total_bp != u64::from(TOTAL_BP) {
             errs.push(
                 "spec.rollout.weights",
                 format!("weights sum to {}, not 100", total_bp as f64 / 100.0),
@@ -555,8 +560,7 @@ fn compile_fallback(
     let Some(f) = &spec.fallback else {
         return CompiledFallback::default();
     };
-    let mut out = CompiledFallback::default();
-    out.on = if f.on.is_empty() {
+    let on = if f.on.is_empty() {
         ["timeout", "connect", "429", "5xx"]
             .iter()
             .filter_map(|s| FailureClass::parse(s))
@@ -575,6 +579,10 @@ fn compile_fallback(
             }
         }
         on
+    };
+    let mut out = CompiledFallback {
+        on,
+        ..CompiledFallback::default()
     };
     for (i, name) in f.chain.iter().enumerate() {
         if !names.contains(&name.as_str()) {

@@ -185,7 +185,9 @@ pub struct Variant {
     pub pricing: Option<Pricing>,
 }
 
-/// An upstream endpoint and the credential to use there.
+/// An upstream endpoint and the credential to use there. The endpoint speaks
+/// the protocol of the incoming request (OpenAI-compatible servers such as
+/// vLLM, Azure OpenAI or Anthropic's OpenAI-compatible API all do).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Provider {
@@ -196,17 +198,6 @@ pub struct Provider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(max = 253))]
     pub credential_key: Option<String>,
-    /// Which API the endpoint speaks. Absent: the protocol of the incoming request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api: Option<ProviderApi>,
-}
-
-/// Wire protocol of a provider.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderApi {
-    Openai,
-    Anthropic,
 }
 
 /// USD per million tokens.

@@ -74,12 +74,19 @@ pub fn parse_manifests(source: &str, text: &str) -> (Vec<Manifest>, Vec<Manifest
             });
             continue;
         }
-        let name = value
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(|n| n.as_str())
-            .map(str::to_string);
-        match serde_yaml::from_value::<AIFeatureFlag>(value) {
+        let metadata = |key: &str| {
+            value
+                .get("metadata")?
+                .get(key)?
+                .as_str()
+                .map(str::to_string)
+        };
+        let name = metadata("name").map(|n| {
+            let namespace = metadata("namespace").unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+            format!("{namespace}/{n}")
+        });
+        // The path makes a type error name its field, like every other error here.
+        match serde_path_to_error::deserialize::<_, AIFeatureFlag>(value) {
             Ok(mut flag) => {
                 if flag.metadata.name.as_deref().unwrap_or_default().is_empty() {
                     errors.push(ManifestError {
@@ -158,4 +165,60 @@ pub fn compile_manifests(
         flags.extend(result.config.flags);
     }
     (SidecarConfig::new(None, flags), errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLAG: &str = "apiVersion: aiflags.dev/v1alpha1\nkind: AIFeatureFlag\nmetadata: {name: f}\nspec:\n  defaultVariant: a\n  variants: [{name: a, model: m}]\n";
+
+    #[test]
+    fn skips_other_kinds_and_defaults_the_namespace() {
+        let text =
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n---\n{FLAG}---\n");
+        let (flags, errors) = parse_manifests("f.yaml", &text);
+        assert_eq!(errors, vec![]);
+        assert_eq!(flags.len(), 1);
+        assert_eq!(flags[0].source, "f.yaml (document 2)");
+        assert_eq!(flags[0].flag.metadata.namespace.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn names_the_document_of_each_problem() {
+        let wrong_version = FLAG.replace("v1alpha1", "v1");
+        let no_name = FLAG.replace("{name: f}", "{}");
+        let bad_field = FLAG.replace("defaultVariant: a", "defaultVariant: [a]");
+        let text = format!("{wrong_version}---\n{no_name}---\n{bad_field}---\nkey: [unclosed\n");
+        let (flags, errors) = parse_manifests("f.yaml", &text);
+        assert!(flags.is_empty());
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown[0],
+            "f.yaml (document 1): apiVersion: \"aiflags.dev/v1\" is not aiflags.dev/v1alpha1"
+        );
+        assert_eq!(shown[1], "f.yaml (document 2): metadata.name: is required");
+        assert!(
+            shown[2]
+                .starts_with("f.yaml (document 3): default/f: spec.defaultVariant: invalid type"),
+            "{}",
+            shown[2]
+        );
+        assert!(
+            shown[3].starts_with("f.yaml (document 4): invalid YAML"),
+            "{}",
+            shown[3]
+        );
+    }
+
+    #[test]
+    fn a_flag_defined_twice_is_an_error() {
+        let (flags, _) = parse_manifests("f.yaml", &format!("{FLAG}---\n{FLAG}"));
+        let (config, errors) = compile_manifests(&flags, None);
+        assert_eq!(config.flags.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            "f.yaml (document 2): default/f: defined more than once"
+        );
+    }
 }
