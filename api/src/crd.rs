@@ -229,6 +229,7 @@ pub struct Rollout {
     pub sticky_by: Vec<String>,
     /// Percent per variant, up to 2 decimals, summing to 100. Unlisted variants get 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 16))]
     pub weights: Option<BTreeMap<String, f64>>,
     /// The variant a progressive rollout moves traffic to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,9 +297,11 @@ pub struct TargetingRule {
 pub struct TargetingMatch {
     /// Header name → accepted values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
     pub header: BTreeMap<String, Vec<String>>,
     /// Top-level body field (dotted path) → accepted string values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
     pub body: BTreeMap<String, Vec<String>>,
 }
 
