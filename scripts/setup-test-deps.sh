@@ -9,7 +9,7 @@ cd "$root"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import openai, pytest' 2>/dev/null; then
+if ! .venv/bin/python -c 'import openai, pytest, kubernetes_validate, jsonschema, yaml' 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
 fi
 
