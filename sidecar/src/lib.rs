@@ -14,3 +14,11 @@ pub mod rewrite;
 pub mod sse;
 
 // The I/O shell.
+pub mod body;
+pub mod config_source;
+pub mod error;
+pub mod settings;
+pub mod snapshot;
+pub mod stream;
+pub mod telemetry;
+pub mod upstream;

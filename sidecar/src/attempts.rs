@@ -1,0 +1,425 @@
+//! The attempt loop: the chosen variant, its retries, then the fallback
+//! chain, each attempt bounded by its timeouts and the flag's deadline, each
+//! target guarded by its circuit breaker. A response is committed to the
+//! client only once it is good (or nothing better is left).
+
+use std::time::{Duration, SystemTime};
+
+use aiflags_api::{CompiledVariant, Failure};
+use bytes::Bytes;
+use http::response::Parts as ResponseParts;
+use http::{HeaderValue, Response, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tokio::time::{Instant, timeout};
+
+use crate::body::{ProxyBody, full};
+use crate::circuit::Admission;
+use crate::error::{AttemptsFailed, ProxyError};
+use crate::fallback::{attempt_plan, classify_status, next_delay, parse_retry_after};
+use crate::proxy::{Exchange, Proxy, Routed, random_u32};
+use crate::rewrite::{apply_variant, ensure_stream_usage, is_streaming};
+use crate::sse::usage_from_response;
+use crate::stream::{FilteredStream, StreamEnd};
+use crate::telemetry::{AttemptOutcome, RequestOutcome};
+use crate::upstream::{Target, UpstreamError, strip_hop_by_hop};
+
+/// Error bodies kept to hand back when no attempt succeeds.
+const MAX_ERROR_BODY: usize = 1 << 20;
+
+/// One failed attempt.
+struct Failed {
+    /// `None`: not a failure class fallback can act on (e.g. a missing credential).
+    failure: Option<Failure>,
+    message: String,
+    /// The upstream's own error response, handed back if nothing succeeds.
+    response: Option<(ResponseParts, Bytes)>,
+    retry_after: Option<Duration>,
+}
+
+impl Failed {
+    fn new(failure: Option<Failure>, message: String) -> Failed {
+        Failed {
+            failure,
+            message,
+            response: None,
+            retry_after: None,
+        }
+    }
+
+    fn outcome_label(&self) -> String {
+        match self.failure {
+            Some(Failure::Timeout) => "timeout".into(),
+            Some(Failure::Connect) => "connect".into(),
+            Some(Failure::Status(s)) => format!("status_{s}"),
+            None => "error".into(),
+        }
+    }
+}
+
+/// A good response, not yet sent.
+enum Served {
+    Whole(ResponseParts, Bytes),
+    Stream {
+        head: ResponseParts,
+        first: Bytes,
+        body: Incoming,
+        strip_usage: bool,
+    },
+}
+
+pub(crate) async fn run(
+    proxy: &Proxy,
+    exchange: Exchange<'_>,
+    outcome: &mut RequestOutcome,
+) -> Result<Routed, ProxyError> {
+    let flag = exchange.flag;
+    let fallback = &flag.fallback;
+    let deadline = Instant::now() + Duration::from_millis(fallback.deadline_ms);
+    let streaming = is_streaming(&exchange.body);
+    outcome.flag = flag.key.clone();
+    let mut attempts = 0u32;
+    let mut last: Option<(Failed, &CompiledVariant)> = None;
+    for (index, &variant_index) in attempt_plan(flag, exchange.chosen).iter().enumerate() {
+        let Some(variant) = flag.variants.get(variant_index) else {
+            continue;
+        };
+        if let Some((failed, _)) = &last {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let delay = next_delay(index as u32, failed.retry_after, remaining, random_u32());
+            let Some(delay) = delay else { break };
+            tokio::time::sleep(delay).await;
+        }
+        let target = match proxy
+            .upstream
+            .target_for(exchange.protocol, variant.provider.as_ref())
+        {
+            Ok(target) => target,
+            Err(e) => {
+                last = Some((Failed::new(None, e.to_string()), variant));
+                continue;
+            }
+        };
+        let key = format!("{} {}", target.label(), variant.model);
+        if let Admission::Rejected { retry_in } = admit(proxy, &key) {
+            let message = format!(
+                "the circuit for {key} is open after repeated failures; next probe in {}ms",
+                retry_in.as_millis()
+            );
+            report_attempt(proxy, &target, variant, "circuit_open");
+            last = Some((Failed::new(Some(Failure::Connect), message), variant));
+            continue;
+        }
+        if let Some((failed, from)) = &last {
+            let reason = failed.outcome_label();
+            outcome
+                .fallbacks
+                .push((from.model.clone(), variant.model.clone(), reason));
+        }
+        attempts += 1;
+        let mut body = exchange.body.clone();
+        apply_variant(&mut body, variant);
+        let strip_usage = streaming && ensure_stream_usage(exchange.operation, &mut body);
+        let started = Instant::now();
+        let result = attempt(
+            proxy,
+            &exchange,
+            &target,
+            body,
+            streaming,
+            strip_usage,
+            deadline,
+        )
+        .await;
+        outcome.upstream_duration += started.elapsed();
+        let healthy = !matches!(&result, Err(f) if f.failure.is_some());
+        record(proxy, &key, healthy);
+        match result {
+            Ok(served) => {
+                report_attempt(proxy, &target, variant, "ok");
+                describe(outcome, &target, variant, attempts);
+                return Ok(respond(
+                    proxy, &exchange, served, variant, attempts, outcome,
+                ));
+            }
+            Err(failed) => {
+                report_attempt(proxy, &target, variant, &failed.outcome_label());
+                tracing::info!(flag = %flag.key, variant = %variant.name, error = %failed.message, "attempt failed");
+                let go_on = failed.failure.is_some_and(|f| fallback.applies_to(f));
+                last = Some((failed, variant));
+                if !go_on {
+                    break;
+                }
+            }
+        }
+    }
+    give_up(proxy, &exchange, last, attempts, outcome)
+}
+
+/// One attempt: send, then wait for a response worth committing to.
+async fn attempt(
+    proxy: &Proxy,
+    exchange: &Exchange<'_>,
+    target: &Target,
+    body: serde_json::Value,
+    streaming: bool,
+    strip_usage: bool,
+    deadline: Instant,
+) -> Result<Served, Failed> {
+    let fallback = &exchange.flag.fallback;
+    let now = Instant::now();
+    let per_attempt = now + Duration::from_millis(fallback.per_attempt_timeout_ms);
+    let attempt_end = per_attempt.min(deadline);
+    // Streams must show their first byte by the first-token timeout.
+    let first_byte_by = match (streaming, fallback.first_token_timeout_ms) {
+        (true, Some(ms)) => (now + Duration::from_millis(ms)).min(attempt_end),
+        _ => attempt_end,
+    };
+    let timed_out = |what: &str| {
+        Failed::new(
+            Some(Failure::Timeout),
+            format!("{what} from {}", target.label()),
+        )
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let send = proxy.upstream.send(target, &exchange.parts, full(bytes));
+    let response = match tokio::time::timeout_at(first_byte_by, send).await {
+        Err(_) => {
+            return Err(timed_out(&format!(
+                "no response within {}ms",
+                ms_until(now, first_byte_by)
+            )));
+        }
+        Ok(Err(UpstreamError::Connect(message))) => {
+            return Err(Failed::new(Some(Failure::Connect), message));
+        }
+        Ok(Err(UpstreamError::Config(message))) => return Err(Failed::new(None, message)),
+        Ok(Ok(response)) => response,
+    };
+    let (head, mut body) = response.into_parts();
+    let failure = classify_status(head.status.as_u16());
+    if let Some(failure) = failure.filter(|f| fallback.applies_to(*f)) {
+        let retry_after = parse_retry_after(&head.headers, SystemTime::now());
+        let limited = Limited::new(body, MAX_ERROR_BODY).collect();
+        let bytes = match tokio::time::timeout_at(attempt_end, limited).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            _ => Bytes::new(),
+        };
+        return Err(Failed {
+            failure: Some(failure),
+            message: format!("{} answered {}", target.label(), head.status),
+            response: Some((head, bytes)),
+            retry_after,
+        });
+    }
+    let is_sse = head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if streaming && is_sse && head.status.is_success() {
+        loop {
+            let frame = match tokio::time::timeout_at(first_byte_by, body.frame()).await {
+                Err(_) => {
+                    return Err(timed_out(&format!(
+                        "no first token within {}ms",
+                        ms_until(now, first_byte_by)
+                    )));
+                }
+                Ok(None) => {
+                    return Err(Failed::new(
+                        Some(Failure::Connect),
+                        format!("{} ended the stream before its first byte", target.label()),
+                    ));
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(Failed::new(
+                        Some(Failure::Connect),
+                        format!(
+                            "{} broke the stream before its first byte: {e}",
+                            target.label()
+                        ),
+                    ));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Some(first) = frame.into_data().ok().filter(|d| !d.is_empty()) {
+                return Ok(Served::Stream {
+                    head,
+                    first,
+                    body,
+                    strip_usage,
+                });
+            }
+        }
+    }
+    match timeout(
+        attempt_end.saturating_duration_since(Instant::now()),
+        body.collect(),
+    )
+    .await
+    {
+        Err(_) => Err(timed_out(&format!(
+            "no complete response within {}ms",
+            ms_until(now, attempt_end)
+        ))),
+        Ok(Err(e)) => Err(Failed::new(
+            Some(Failure::Connect),
+            format!("{} broke off the response: {e}", target.label()),
+        )),
+        Ok(Ok(collected)) => Ok(Served::Whole(head, collected.to_bytes())),
+    }
+}
+
+fn ms_until(from: Instant, to: Instant) -> u128 {
+    to.saturating_duration_since(from).as_millis()
+}
+
+/// Builds the client's response and arranges its telemetry.
+fn respond(
+    proxy: &Proxy,
+    exchange: &Exchange<'_>,
+    served: Served,
+    variant: &CompiledVariant,
+    attempts: u32,
+    outcome: &RequestOutcome,
+) -> Routed {
+    let operation = exchange.operation;
+    match served {
+        Served::Whole(head, bytes) => {
+            let mut outcome = outcome.clone();
+            outcome.usage = serde_json::from_slice(&bytes)
+                .ok()
+                .and_then(|json| usage_from_response(operation, &json));
+            outcome.status = head.status.as_u16();
+            outcome.finish();
+            proxy.telemetry.request_finished(&outcome);
+            let response = with_headers(head, full(bytes), exchange, variant, attempts);
+            Routed {
+                response,
+                reports_itself: true,
+            }
+        }
+        Served::Stream {
+            head,
+            first,
+            body,
+            strip_usage,
+        } => {
+            let mut outcome = outcome.clone();
+            outcome.status = head.status.as_u16();
+            outcome.time_to_first_token = outcome.started.map(|s| s.elapsed());
+            let telemetry = proxy.telemetry.clone();
+            let on_end = Box::new(move |end: StreamEnd, usage| {
+                outcome.usage = usage;
+                outcome.stream_error = end == StreamEnd::Broken;
+                if end == StreamEnd::ClientGone {
+                    outcome.status = 499;
+                }
+                outcome.finish();
+                telemetry.request_finished(&outcome);
+            });
+            let idle = Duration::from_millis(exchange.flag.fallback.per_attempt_timeout_ms);
+            let stream = FilteredStream::new(operation, first, body, strip_usage, idle, on_end);
+            let body = http_body_util::BodyExt::boxed_unsync(stream);
+            let response = with_headers(head, body, exchange, variant, attempts);
+            Routed {
+                response,
+                reports_itself: true,
+            }
+        }
+    }
+}
+
+/// No attempt succeeded: the last upstream error as it was, else our own.
+fn give_up(
+    proxy: &Proxy,
+    exchange: &Exchange<'_>,
+    last: Option<(Failed, &CompiledVariant)>,
+    attempts: u32,
+    outcome: &mut RequestOutcome,
+) -> Result<Routed, ProxyError> {
+    let _ = proxy;
+    let Some((failed, variant)) = last else {
+        return Err(AttemptsFailed {
+            summary: format!("flag {} has no variant to try", exchange.flag.key),
+            last: "check the flag's variants".into(),
+            timed_out: false,
+        }
+        .into());
+    };
+    outcome.variant = variant.name.clone();
+    outcome.model = variant.model.clone();
+    outcome.attempts = attempts;
+    if let Some((head, bytes)) = failed.response {
+        let response = with_headers(head, full(bytes), exchange, variant, attempts);
+        return Ok(Routed {
+            response,
+            reports_itself: false,
+        });
+    }
+    let summary = match attempts {
+        0 => "no attempt could be made".to_string(),
+        1 => "the only attempt failed".to_string(),
+        n => format!("all {n} attempts failed"),
+    };
+    Err(AttemptsFailed {
+        summary,
+        last: failed.message,
+        timed_out: failed.failure == Some(Failure::Timeout),
+    }
+    .into())
+}
+
+fn with_headers(
+    mut head: ResponseParts,
+    body: ProxyBody,
+    exchange: &Exchange<'_>,
+    variant: &CompiledVariant,
+    attempts: u32,
+) -> Response<ProxyBody> {
+    strip_hop_by_hop(&mut head.headers);
+    // The body may have been re-framed or filtered; hyper sets the length it has.
+    head.headers.remove(header::CONTENT_LENGTH);
+    let headers = &mut head.headers;
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set("x-aiflags-flag", &exchange.flag.key);
+    set("x-aiflags-variant", &variant.name);
+    set("x-aiflags-model", &variant.model);
+    set("x-aiflags-attempts", &attempts.to_string());
+    Response::from_parts(head, body)
+}
+
+fn describe(
+    outcome: &mut RequestOutcome,
+    target: &Target,
+    variant: &CompiledVariant,
+    attempts: u32,
+) {
+    outcome.variant = variant.name.clone();
+    outcome.model = variant.model.clone();
+    outcome.provider = target.label();
+    outcome.attempts = attempts;
+}
+
+fn admit(proxy: &Proxy, key: &String) -> Admission {
+    let mut breakers = proxy.breakers.lock().unwrap_or_else(|e| e.into_inner());
+    breakers.try_acquire(key, std::time::Instant::now())
+}
+
+fn record(proxy: &Proxy, key: &String, success: bool) {
+    let mut breakers = proxy.breakers.lock().unwrap_or_else(|e| e.into_inner());
+    breakers.record(key, success, std::time::Instant::now());
+}
+
+fn report_attempt(proxy: &Proxy, target: &Target, variant: &CompiledVariant, outcome: &str) {
+    proxy.telemetry.attempt_finished(&AttemptOutcome {
+        provider: &target.label(),
+        model: &variant.model,
+        outcome: outcome.to_string(),
+    });
+}
