@@ -1,0 +1,242 @@
+//! The AIFeatureFlag reconciler: every change to a flag recompiles its
+//! namespace into the `aiflags-config` ConfigMap and updates the flag's status.
+//!
+//! The decisions live in [`config_map`], [`status`] and [`backoff`]; this
+//! module only moves data between them and the API server.
+
+pub mod backoff;
+pub mod config_map;
+pub mod status;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod scenarios;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aiflags_api::{AIFeatureFlag, CONFIG_MAP_NAME, Compilation, FlagInput, compile};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use self::backoff::Backoff;
+use self::config_map::{MANAGER, desired_config_map, flags_to_compile, previous_config};
+use self::status::{Notice, desired_status, notice_for, removal_notice};
+use crate::metrics::Metrics;
+
+/// Keeps a deleted flag until it has left its namespace's config.
+pub const FINALIZER: &str = "aiflags.dev/config";
+/// Recheck each flag this often even without changes, to repair drift.
+const RESYNC: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Finalizer(Box<finalizer::Error<Error>>),
+    #[error("AIFeatureFlag {0} has no namespace")]
+    NoNamespace(String),
+}
+
+impl Error {
+    /// The `reason` label of `aiflags_operator_reconcile_errors_total`.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(status)) => match status.code {
+                404 => "not_found",
+                403 => "forbidden",
+                409 => "conflict",
+                429 => "throttled",
+                code if code >= 500 => "server_error",
+                _ => "client_error",
+            },
+            Error::Kube(_) => "transport",
+            Error::Finalizer(error) => match error.as_ref() {
+                finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => {
+                    inner.metric_reason()
+                }
+                _ => "finalizer",
+            },
+            Error::NoNamespace(_) => "no_namespace",
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    backoff: Backoff,
+    /// One writer per namespace, so two flags reconciled at once cannot
+    /// overwrite each other's view of the shared ConfigMap.
+    namespace_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+        let recorder = Recorder::new(client.clone(), MANAGER.into());
+        Context {
+            client,
+            recorder,
+            metrics,
+            backoff: Backoff::default(),
+            namespace_locks: Mutex::default(),
+        }
+    }
+
+    fn namespace_lock(&self, namespace: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.namespace_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(namespace.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
+fn key(flag: &AIFeatureFlag) -> String {
+    format!(
+        "{}/{}",
+        flag.namespace().unwrap_or_default(),
+        flag.name_any()
+    )
+}
+
+/// Brings one flag's namespace config and status up to date.
+pub async fn reconcile(flag: Arc<AIFeatureFlag>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile_started();
+    let key = key(&flag);
+    let result = reconcile_flag(flag, &ctx).await;
+    ctx.metrics
+        .reconcile_finished(timer, result.as_ref().err().map(Error::metric_reason));
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key);
+    }
+    result
+}
+
+async fn reconcile_flag(flag: Arc<AIFeatureFlag>, ctx: &Context) -> Result<Action, Error> {
+    let namespace = flag
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(flag.name_any()))?;
+    let flags: Api<AIFeatureFlag> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&flags, FINALIZER, flag, |event| async {
+        match event {
+            FinalizerEvent::Apply(flag) => apply(&flag, &namespace, ctx).await,
+            FinalizerEvent::Cleanup(flag) => cleanup(&flag, &namespace, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Retries a failed flag with exponential backoff of its own.
+pub fn error_policy(flag: Arc<AIFeatureFlag>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(&key(&flag));
+    tracing::warn!(flag = %key(&flag), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<Action, Error> {
+    let lock = ctx.namespace_lock(namespace);
+    let _guard = lock.lock().await;
+    let flags: Api<AIFeatureFlag> = Api::namespaced(ctx.client.clone(), namespace);
+    let listed = flags.list(&ListParams::default()).await?.items;
+    let compilation = write_config(ctx, namespace, &flags_to_compile(&listed, flag, false)).await?;
+
+    // The listed copy is the freshest view of this flag.
+    let name = flag.name_any();
+    let current = listed
+        .iter()
+        .find(|f| f.metadata.name.as_deref() == Some(name.as_str()))
+        .unwrap_or(flag);
+    let outcome = compilation.flags.get(&name).cloned().unwrap_or_default();
+    let status = desired_status(current, &outcome, &compilation.config, Timestamp::now());
+    if current.status.as_ref() != Some(&status) {
+        let patch = Patch::Apply(json!({
+            "apiVersion": AIFeatureFlag::api_version(&()),
+            "kind": AIFeatureFlag::kind(&()),
+            "status": status,
+        }));
+        flags
+            .patch_status(&name, &PatchParams::apply(MANAGER).force(), &patch)
+            .await?;
+    }
+    ctx.metrics.flag_observed(namespace, &name, &status);
+    if let Some(notice) = notice_for(current.status.as_ref(), &status) {
+        publish(ctx, current, notice).await;
+    }
+    tracing::info!(flag = %key(current), valid = outcome.is_valid(), revision = %compilation.config.revision, "reconciled");
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn cleanup(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<Action, Error> {
+    let lock = ctx.namespace_lock(namespace);
+    let _guard = lock.lock().await;
+    let flags: Api<AIFeatureFlag> = Api::namespaced(ctx.client.clone(), namespace);
+    let listed = flags.list(&ListParams::default()).await?.items;
+    let compilation = write_config(ctx, namespace, &flags_to_compile(&listed, flag, true)).await?;
+    ctx.metrics.flag_removed(namespace, &flag.name_any());
+    publish(ctx, flag, removal_notice(&compilation.config)).await;
+    tracing::info!(flag = %key(flag), revision = %compilation.config.revision, "removed from config");
+    Ok(Action::await_change())
+}
+
+/// Compiles `flags` over the config now served and applies the result.
+async fn write_config(
+    ctx: &Context,
+    namespace: &str,
+    flags: &[&AIFeatureFlag],
+) -> Result<Compilation, Error> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let existing = config_maps.get_opt(CONFIG_MAP_NAME).await?;
+    let previous = previous_config(existing.as_ref()).unwrap_or_else(|error| {
+        // Without a readable previous config, invalid flags lose their last
+        // valid version; valid ones are unaffected.
+        tracing::warn!(%namespace, %error, "ignoring unreadable {CONFIG_MAP_NAME}");
+        None
+    });
+    let inputs: Vec<FlagInput> = flags.iter().map(|f| FlagInput::from_resource(f)).collect();
+    let compilation = compile(Some(namespace), &inputs, previous.as_ref());
+    let desired = desired_config_map(namespace, &compilation.config);
+    config_maps
+        .patch(
+            CONFIG_MAP_NAME,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await?;
+    ctx.metrics
+        .config_written(namespace, compilation.config.flags.len());
+    Ok(compilation)
+}
+
+/// Events are informative: failing to publish one must not fail the reconcile.
+async fn publish(ctx: &Context, flag: &AIFeatureFlag, notice: Notice) {
+    let event = Event {
+        type_: if notice.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: notice.reason.into(),
+        note: Some(notice.note),
+        action: notice.action.into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &flag.object_ref(&())).await {
+        tracing::warn!(flag = %key(flag), %error, "publishing an event failed");
+    }
+}

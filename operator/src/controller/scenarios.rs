@@ -1,0 +1,215 @@
+//! Named API-server scenarios the reconciler tests play, in the style of
+//! kube-rs/controller-rs: each lists, in order, the requests the reconciler
+//! must make, asserts them, and answers as the API server would.
+
+use aiflags_api::{AIFeatureFlag, SidecarConfig};
+use serde_json::{Value, json};
+
+use super::fixtures::{ApiServer, FlagBuilder};
+
+pub(crate) enum Scenario {
+    /// A new flag: the first reconcile only adds the finalizer; the second
+    /// lists, finds no ConfigMap, applies one holding the flag, applies the
+    /// status Ready=True and publishes `Compiled`.
+    Create(AIFeatureFlag),
+    /// `updated` does not compile; `served` holds its last valid version,
+    /// which must stay in the ConfigMap.
+    InvalidUpdate {
+        updated: AIFeatureFlag,
+        served: SidecarConfig,
+    },
+    /// A resync that changes nothing: the ConfigMap is applied (a no-op for
+    /// the API server) but neither the status nor an Event is written.
+    Unchanged {
+        flag: AIFeatureFlag,
+        served: SidecarConfig,
+    },
+    /// `deleted` (finalizer present) leaves the config; `remaining` stays;
+    /// then the finalizer is removed.
+    Delete {
+        deleted: AIFeatureFlag,
+        remaining: AIFeatureFlag,
+        served: SidecarConfig,
+    },
+    /// Two flags of one namespace, reconciled one after the other, share one ConfigMap.
+    TwoFlags(AIFeatureFlag, AIFeatureFlag),
+    /// The ConfigMap apply fails with each code in turn, then succeeds.
+    ConfigMapRejected {
+        flag: AIFeatureFlag,
+        codes: Vec<u16>,
+    },
+}
+
+fn served_flags(config: &SidecarConfig) -> Vec<(&str, i64, Vec<u32>)> {
+    config
+        .flags
+        .iter()
+        .map(|f| (f.key.as_str(), f.generation, f.weights.clone()))
+        .collect()
+}
+
+/// The status of `shop/summarizer` generation 1 serving 90/10 at `revision`.
+pub(crate) fn healthy_status(revision: &str) -> Value {
+    json!({
+        "observedGeneration": 1,
+        "phase": "Healthy",
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "Compiled",
+            "message": "generation 1 compiled", "observedGeneration": 1,
+        }],
+        "servingGeneration": 1,
+        "configRevision": revision,
+        "currentWeights": {"stable": 90.0, "candidate": 10.0},
+        "split": "stable=90 candidate=10",
+        "message": format!("generation 1 serves stable=90 candidate=10 in config revision {revision}"),
+    })
+}
+
+impl ApiServer {
+    pub(crate) fn run(self, scenario: Scenario) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            match scenario {
+                Scenario::Create(flag) => self.create(flag).await,
+                Scenario::InvalidUpdate { updated, served } => {
+                    self.invalid_update(updated, served).await
+                }
+                Scenario::Unchanged { flag, served } => {
+                    let server = self
+                        .flags_listed(std::slice::from_ref(&flag))
+                        .await
+                        .config_map_read(Some(&served))
+                        .await;
+                    let (_, config) = server.config_map_applied().await;
+                    assert_eq!(config, served);
+                }
+                Scenario::Delete {
+                    deleted,
+                    remaining,
+                    served,
+                } => self.delete(deleted, remaining, served).await,
+                Scenario::TwoFlags(a, b) => self.two_flags(a, b).await,
+                Scenario::ConfigMapRejected { flag, codes } => {
+                    let mut server = self;
+                    for code in codes {
+                        server = server
+                            .flags_listed(std::slice::from_ref(&flag))
+                            .await
+                            .config_map_read(None)
+                            .await
+                            .config_map_rejected(code)
+                            .await;
+                    }
+                    server.first_compile(&flag).await;
+                }
+            }
+        })
+    }
+
+    async fn create(self, flag: AIFeatureFlag) {
+        let server = self.finalizer_added(&flag).await;
+        server.first_compile(&flag.finalized()).await;
+    }
+
+    /// list → GET 404 → ConfigMap with the flag → status Ready → Compiled.
+    async fn first_compile(self, flag: &AIFeatureFlag) {
+        let server = self
+            .flags_listed(std::slice::from_ref(flag))
+            .await
+            .config_map_read(None)
+            .await;
+        let (server, config) = server.config_map_applied().await;
+        assert_eq!(served_flags(&config), [("summarizer", 1, vec![9000, 1000])]);
+        let (server, status) = server.status_applied(flag).await;
+        assert_eq!(status, healthy_status(&config.revision));
+        let (_, note) = server.event_posted(flag, "Normal", "Compiled").await;
+        assert_eq!(
+            note,
+            format!(
+                "generation 1 serves stable=90 candidate=10 in config revision {}",
+                config.revision
+            )
+        );
+    }
+
+    async fn invalid_update(self, updated: AIFeatureFlag, served: SidecarConfig) {
+        let server = self
+            .flags_listed(std::slice::from_ref(&updated))
+            .await
+            .config_map_read(Some(&served))
+            .await;
+        let (server, config) = server.config_map_applied().await;
+        // Generation 1 keeps serving, untouched.
+        assert_eq!(config, served);
+        assert_eq!(served_flags(&config), [("summarizer", 1, vec![9000, 1000])]);
+        let (server, status) = server.status_applied(&updated).await;
+        let errors = "spec.rollout.weights: weights sum to 95, not 100";
+        let revision = &served.revision;
+        assert_eq!(
+            status,
+            json!({
+                "observedGeneration": 2,
+                "phase": "Healthy",
+                "conditions": [{
+                    "type": "Ready", "status": "False", "reason": "InvalidSpec",
+                    "message": errors, "observedGeneration": 2,
+                }],
+                "servingGeneration": 1,
+                "configRevision": revision,
+                "currentWeights": {"stable": 90.0, "candidate": 10.0},
+                "split": "stable=90 candidate=10",
+                "message": format!("generation 2 is invalid; generation 1 keeps serving stable=90 candidate=10 in config revision {revision}: {errors}"),
+            })
+        );
+        let (_, note) = server
+            .event_posted(&updated, "Warning", "InvalidSpec")
+            .await;
+        assert!(note.ends_with(errors), "{note}");
+    }
+
+    async fn delete(self, deleted: AIFeatureFlag, remaining: AIFeatureFlag, served: SidecarConfig) {
+        assert_eq!(served.flags.len(), 2, "the served config holds both flags");
+        let server = self
+            .flags_listed(&[deleted.clone(), remaining.clone()])
+            .await
+            .config_map_read(Some(&served))
+            .await;
+        let (server, config) = server.config_map_applied().await;
+        assert_eq!(served_flags(&config), [("other", 1, vec![9000, 1000])]);
+        let (server, note) = server.event_posted(&deleted, "Normal", "Removed").await;
+        assert_eq!(
+            note,
+            format!(
+                "removed from the config; config revision {}",
+                config.revision
+            )
+        );
+        server.finalizer_removed(&deleted).await;
+    }
+
+    async fn two_flags(self, a: AIFeatureFlag, b: AIFeatureFlag) {
+        let both = [a.clone(), b.clone()];
+        let server = self.flags_listed(&both).await.config_map_read(None).await;
+        let (server, config) = server.config_map_applied().await;
+        let expected = [
+            ("assistant", 1, vec![5000, 5000]),
+            ("summarizer", 1, vec![9000, 1000]),
+        ];
+        assert_eq!(served_flags(&config), expected);
+        let (server, status) = server.status_applied(&a).await;
+        assert_eq!(status, healthy_status(&config.revision));
+        let (server, _) = server.event_posted(&a, "Normal", "Compiled").await;
+
+        // The second flag's reconcile finds the shared config and keeps it whole.
+        let server = server
+            .flags_listed(&both)
+            .await
+            .config_map_read(Some(&config))
+            .await;
+        let (server, again) = server.config_map_applied().await;
+        assert_eq!(again, config);
+        let (server, status) = server.status_applied(&b).await;
+        assert_eq!(status["split"], "stable=50 candidate=50");
+        assert_eq!(status["configRevision"], config.revision.as_str());
+        server.event_posted(&b, "Normal", "Compiled").await;
+    }
+}

@@ -1,0 +1,233 @@
+//! What a flag's status and Events should say after a compile. Pure.
+//!
+//! Choices:
+//! - `phase` describes the traffic actually served, not the latest spec: the
+//!   serving version's kill switch gives `Disabled`, otherwise `Healthy`; a
+//!   flag that was never valid serves nothing and is `Degraded`. An invalid
+//!   update therefore keeps the phase of the version still serving and only
+//!   turns `Ready` to `False` (reason `InvalidSpec`).
+//! - `currentWeights` is the serving version's configured split (the rollout
+//!   position, which [`aiflags_api::FlagInput::from_resource`] reads back for
+//!   canaries); `split` shows what is served right now, so the kill switch
+//!   reads `stable=100 candidate=0` there.
+//! - Events fire only when the `Ready` condition or the observed generation
+//!   changes, so periodic resyncs and other flags' changes stay quiet.
+
+use aiflags_api::{
+    AIFeatureFlag, AIFeatureFlagStatus, CompiledFlag, FlagOutcome, Phase, SidecarConfig,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+pub const READY: &str = "Ready";
+/// Ready=True: the latest generation compiled and is in the config.
+pub const COMPILED: &str = "Compiled";
+/// Ready=False: the latest generation does not compile; message = every error.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Event of a deleted flag leaving the config.
+pub const REMOVED: &str = "Removed";
+
+/// Events are limited to 1 kB of note.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// An Event to publish about a flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    pub reason: &'static str,
+    /// What the operator did: `Compile` or `Remove`.
+    pub action: &'static str,
+    pub note: String,
+}
+
+/// The status a flag should have once `config` (compiled with `outcome` for
+/// it) is written. Fields other controllers' logic owns (step, proxies,
+/// failed checks, other conditions) are carried over from the current status.
+pub fn desired_status(
+    flag: &AIFeatureFlag,
+    outcome: &FlagOutcome,
+    config: &SidecarConfig,
+    now: Timestamp,
+) -> AIFeatureFlagStatus {
+    let name = flag.metadata.name.as_deref().unwrap_or_default();
+    let generation = flag.metadata.generation.unwrap_or_default();
+    let previous = flag.status.clone().unwrap_or_default();
+    let serving = outcome
+        .serving_generation
+        .and_then(|_| config.flag(name))
+        .filter(|f| f.namespace == flag.metadata.namespace);
+
+    let ready = ready_condition(generation, outcome, &previous.conditions, now);
+    let mut conditions = previous.conditions.clone();
+    match conditions.iter_mut().find(|c| c.type_ == READY) {
+        Some(existing) => *existing = ready,
+        None => conditions.insert(0, ready),
+    }
+
+    AIFeatureFlagStatus {
+        observed_generation: flag.metadata.generation,
+        phase: Some(phase(serving)),
+        conditions,
+        serving_generation: serving.map(|f| f.generation),
+        config_revision: serving.map(|_| config.revision.clone()),
+        current_weights: serving.map(|f| {
+            f.variants
+                .iter()
+                .zip(&f.weights)
+                .map(|(v, bp)| (v.name.clone(), percent(*bp)))
+                .collect()
+        }),
+        split: serving.map(split),
+        message: Some(message(generation, outcome, serving, &config.revision)),
+        ..previous
+    }
+}
+
+fn phase(serving: Option<&CompiledFlag>) -> Phase {
+    match serving {
+        None => Phase::Degraded,
+        Some(flag) if !flag.enabled => Phase::Disabled,
+        Some(_) => Phase::Healthy,
+    }
+}
+
+fn ready_condition(
+    generation: i64,
+    outcome: &FlagOutcome,
+    previous: &[Condition],
+    now: Timestamp,
+) -> Condition {
+    let (status, reason, message) = if outcome.is_valid() {
+        (
+            "True",
+            COMPILED,
+            format!("generation {generation} compiled"),
+        )
+    } else {
+        let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
+        ("False", INVALID_SPEC, errors.join("; "))
+    };
+    // By convention the time moves only when the status flips; keeping it
+    // also keeps the status byte-identical across resyncs (no watch churn).
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == READY && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: READY.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: Some(generation),
+        last_transition_time,
+    }
+}
+
+fn message(
+    generation: i64,
+    outcome: &FlagOutcome,
+    serving: Option<&CompiledFlag>,
+    revision: &str,
+) -> String {
+    let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
+    match serving {
+        Some(flag) if outcome.is_valid() => format!(
+            "generation {generation} serves {} in config revision {revision}",
+            split(flag)
+        ),
+        Some(flag) => format!(
+            "generation {generation} is invalid; generation {} keeps serving {} in config revision {revision}: {}",
+            flag.generation,
+            split(flag),
+            errors.join("; ")
+        ),
+        None if outcome.is_valid() => {
+            format!("generation {generation} compiled but is not in the config")
+        }
+        None => format!(
+            "generation {generation} is invalid and no earlier generation was valid, so nothing is served: {}",
+            errors.join("; ")
+        ),
+    }
+}
+
+/// `stable=90 candidate=10`, in variant order, of what is served now.
+pub fn split(flag: &CompiledFlag) -> String {
+    flag.variants
+        .iter()
+        .zip(flag.effective_weights())
+        .map(|(v, bp)| format!("{}={}", v.name, percent(bp)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn percent(basis_points: u32) -> f64 {
+    f64::from(basis_points) / 100.0
+}
+
+/// The Event worth publishing when the status goes from `previous` to
+/// `desired`, if any.
+pub fn notice_for(
+    previous: Option<&AIFeatureFlagStatus>,
+    desired: &AIFeatureFlagStatus,
+) -> Option<Notice> {
+    let ready = ready_of(desired)?;
+    let unchanged = previous.is_some_and(|p| {
+        p.observed_generation == desired.observed_generation
+            && ready_of(p).is_some_and(|r| {
+                r.status == ready.status && r.reason == ready.reason && r.message == ready.message
+            })
+    });
+    if unchanged {
+        return None;
+    }
+    let note = truncate(desired.message.clone().unwrap_or_default());
+    match ready.reason.as_str() {
+        COMPILED => Some(Notice {
+            warning: false,
+            reason: COMPILED,
+            action: "Compile",
+            note,
+        }),
+        INVALID_SPEC => Some(Notice {
+            warning: true,
+            reason: INVALID_SPEC,
+            action: "Compile",
+            note,
+        }),
+        _ => None,
+    }
+}
+
+/// The Event of a deleted flag leaving its namespace's config.
+pub fn removal_notice(config: &SidecarConfig) -> Notice {
+    Notice {
+        warning: false,
+        reason: REMOVED,
+        action: "Remove",
+        note: format!(
+            "removed from the config; config revision {}",
+            config.revision
+        ),
+    }
+}
+
+fn ready_of(status: &AIFeatureFlagStatus) -> Option<&Condition> {
+    status.conditions.iter().find(|c| c.type_ == READY)
+}
+
+fn truncate(mut note: String) -> String {
+    if note.len() > MAX_NOTE_BYTES {
+        let mut end = MAX_NOTE_BYTES - 3;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    note
+}
+
+#[cfg(test)]
+mod tests;
