@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -76,7 +76,8 @@ impl Error {
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// Who the Events say published them.
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     backoff: Backoff,
     /// One writer per namespace, so two flags reconciled at once cannot
@@ -86,10 +87,9 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
-        let recorder = Recorder::new(client.clone(), MANAGER.into());
         Context {
             client,
-            recorder,
+            reporter: MANAGER.into(),
             metrics,
             backoff: Backoff::default(),
             namespace_locks: Mutex::default(),
@@ -162,6 +162,11 @@ async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<A
         .iter()
         .find(|f| f.metadata.name.as_deref() == Some(name.as_str()))
         .unwrap_or(flag);
+    if current.metadata.deletion_timestamp.is_some() {
+        // Deleted since this reconcile was queued: the config above already
+        // left it out, and its cleanup (triggered by the deletion) follows.
+        return Ok(Action::await_change());
+    }
     let outcome = compilation.flags.get(&name).cloned().unwrap_or_default();
     let status = desired_status(current, &outcome, &compilation.config, Timestamp::now());
     if current.status.as_ref() != Some(&status) {
@@ -236,7 +241,11 @@ async fn publish(ctx: &Context, flag: &AIFeatureFlag, notice: Notice) {
         action: notice.action.into(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &flag.object_ref(&())).await {
+    // A fresh Recorder per Event: a shared one folds events of the same
+    // reason into a series that keeps the first note, and ours are already
+    // published only on change.
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(error) = recorder.publish(&event, &flag.object_ref(&())).await {
         tracing::warn!(flag = %key(flag), %error, "publishing an event failed");
     }
 }

@@ -12,6 +12,12 @@ pub(crate) enum Scenario {
     /// lists, finds no ConfigMap, applies one holding the flag, applies the
     /// status Ready=True and publishes `Compiled`.
     Create(AIFeatureFlag),
+    /// `first` (generation 1) is served, then `second` (a valid generation 2
+    /// at 50/50) replaces it with a fresh `Compiled` Event.
+    Update {
+        first: AIFeatureFlag,
+        second: AIFeatureFlag,
+    },
     /// `updated` does not compile; `served` holds its last valid version,
     /// which must stay in the ConfigMap.
     InvalidUpdate {
@@ -24,6 +30,9 @@ pub(crate) enum Scenario {
         flag: AIFeatureFlag,
         served: SidecarConfig,
     },
+    /// `flag` was deleted after its reconcile was queued: the list shows it
+    /// deleting, so the config leaves it out and no status is written.
+    DeletedMeanwhile(AIFeatureFlag),
     /// `deleted` (finalizer present) leaves the config; `remaining` stays;
     /// then the finalizer is removed.
     Delete {
@@ -70,6 +79,10 @@ impl ApiServer {
         tokio::spawn(async move {
             match scenario {
                 Scenario::Create(flag) => self.create(flag).await,
+                Scenario::Update { first, second } => {
+                    let (server, served) = self.first_compile(&first).await;
+                    server.update(second, served).await;
+                }
                 Scenario::InvalidUpdate { updated, served } => {
                     self.invalid_update(updated, served).await
                 }
@@ -81,6 +94,15 @@ impl ApiServer {
                         .await;
                     let (_, config) = server.config_map_applied().await;
                     assert_eq!(config, served);
+                }
+                Scenario::DeletedMeanwhile(flag) => {
+                    let server = self
+                        .flags_listed(&[flag.deleting()])
+                        .await
+                        .config_map_read(None)
+                        .await;
+                    let (_, config) = server.config_map_applied().await;
+                    assert!(config.flags.is_empty());
                 }
                 Scenario::Delete {
                     deleted,
@@ -111,7 +133,7 @@ impl ApiServer {
     }
 
     /// list → GET 404 → ConfigMap with the flag → status Ready → Compiled.
-    async fn first_compile(self, flag: &AIFeatureFlag) {
+    async fn first_compile(self, flag: &AIFeatureFlag) -> (Self, SidecarConfig) {
         let server = self
             .flags_listed(std::slice::from_ref(flag))
             .await
@@ -121,13 +143,35 @@ impl ApiServer {
         assert_eq!(served_flags(&config), [("summarizer", 1, vec![9000, 1000])]);
         let (server, status) = server.status_applied(flag).await;
         assert_eq!(status, healthy_status(&config.revision));
-        let (_, note) = server.event_posted(flag, "Normal", "Compiled").await;
+        let (server, note) = server.event_posted(flag, "Normal", "Compiled").await;
         assert_eq!(
             note,
             format!(
                 "generation 1 serves stable=90 candidate=10 in config revision {}",
                 config.revision
             )
+        );
+        (server, config)
+    }
+
+    async fn update(self, updated: AIFeatureFlag, served: SidecarConfig) {
+        let server = self
+            .flags_listed(std::slice::from_ref(&updated))
+            .await
+            .config_map_read(Some(&served))
+            .await;
+        let (server, config) = server.config_map_applied().await;
+        assert_eq!(served_flags(&config), [("summarizer", 2, vec![5000, 5000])]);
+        let (server, status) = server.status_applied(&updated).await;
+        assert_eq!(status["observedGeneration"], 2);
+        assert_eq!(status["servingGeneration"], 2);
+        assert_eq!(status["conditions"][0]["message"], "generation 2 compiled");
+        assert_eq!(status["split"], "stable=50 candidate=50");
+        // A new Event (POST, not a PATCH of the first one's series) with its own note.
+        let (_, note) = server.event_posted(&updated, "Normal", "Compiled").await;
+        assert!(
+            note.starts_with("generation 2 serves stable=50 candidate=50"),
+            "{note}"
         );
     }
 

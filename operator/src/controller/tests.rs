@@ -49,6 +49,25 @@ async fn create_adds_the_finalizer_then_serves_the_flag() {
 }
 
 #[tokio::test]
+async fn a_valid_update_replaces_the_served_version() {
+    let (ctx, server) = Context::test();
+    let first = AIFeatureFlag::test().finalized();
+    let served = compiled(&[&first]);
+    let second = reconciled(first.clone(), &served)
+        .generation(2)
+        .weights(&[("stable", 50.0), ("candidate", 50.0)]);
+    let scenario = server.run(Scenario::Update {
+        first: first.clone(),
+        second: second.clone(),
+    });
+
+    let one = reconcile(Arc::new(first), ctx.clone()).await;
+    let two = reconcile(Arc::new(second), ctx.clone()).await;
+    finished(scenario).await;
+    assert!(one.is_ok() && two.is_ok(), "{one:?} {two:?}");
+}
+
+#[tokio::test]
 async fn invalid_update_keeps_the_previous_version_serving() {
     let (ctx, server) = Context::test();
     let valid = AIFeatureFlag::test().finalized();
@@ -89,6 +108,17 @@ async fn a_resync_without_change_writes_no_status_and_no_event() {
     let result = reconcile(Arc::new(flag), ctx).await;
     finished(scenario).await;
     assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_flag_deleted_meanwhile_gets_no_status() {
+    let (ctx, server) = Context::test();
+    let flag = AIFeatureFlag::test().finalized();
+    let scenario = server.run(Scenario::DeletedMeanwhile(flag.clone()));
+
+    let result = reconcile(Arc::new(flag), ctx).await;
+    finished(scenario).await;
+    assert_eq!(result.expect("reconciled"), Action::await_change());
 }
 
 #[tokio::test]
