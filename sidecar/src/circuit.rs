@@ -1,1 +1,153 @@
-//! (being written)
+//! Per-target circuit breakers: after `failure_threshold` consecutive failures
+//! a target is skipped for `cooldown`, then exactly one probe request is let
+//! through; its outcome closes the breaker or opens it for another cooldown.
+//!
+//! Time is passed in, so the state machine is tested without sleeping. The lock
+//! is held only for a map lookup and never across an `await`.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Consecutive failures that open the breaker (0 behaves as 1).
+    pub failure_threshold: u32,
+    /// How long an open breaker rejects before letting a probe through; also
+    /// how long a probe may stay unreported before another is allowed.
+    pub cooldown: Duration,
+}
+
+/// Whether a request may go to a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Allowed,
+    /// Allowed as the single trial request of a half-open breaker: report its
+    /// outcome with [`Breakers::record`].
+    Probe,
+    /// Skip this target; it may be tried again after `retry_in`.
+    Rejected {
+        retry_in: Duration,
+    },
+}
+
+/// The breakers of all targets, keyed by whatever identifies a target.
+#[derive(Debug)]
+pub struct Breakers<K> {
+    settings: BreakerSettings,
+    /// Only targets with recent failures have an entry; absent means closed.
+    states: Mutex<HashMap<K, State>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// A probe is out. If it is never reported (its client went away), a new
+    /// probe is allowed at `expires`, so the breaker cannot wedge.
+    HalfOpen {
+        expires: Instant,
+    },
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            failure_threshold: 5,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Breakers<K> {
+    pub fn new(settings: BreakerSettings) -> Self {
+        Breakers {
+            settings,
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Asks to send a request to `key` at `now`.
+    pub fn try_acquire(&self, key: &K, now: Instant) -> Admission {
+        let mut states = self.lock();
+        let Some(state) = states.get_mut(key) else {
+            return Admission::Allowed;
+        };
+        match *state {
+            State::Closed { .. } => Admission::Allowed,
+            State::Open { until } | State::HalfOpen { expires: until } if now < until => {
+                Admission::Rejected {
+                    retry_in: until.saturating_duration_since(now),
+                }
+            }
+            State::Open { .. } | State::HalfOpen { .. } => {
+                *state = State::HalfOpen {
+                    expires: self.after_cooldown(now),
+                };
+                Admission::Probe
+            }
+        }
+    }
+
+    /// Reports the outcome of a request admitted by [`Self::try_acquire`].
+    /// Any success closes the breaker: the target answered. A failure counts
+    /// toward the threshold when closed, and a failed probe re-opens the
+    /// breaker; failures of requests admitted before it opened change nothing.
+    pub fn record(&self, key: &K, admission: Admission, success: bool, now: Instant) {
+        if matches!(admission, Admission::Rejected { .. }) {
+            return;
+        }
+        let mut states = self.lock();
+        if success {
+            states.remove(key);
+            return;
+        }
+        let threshold = self.settings.failure_threshold.max(1);
+        let reopened = State::Open {
+            until: self.after_cooldown(now),
+        };
+        let state = states
+            .entry(key.clone())
+            .or_insert(State::Closed { failures: 0 });
+        match (*state, admission) {
+            (State::Closed { failures }, _) => {
+                let failures = failures.saturating_add(1);
+                *state = if failures >= threshold {
+                    reopened
+                } else {
+                    State::Closed { failures }
+                };
+            }
+            (State::HalfOpen { .. }, Admission::Probe) => *state = reopened,
+            _ => {}
+        }
+    }
+
+    /// Targets currently not closed, for the `circuit_open` gauge.
+    pub fn open_keys(&self) -> Vec<K> {
+        self.lock()
+            .iter()
+            .filter(|(_, state)| !matches!(state, State::Closed { .. }))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    fn after_cooldown(&self, now: Instant) -> Instant {
+        now.checked_add(self.settings.cooldown).unwrap_or(now)
+    }
+
+    /// No code panics while holding the lock, but a poisoned map is still
+    /// consistent: every update is a single assignment.
+    fn lock(&self) -> MutexGuard<'_, HashMap<K, State>> {
+        self.states.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+#[path = "circuit_tests.rs"]
+mod tests;
