@@ -80,16 +80,32 @@ pub(crate) async fn run(
     outcome.flag = flag.key.clone();
     let mut attempts = 0u32;
     let mut last: Option<(Failed, &CompiledVariant)> = None;
-    for (index, &variant_index) in attempt_plan(flag, exchange.chosen).iter().enumerate() {
+    let mut last_index = None;
+    // A target given up on (circuit open, no time left to wait) is not retried.
+    let mut skip = None;
+    let mut retry_number = 0;
+    for variant_index in attempt_plan(flag, exchange.chosen) {
         let Some(variant) = flag.variants.get(variant_index) else {
             continue;
         };
-        if let Some((failed, _)) = &last {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let delay = next_delay(index as u32, failed.retry_after, remaining, random_u32());
-            let Some(delay) = delay else { break };
-            tokio::time::sleep(delay).await;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if skip == Some(variant_index) || remaining.is_zero() {
+            continue;
         }
+        // Retries of the same target wait (Retry-After or backoff); moving
+        // down the chain goes at once.
+        if last_index == Some(variant_index) {
+            let retry_after = last.as_ref().and_then(|(failed, _)| failed.retry_after);
+            let Some(delay) = next_delay(retry_number, retry_after, remaining, random_u32()) else {
+                skip = Some(variant_index);
+                continue;
+            };
+            retry_number += 1;
+            tokio::time::sleep(delay).await;
+        } else {
+            retry_number = 0;
+        }
+        last_index = Some(variant_index);
         let target = match proxy
             .upstream
             .target_for(exchange.protocol, variant.provider.as_ref())
@@ -101,13 +117,15 @@ pub(crate) async fn run(
             }
         };
         let key = format!("{} {}", target.label(), variant.model);
-        if let Admission::Rejected { retry_in } = admit(proxy, &key) {
+        let admission = admit(proxy, &key);
+        if let Admission::Rejected { retry_in } = admission {
             let message = format!(
                 "the circuit for {key} is open after repeated failures; next probe in {}ms",
                 retry_in.as_millis()
             );
             report_attempt(proxy, &target, variant, "circuit_open");
             last = Some((Failed::new(Some(Failure::Connect), message), variant));
+            skip = Some(variant_index);
             continue;
         }
         if let Some((failed, from)) = &last {
@@ -133,7 +151,7 @@ pub(crate) async fn run(
         .await;
         outcome.upstream_duration += started.elapsed();
         let healthy = !matches!(&result, Err(f) if f.failure.is_some());
-        record(proxy, &key, healthy);
+        record(proxy, &key, admission, healthy);
         match result {
             Ok(served) => {
                 report_attempt(proxy, &target, variant, "ok");
@@ -407,13 +425,13 @@ fn describe(
 }
 
 fn admit(proxy: &Proxy, key: &String) -> Admission {
-    let mut breakers = proxy.breakers.lock().unwrap_or_else(|e| e.into_inner());
-    breakers.try_acquire(key, std::time::Instant::now())
+    proxy.breakers.try_acquire(key, std::time::Instant::now())
 }
 
-fn record(proxy: &Proxy, key: &String, success: bool) {
-    let mut breakers = proxy.breakers.lock().unwrap_or_else(|e| e.into_inner());
-    breakers.record(key, success, std::time::Instant::now());
+fn record(proxy: &Proxy, key: &String, admission: Admission, success: bool) {
+    proxy
+        .breakers
+        .record(key, admission, success, std::time::Instant::now());
 }
 
 fn report_attempt(proxy: &Proxy, target: &Target, variant: &CompiledVariant, outcome: &str) {

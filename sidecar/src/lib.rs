@@ -14,9 +14,13 @@ pub mod rewrite;
 pub mod sse;
 
 // The I/O shell.
+pub mod attempts;
 pub mod body;
 pub mod config_source;
 pub mod error;
+pub mod mock_upstream;
+pub mod proxy;
+pub mod server;
 pub mod settings;
 pub mod snapshot;
 pub mod stream;

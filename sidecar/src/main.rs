@@ -1,1 +1,83 @@
-fn main() {}
+//! aiflags-sidecar: parse settings, build the proxy, run until SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use aiflags_sidecar::server::{Sidecar, shutdown_signal};
+use aiflags_sidecar::settings::{Cli, Command, LogFormat, Settings, socket_addr};
+use aiflags_sidecar::telemetry::Registry;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::MockUpstream { listen }) = cli.command {
+        init_logging(LogFormat::Text);
+        let addr = match socket_addr(&listen) {
+            Ok(addr) => addr,
+            Err(e) => return fail(&format!("--listen: {e}")),
+        };
+        return run(
+            1,
+            async move { aiflags_sidecar::mock_upstream::run(addr).await },
+        );
+    }
+    let settings = match cli.proxy.validate() {
+        Ok(settings) => settings,
+        Err(e) => return fail(&e.to_string()),
+    };
+    init_logging(settings.log_format);
+    run(settings.workers, serve(settings))
+}
+
+/// Serves until SIGTERM or ctrl-c, then drains.
+async fn serve(settings: Settings) -> std::io::Result<()> {
+    let drain = settings.drain_timeout;
+    let sidecar = Sidecar::start(settings, Arc::new(Registry)).await?;
+    shutdown_signal().await;
+    tracing::info!(
+        drain_ms = drain.as_millis(),
+        "shutting down: draining in-flight requests"
+    );
+    sidecar.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A sidecar gets a fraction of a core: one worker runs a current-thread runtime.
+fn run(workers: usize, main: impl Future<Output = std::io::Result<()>>) -> ExitCode {
+    let runtime = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    };
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(main),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("AIFLAGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("aiflags-sidecar: {message}");
+    ExitCode::FAILURE
+}

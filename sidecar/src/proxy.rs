@@ -5,8 +5,8 @@
 use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use aiflags_api::{CompiledFlag, Operation};
@@ -28,7 +28,7 @@ pub struct Proxy {
     pub(crate) upstream: Upstream,
     pub(crate) config: Arc<SnapshotCell>,
     /// Keyed by provider label + model: one sick model does not block its provider.
-    pub(crate) breakers: Mutex<Breakers<String>>,
+    pub(crate) breakers: Breakers<String>,
     pub(crate) telemetry: SharedTelemetry,
     max_body_bytes: usize,
 }
@@ -61,7 +61,7 @@ impl Proxy {
         Proxy {
             upstream,
             config,
-            breakers: Mutex::new(Breakers::new(breaker)),
+            breakers: Breakers::new(breaker),
             telemetry,
             max_body_bytes,
         }
