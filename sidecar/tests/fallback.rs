@@ -91,7 +91,7 @@ async fn a_stream_without_a_first_token_in_time_moves_down_the_chain() {
     let reply = stack.chat("gpt-4.1").streaming().send().await;
     assert_fell_back(&reply, "2");
     assert!(
-        reply.text().contains("Hello from gpt-4o-mini"),
+        reply.text().contains("[DONE]"),
         "{}",
         reply.text()
     );
