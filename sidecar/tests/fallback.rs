@@ -90,11 +90,7 @@ async fn a_stream_without_a_first_token_in_time_moves_down_the_chain() {
     let started = Instant::now();
     let reply = stack.chat("gpt-4.1").streaming().send().await;
     assert_fell_back(&reply, "2");
-    assert!(
-        reply.text().contains("[DONE]"),
-        "{}",
-        reply.text()
-    );
+    assert!(reply.text().contains("[DONE]"), "{}", reply.text());
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 

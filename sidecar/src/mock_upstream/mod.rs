@@ -4,20 +4,22 @@
 //! - any other model answers normally; the reply names the model.
 //! - `mock-error-500`: 500. `mock-429`: 429 with `retry-after: 1`.
 //! - `mock-slow-first-token`: waits 3s before the response head.
-//! - `mock-timeout`: never answers.
-//! - `mock-cut-stream`: a few chunks, then the connection is cut.
+//! - `mock-timeout`: never answers. `mock-slow-stream`: chunks 200ms apart.
+//! - `mock-cut-stream`: a few chunks (or half the JSON), then the connection is cut.
 //! - `mock-malformed-sse`: a stream that is not valid SSE JSON.
 //! - `mock-flaky-N`: fails the first N requests for that model, then answers.
 //!
 //! Every response echoes what arrived (`x-mock-received-model`,
 //! `x-mock-saw-authorization`, `x-mock-body-sha256`, …) so tests can assert on
-//! what the proxy sent. `GET /mock/requests/{model}` counts requests per model.
+//! what the proxy sent. `GET /mock/requests/{model}` counts requests per model,
+//! `GET /mock/active-streams` the streams still sending.
 
 mod replies;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,11 +78,14 @@ impl Drop for MockUpstream {
 #[derive(Default)]
 struct MockState {
     requests: Mutex<HashMap<String, u32>>,
+    /// Streams still sending: a client that went away must bring this to 0.
+    active_streams: Arc<AtomicI64>,
 }
 
 /// What the mock learned about a request; echoed back as headers.
 struct Seen {
     model: String,
+    active: Arc<AtomicI64>,
     count: u32,
     headers: HeaderMap,
 }
@@ -97,6 +102,10 @@ impl MockState {
             .map(|c| c.to_bytes())
             .unwrap_or_default();
         let path = parts.uri.path().to_string();
+        if path == "/mock/active-streams" {
+            let active = self.active_streams.load(Ordering::SeqCst);
+            return Ok(json_response(StatusCode::OK, &json!({ "active": active })));
+        }
         if let Some(model) = path.strip_prefix("/mock/requests/") {
             let count = self.count(model, false);
             return Ok(json_response(
@@ -113,6 +122,7 @@ impl MockState {
         let seen = Seen {
             count: self.count(&model, true),
             model,
+            active: self.active_streams.clone(),
             headers: echo_headers(&parts.headers, &bytes, &body, &path),
         };
         let operation = (parts.method == Method::POST)
@@ -181,16 +191,34 @@ async fn behave(
                 tokio::time::sleep(Duration::from_secs(3)).await;
             }
             if model == "mock-malformed-sse" && stream {
-                return sse(vec![
-                    Ok(Bytes::from_static(
-                        b"data: {\"choices\": [{\"delta\": {\"content\": \"ok\"}}]}\n\n",
-                    )),
-                    Ok(Bytes::from_static(b"data: {not json at all\n\n")),
-                    Ok(Bytes::from_static(
-                        b"event without a blank line\ndata: \xff\xfe\n\n",
-                    )),
-                    Ok(Bytes::from_static(b"data: [DONE]\n\n")),
-                ]);
+                return sse(
+                    &seen.active,
+                    PACE,
+                    vec![
+                        Ok(Bytes::from_static(
+                            b"data: {\"choices\": [{\"delta\": {\"content\": \"ok\"}}]}\n\n",
+                        )),
+                        Ok(Bytes::from_static(b"data: {not json at all\n\n")),
+                        Ok(Bytes::from_static(
+                            b"event without a blank line\ndata: \xff\xfe\n\n",
+                        )),
+                        Ok(Bytes::from_static(b"data: [DONE]\n\n")),
+                    ],
+                );
+            }
+            if !stream && model == "mock-cut-stream" {
+                let whole = reply.whole().to_string();
+                let half = Bytes::from(whole[..whole.len() / 2].to_string());
+                let mut response = sse(
+                    &seen.active,
+                    PACE,
+                    vec![Ok(half), Err("mock cut the response".into())],
+                );
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                return response;
             }
             if !stream {
                 return json_response(StatusCode::OK, &reply.whole());
@@ -201,7 +229,12 @@ async fn behave(
                 chunks.truncate(2);
                 chunks.push(Err("mock cut the stream".into()));
             }
-            sse(chunks)
+            let pace = if model == "mock-slow-stream" {
+                Duration::from_millis(200)
+            } else {
+                PACE
+            };
+            sse(&seen.active, pace, chunks)
         }
     }
 }
@@ -224,11 +257,17 @@ fn json_response(status: StatusCode, body: &Value) -> Response<ProxyBody> {
 
 /// Sends the chunks a few milliseconds apart, as a real model would, so the
 /// proxy sees them arrive separately. An `Err` cuts the connection.
-fn sse(chunks: Vec<Result<Bytes, BoxError>>) -> Response<ProxyBody> {
-    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+fn sse(
+    active: &Arc<AtomicI64>,
+    pace: Duration,
+    chunks: Vec<Result<Bytes, BoxError>>,
+) -> Response<ProxyBody> {
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+    let active = ActiveStream::new(active.clone());
     tokio::spawn(async move {
+        let _active = active;
         for chunk in chunks {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(pace).await;
             if tx.send(chunk.map(Frame::data)).await.is_err() {
                 return;
             }
@@ -243,6 +282,25 @@ fn sse(chunks: Vec<Result<Bytes, BoxError>>) -> Response<ProxyBody> {
         HeaderValue::from_static("text/event-stream"),
     );
     response
+}
+
+/// Time between streamed chunks.
+const PACE: Duration = Duration::from_millis(5);
+
+/// Counts a stream while its sender lives.
+struct ActiveStream(Arc<AtomicI64>);
+
+impl ActiveStream {
+    fn new(counter: Arc<AtomicI64>) -> ActiveStream {
+        counter.fetch_add(1, Ordering::SeqCst);
+        ActiveStream(counter)
+    }
+}
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Facts about the request, as `x-mock-*` headers.
