@@ -1,0 +1,116 @@
+"""The official openai Python SDK, unchanged, through the sidecar."""
+
+import json
+import urllib.request
+
+MESSAGES = [{"role": "user", "content": "Say hi"}]
+
+
+def test_chat_plain_gets_the_variant_model_and_headers(client):
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    completion = raw.parse()
+    assert raw.headers["x-aiflags-flag"] == "chat-model"
+    assert raw.headers["x-aiflags-variant"] == "candidate"
+    assert raw.headers["x-aiflags-model"] == "gpt-4.1-mini"
+    assert raw.headers["x-aiflags-attempts"] == "1"
+    assert raw.headers["x-mock-temperature"] == "0.2"
+    assert raw.headers["x-mock-saw-authorization"] == "yes"
+    assert completion.model == "gpt-4.1-mini"
+    assert "gpt-4.1-mini" in completion.choices[0].message.content
+
+
+def test_chat_streaming_arrives_in_chunks_without_the_injected_usage_chunk(client):
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    assert raw.headers["x-aiflags-model"] == "gpt-4.1-mini"
+    assert raw.headers["x-mock-saw-include-usage"] == "yes"
+    chunks = list(raw.parse())
+    assert len(chunks) > 3
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Hello from gpt-4.1-mini" in text
+    assert all(c.usage is None for c in chunks), "the proxy's usage chunk leaked to the app"
+
+
+def test_chat_streaming_keeps_the_usage_chunk_the_app_asked_for(client):
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_responses_plain_and_streaming(client):
+    raw = client.responses.with_raw_response.create(model="gpt-4o", input="Say hi")
+    response = raw.parse()
+    assert raw.headers["x-aiflags-model"] == "gpt-4.1"
+    assert response.model == "gpt-4.1"
+    assert "Hello from gpt-4.1" in response.output_text
+    events = list(client.responses.create(model="gpt-4o", input="Say hi", stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert events[-1].response.usage.output_tokens > 0
+
+
+def test_embeddings(client):
+    raw = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="hello")
+    embeddings = raw.parse()
+    assert raw.headers["x-aiflags-model"] == "text-embedding-3-large"
+    assert embeddings.model == "text-embedding-3-large"
+    assert len(embeddings.data[0].embedding) == 4
+
+
+def test_anthropic_messages_plain_and_streaming(stack):
+    def post(body):
+        request = urllib.request.Request(
+            f"{stack.base}/v1/messages",
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json", "x-api-key": "sk-ant-test",
+                     "anthropic-version": "2023-06-01"},
+        )
+        return urllib.request.urlopen(request, timeout=30)
+
+    body = {"model": "claude-3-5-haiku-latest", "max_tokens": 64, "messages": MESSAGES}
+    with post(body) as response:
+        assert response.headers["x-aiflags-model"] == "claude-sonnet-4-5"
+        assert response.headers["x-mock-api-key"] == "sk-ant-test"
+        message = json.loads(response.read())
+    assert message["model"] == "claude-sonnet-4-5"
+    assert message["content"][0]["text"].startswith("Hello from claude-sonnet-4-5")
+    with post({**body, "stream": True}) as response:
+        text = response.read().decode()
+    assert "event: message_start" in text and text.rstrip().endswith('data: {"type":"message_stop"}')
+
+
+def test_fallback_is_visible_in_the_headers(client):
+    raw = client.chat.completions.with_raw_response.create(model="fragile", messages=MESSAGES)
+    assert raw.headers["x-aiflags-variant"] == "backup"
+    assert raw.headers["x-aiflags-attempts"] == "2"
+    assert raw.parse().model == "gpt-4o-mini"
+
+
+def test_a_model_without_a_flag_passes_through(client):
+    raw = client.chat.completions.with_raw_response.create(model="gpt-3.5-turbo", messages=MESSAGES)
+    assert "x-aiflags-flag" not in raw.headers
+    assert raw.parse().model == "gpt-3.5-turbo"
+
+
+def test_non_ascii_content(client):
+    content = "Grüße aus Köln — 日本語のテキスト 🌍"
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": content}], user="ünïcödé-user"
+    )
+    assert raw.http_response.status_code == 200
+    assert raw.parse().model == "gpt-4.1-mini"
+
+
+def test_a_one_megabyte_prompt(client):
+    prompt = "word " * 200_000
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
+    assert completion.model == "gpt-4.1-mini"
+    assert completion.usage.prompt_tokens > 250_000
+
+
+def test_the_proxy_reports_its_config(stack):
+    with urllib.request.urlopen(f"{stack.admin}/config", timeout=5) as response:
+        config = json.loads(response.read())
+    assert {f["key"] for f in config["flags"]} >= {"chat-model", "claude-model"}
+    assert config["revision"]
