@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod fallback;
 pub mod rewrite;
 pub mod sse;
+pub mod usage;
 
 // The I/O shell.
 pub mod attempts;

@@ -1,5 +1,6 @@
 //! Server-Sent Events from upstreams: an incremental parser, the filter that
-//! forwards a stream while reading its usage, and the proxy's own error event.
+//! forwards a stream while reading its usage (interpreted by `usage`), and
+//! the proxy's own error event.
 //!
 //! Upstream bytes are untrusted: every buffer here is bounded by
 //! [`MAX_EVENT_BYTES`] and nothing panics on malformed input.
@@ -7,6 +8,10 @@
 use aiflags_api::Operation;
 use bytes::{Bytes, BytesMut};
 use serde_json::{Value, json};
+
+use crate::usage::{AnthropicCounts, openai_usage, responses_usage};
+// Where callers found them before usage reading had its own module.
+pub use crate::usage::{Usage, usage_from_response};
 
 /// The largest event the parser buffers. Beyond it the event is skipped
 /// (counted in [`SseParser::overflows`]) and parsing resumes at the next one.
@@ -22,17 +27,6 @@ pub struct SseEvent {
     pub event: Option<String>,
     /// The `data:` lines joined with `\n`.
     pub data: String,
-}
-
-/// Token counts of one response, in OpenAI's terms: `input_tokens` includes
-/// the cached ones and `output_tokens` the reasoning ones, so the subsets can
-/// be priced differently without double counting.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_input_tokens: u64,
-    pub reasoning_tokens: u64,
 }
 
 /// Incremental SSE parser: accepts the stream in chunks split anywhere, also
@@ -73,28 +67,6 @@ pub struct StreamFilter {
     anthropic: AnthropicCounts,
     done: bool,
     error: bool,
-}
-
-/// Anthropic's raw counts: `input_tokens` excludes cache reads and writes, and
-/// `message_delta` repeats cumulative values, so they are kept apart.
-#[derive(Clone, Copy, Debug, Default)]
-struct AnthropicCounts {
-    input: u64,
-    cache_read: u64,
-    cache_creation: u64,
-    output: u64,
-}
-
-impl Usage {
-    /// Adds another response's counts, e.g. across attempts.
-    pub fn add(&mut self, other: &Usage) {
-        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
-        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
-        self.cached_input_tokens = self
-            .cached_input_tokens
-            .saturating_add(other.cached_input_tokens);
-        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
-    }
 }
 
 impl Default for SseParser {
@@ -395,35 +367,8 @@ impl StreamFilter {
     }
 
     fn anthropic_update(&mut self, usage: Option<&Value>) {
-        let Some(usage @ Value::Object(_)) = usage else {
-            return;
-        };
-        let counts = &mut self.anthropic;
-        let fields = [
-            ("input_tokens", &mut counts.input),
-            ("cache_read_input_tokens", &mut counts.cache_read),
-            ("cache_creation_input_tokens", &mut counts.cache_creation),
-            ("output_tokens", &mut counts.output),
-        ];
-        for (name, slot) in fields {
-            if let Some(n) = usage.get(name).and_then(Value::as_u64) {
-                *slot = n;
-            }
-        }
-        self.usage = Some(self.anthropic.usage());
-    }
-}
-
-impl AnthropicCounts {
-    fn usage(&self) -> Usage {
-        Usage {
-            input_tokens: self
-                .input
-                .saturating_add(self.cache_read)
-                .saturating_add(self.cache_creation),
-            output_tokens: self.output,
-            cached_input_tokens: self.cache_read,
-            reasoning_tokens: 0,
+        if let Some(usage) = usage.and_then(|u| self.anthropic.update(u)) {
+            self.usage = Some(usage);
         }
     }
 }
@@ -449,25 +394,6 @@ impl Output {
     }
 }
 
-/// Usage of a non-streamed response body.
-pub fn usage_from_response(op: Operation, body: &Value) -> Option<Usage> {
-    let usage = body.get("usage")?;
-    match op {
-        Operation::Chat | Operation::Completions | Operation::Embeddings => openai_usage(usage),
-        Operation::Responses => responses_usage(usage),
-        Operation::Messages => {
-            let mut counts = AnthropicCounts::default();
-            let count = |name| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
-            usage.as_object()?;
-            counts.input = count("input_tokens");
-            counts.cache_read = count("cache_read_input_tokens");
-            counts.cache_creation = count("cache_creation_input_tokens");
-            counts.output = count("output_tokens");
-            Some(counts.usage())
-        }
-    }
-}
-
 /// The SSE event that ends a stream the upstream broke after the client got
 /// its first byte, in the shape each SDK raises as an API error.
 pub fn error_event(op: Operation, message: &str) -> Bytes {
@@ -486,30 +412,6 @@ pub fn error_event(op: Operation, message: &str) -> Bytes {
         ),
     };
     Bytes::from(format!("{event}data: {data}\n\n"))
-}
-
-/// OpenAI's chat/completions/embeddings usage object.
-fn openai_usage(usage: &Value) -> Option<Usage> {
-    usage.as_object()?;
-    let count = |path| usage.pointer(path).and_then(Value::as_u64).unwrap_or(0);
-    Some(Usage {
-        input_tokens: count("/prompt_tokens"),
-        output_tokens: count("/completion_tokens"),
-        cached_input_tokens: count("/prompt_tokens_details/cached_tokens"),
-        reasoning_tokens: count("/completion_tokens_details/reasoning_tokens"),
-    })
-}
-
-/// OpenAI's responses usage object.
-fn responses_usage(usage: &Value) -> Option<Usage> {
-    usage.as_object()?;
-    let count = |path| usage.pointer(path).and_then(Value::as_u64).unwrap_or(0);
-    Some(Usage {
-        input_tokens: count("/input_tokens"),
-        output_tokens: count("/output_tokens"),
-        cached_input_tokens: count("/input_tokens_details/cached_tokens"),
-        reasoning_tokens: count("/output_tokens_details/reasoning_tokens"),
-    })
 }
 
 /// The chunk `include_usage` adds: usage set and no choices.

@@ -1,0 +1,186 @@
+//! Token usage as each upstream protocol reports it, read into one shape so
+//! metrics and pricing need not know the protocol.
+//!
+//! Usage objects come from upstream bytes: anything missing or of the wrong
+//! type counts as zero, and nothing here panics.
+
+use aiflags_api::Operation;
+use serde_json::Value;
+
+/// Token counts of one response, in OpenAI's terms: `input_tokens` includes
+/// the cached ones and `output_tokens` the reasoning ones, so the subsets can
+/// be priced differently without double counting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+/// Anthropic's raw counts: `input_tokens` excludes cache reads and writes, and
+/// `message_delta` repeats cumulative values, so they are kept apart.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct AnthropicCounts {
+    input: u64,
+    cache_read: u64,
+    cache_creation: u64,
+    output: u64,
+}
+
+impl Usage {
+    /// Adds another response's counts, e.g. across attempts.
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(other.cached_input_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
+    }
+}
+
+impl AnthropicCounts {
+    /// Takes the counts a usage object carries, keeping the others: a
+    /// `message_delta` may repeat only `output_tokens`. `None` when `usage`
+    /// is not an object.
+    pub(crate) fn update(&mut self, usage: &Value) -> Option<Usage> {
+        usage.as_object()?;
+        let fields = [
+            ("input_tokens", &mut self.input),
+            ("cache_read_input_tokens", &mut self.cache_read),
+            ("cache_creation_input_tokens", &mut self.cache_creation),
+            ("output_tokens", &mut self.output),
+        ];
+        for (name, slot) in fields {
+            if let Some(n) = usage.get(name).and_then(Value::as_u64) {
+                *slot = n;
+            }
+        }
+        Some(self.usage())
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            input_tokens: self
+                .input
+                .saturating_add(self.cache_read)
+                .saturating_add(self.cache_creation),
+            output_tokens: self.output,
+            cached_input_tokens: self.cache_read,
+            reasoning_tokens: 0,
+        }
+    }
+}
+
+/// Usage of a non-streamed response body.
+pub fn usage_from_response(op: Operation, body: &Value) -> Option<Usage> {
+    let usage = body.get("usage")?;
+    match op {
+        Operation::Chat | Operation::Completions | Operation::Embeddings => openai_usage(usage),
+        Operation::Responses => responses_usage(usage),
+        Operation::Messages => AnthropicCounts::default().update(usage),
+    }
+}
+
+/// OpenAI's chat/completions/embeddings usage object.
+pub(crate) fn openai_usage(usage: &Value) -> Option<Usage> {
+    usage.as_object()?;
+    let count = |path| usage.pointer(path).and_then(Value::as_u64).unwrap_or(0);
+    Some(Usage {
+        input_tokens: count("/prompt_tokens"),
+        output_tokens: count("/completion_tokens"),
+        cached_input_tokens: count("/prompt_tokens_details/cached_tokens"),
+        reasoning_tokens: count("/completion_tokens_details/reasoning_tokens"),
+    })
+}
+
+/// OpenAI's responses usage object.
+pub(crate) fn responses_usage(usage: &Value) -> Option<Usage> {
+    usage.as_object()?;
+    let count = |path| usage.pointer(path).and_then(Value::as_u64).unwrap_or(0);
+    Some(Usage {
+        input_tokens: count("/input_tokens"),
+        output_tokens: count("/output_tokens"),
+        cached_input_tokens: count("/input_tokens_details/cached_tokens"),
+        reasoning_tokens: count("/output_tokens_details/reasoning_tokens"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn usage(i: u64, o: u64, c: u64, r: u64) -> Usage {
+        Usage {
+            input_tokens: i,
+            output_tokens: o,
+            cached_input_tokens: c,
+            reasoning_tokens: r,
+        }
+    }
+
+    #[test]
+    fn usage_of_non_streamed_responses() {
+        let chat = json!({"usage": {"prompt_tokens": 10, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 2}, "completion_tokens_details": {"reasoning_tokens": 1}}});
+        assert_eq!(
+            usage_from_response(Operation::Chat, &chat),
+            Some(usage(10, 3, 2, 1))
+        );
+        let embeddings = json!({"usage": {"prompt_tokens": 8, "total_tokens": 8}});
+        assert_eq!(
+            usage_from_response(Operation::Embeddings, &embeddings),
+            Some(usage(8, 0, 0, 0))
+        );
+        let responses = json!({"usage": {"input_tokens": 5, "output_tokens": 9, "input_tokens_details": {"cached_tokens": 1}, "output_tokens_details": {"reasoning_tokens": 4}}});
+        assert_eq!(
+            usage_from_response(Operation::Responses, &responses),
+            Some(usage(5, 9, 1, 4))
+        );
+        let messages = json!({"usage": {"input_tokens": 5, "output_tokens": 9, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 20}});
+        assert_eq!(
+            usage_from_response(Operation::Messages, &messages),
+            Some(usage(125, 9, 100, 0))
+        );
+        for op in Operation::ALL {
+            assert_eq!(usage_from_response(op, &json!({"usage": null})), None);
+            assert_eq!(usage_from_response(op, &json!([1])), None);
+        }
+    }
+
+    #[test]
+    fn counts_of_the_wrong_type_are_zero() {
+        let messages = json!({"usage": {"input_tokens": "5", "output_tokens": -1}});
+        assert_eq!(
+            usage_from_response(Operation::Messages, &messages),
+            Some(Usage::default())
+        );
+        let chat = json!({"usage": {"prompt_tokens": 1.5, "prompt_tokens_details": 3}});
+        assert_eq!(
+            usage_from_response(Operation::Chat, &chat),
+            Some(Usage::default())
+        );
+    }
+
+    #[test]
+    fn anthropic_deltas_keep_the_counts_they_omit() {
+        let mut counts = AnthropicCounts::default();
+        let start = json!({"input_tokens": 25, "cache_read_input_tokens": 10, "cache_creation_input_tokens": 5, "output_tokens": 1});
+        assert_eq!(counts.update(&start), Some(usage(40, 1, 10, 0)));
+        assert_eq!(
+            counts.update(&json!({"output_tokens": 15})),
+            Some(usage(40, 15, 10, 0))
+        );
+        assert_eq!(counts.update(&json!(null)), None);
+        assert_eq!(counts.usage(), usage(40, 15, 10, 0));
+    }
+
+    #[test]
+    fn usage_adds_up_without_overflow() {
+        let mut total = usage(u64::MAX, 1, 2, 3);
+        total.add(&usage(1, 1, 1, 1));
+        assert_eq!(total, usage(u64::MAX, 2, 3, 4));
+    }
+}
