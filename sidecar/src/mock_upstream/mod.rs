@@ -163,7 +163,8 @@ async fn behave(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let reply = Reply::new(operation, model, body_len, include_usage);
+    let mut reply = Reply::new(operation, model, body_len, include_usage);
+    reply.base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let flaky_failures = model
         .strip_prefix("mock-flaky-")
         .and_then(|n| n.parse::<u32>().ok());

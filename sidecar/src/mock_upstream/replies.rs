@@ -12,6 +12,9 @@ pub struct Reply {
     words: Vec<String>,
     input_tokens: u64,
     include_usage: bool,
+    /// Embeddings as base64 little-endian f32, as OpenAI sends for
+    /// `encoding_format: base64` (the SDKs' default).
+    pub base64: bool,
 }
 
 impl Reply {
@@ -23,6 +26,7 @@ impl Reply {
             words: text.split_inclusive(' ').map(str::to_string).collect(),
             input_tokens: body_len as u64 / 4 + 1,
             include_usage,
+            base64: false,
         }
     }
 
@@ -50,11 +54,20 @@ impl Reply {
                 "usage": chat_usage(input, output),
             }),
             Operation::Responses => self.response_object("completed", &text),
-            Operation::Embeddings => json!({
-                "object": "list", "model": model,
-                "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 0.125, 1.0]}],
-                "usage": {"prompt_tokens": input, "total_tokens": input},
-            }),
+            Operation::Embeddings => {
+                let vector = [0.25f32, -0.5, 0.125, 1.0];
+                let embedding = if self.base64 {
+                    let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+                    json!(base64(&bytes))
+                } else {
+                    json!(vector)
+                };
+                json!({
+                    "object": "list", "model": model,
+                    "data": [{"object": "embedding", "index": 0, "embedding": embedding}],
+                    "usage": {"prompt_tokens": input, "total_tokens": input},
+                })
+            }
             Operation::Messages => json!({
                 "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": text}],
@@ -220,4 +233,36 @@ fn data(value: &Value) -> Bytes {
 
 fn event(kind: &str, value: &Value) -> Bytes {
     Bytes::from(format!("event: {kind}\ndata: {value}\n\n"))
+}
+
+/// Standard base64 with padding; the mock needs nothing more.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(super::base64(b"hello"), "aGVsbG8=");
+        assert_eq!(super::base64(b"hi!"), "aGkh");
+        assert_eq!(super::base64(b"h"), "aA==");
+    }
 }
