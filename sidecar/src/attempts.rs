@@ -7,34 +7,33 @@ use std::time::{Duration, SystemTime};
 
 use aiflags_api::{CompiledVariant, Failure};
 use bytes::Bytes;
+use http::header;
 use http::response::Parts as ResponseParts;
-use http::{HeaderValue, Response, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::time::{Instant, timeout};
 
-use crate::body::{ProxyBody, full};
+use crate::body::full;
 use crate::circuit::Admission;
-use crate::error::{AttemptsFailed, ProxyError};
+use crate::error::ProxyError;
 use crate::fallback::{attempt_plan, classify_status, next_delay, parse_retry_after};
 use crate::proxy::{Exchange, Proxy, Routed, random_u32};
+use crate::respond::{give_up, respond};
 use crate::rewrite::{apply_variant, ensure_stream_usage, is_streaming};
-use crate::sse::usage_from_response;
-use crate::stream::{FilteredStream, StreamEnd};
 use crate::telemetry::{AttemptOutcome, RequestOutcome};
-use crate::upstream::{Target, UpstreamError, strip_hop_by_hop};
+use crate::upstream::{Target, UpstreamError};
 
 /// Error bodies kept to hand back when no attempt succeeds.
 const MAX_ERROR_BODY: usize = 1 << 20;
 
 /// One failed attempt.
-struct Failed {
+pub(crate) struct Failed {
     /// `None`: not a failure class fallback can act on (e.g. a missing credential).
-    failure: Option<Failure>,
-    message: String,
+    pub(crate) failure: Option<Failure>,
+    pub(crate) message: String,
     /// The upstream's own error response, handed back if nothing succeeds.
-    response: Option<(ResponseParts, Bytes)>,
-    retry_after: Option<Duration>,
+    pub(crate) response: Option<(ResponseParts, Bytes)>,
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl Failed {
@@ -58,7 +57,7 @@ impl Failed {
 }
 
 /// A good response, not yet sent.
-enum Served {
+pub(crate) enum Served {
     Whole(ResponseParts, Bytes),
     Stream {
         head: ResponseParts,
@@ -291,125 +290,6 @@ async fn attempt(
 
 fn ms_until(from: Instant, to: Instant) -> u128 {
     to.saturating_duration_since(from).as_millis()
-}
-
-/// Builds the client's response and arranges its telemetry.
-fn respond(
-    proxy: &Proxy,
-    exchange: &Exchange<'_>,
-    served: Served,
-    variant: &CompiledVariant,
-    attempts: u32,
-    outcome: &RequestOutcome,
-) -> Routed {
-    let operation = exchange.operation;
-    match served {
-        Served::Whole(head, bytes) => {
-            let mut outcome = outcome.clone();
-            outcome.usage = serde_json::from_slice(&bytes)
-                .ok()
-                .and_then(|json| usage_from_response(operation, &json));
-            outcome.status = head.status.as_u16();
-            outcome.finish();
-            proxy.telemetry.request_finished(&outcome);
-            let response = with_headers(head, full(bytes), exchange, variant, attempts);
-            Routed {
-                response,
-                reports_itself: true,
-            }
-        }
-        Served::Stream {
-            head,
-            first,
-            body,
-            strip_usage,
-        } => {
-            let mut outcome = outcome.clone();
-            outcome.status = head.status.as_u16();
-            outcome.time_to_first_token = outcome.started.map(|s| s.elapsed());
-            let telemetry = proxy.telemetry.clone();
-            let on_end = Box::new(move |end: StreamEnd, usage| {
-                outcome.usage = usage;
-                outcome.stream_error = end == StreamEnd::Broken;
-                if end == StreamEnd::ClientGone {
-                    outcome.status = 499;
-                }
-                outcome.finish();
-                telemetry.request_finished(&outcome);
-            });
-            let idle = Duration::from_millis(exchange.flag.fallback.per_attempt_timeout_ms);
-            let stream = FilteredStream::new(operation, first, body, strip_usage, idle, on_end);
-            let body = http_body_util::BodyExt::boxed_unsync(stream);
-            let response = with_headers(head, body, exchange, variant, attempts);
-            Routed {
-                response,
-                reports_itself: true,
-            }
-        }
-    }
-}
-
-/// No attempt succeeded: the last upstream error as it was, else our own.
-fn give_up(
-    proxy: &Proxy,
-    exchange: &Exchange<'_>,
-    last: Option<(Failed, &CompiledVariant)>,
-    attempts: u32,
-    outcome: &mut RequestOutcome,
-) -> Result<Routed, ProxyError> {
-    let _ = proxy;
-    let Some((failed, variant)) = last else {
-        return Err(AttemptsFailed {
-            summary: format!("flag {} has no variant to try", exchange.flag.key),
-            last: "check the flag's variants".into(),
-            timed_out: false,
-        }
-        .into());
-    };
-    outcome.variant = variant.name.clone();
-    outcome.model = variant.model.clone();
-    outcome.attempts = attempts;
-    if let Some((head, bytes)) = failed.response {
-        let response = with_headers(head, full(bytes), exchange, variant, attempts);
-        return Ok(Routed {
-            response,
-            reports_itself: false,
-        });
-    }
-    let summary = match attempts {
-        0 => "no attempt could be made".to_string(),
-        1 => "the only attempt failed".to_string(),
-        n => format!("all {n} attempts failed"),
-    };
-    Err(AttemptsFailed {
-        summary,
-        last: failed.message,
-        timed_out: failed.failure == Some(Failure::Timeout),
-    }
-    .into())
-}
-
-fn with_headers(
-    mut head: ResponseParts,
-    body: ProxyBody,
-    exchange: &Exchange<'_>,
-    variant: &CompiledVariant,
-    attempts: u32,
-) -> Response<ProxyBody> {
-    strip_hop_by_hop(&mut head.headers);
-    // The body may have been re-framed or filtered; hyper sets the length it has.
-    head.headers.remove(header::CONTENT_LENGTH);
-    let headers = &mut head.headers;
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
-        }
-    };
-    set("x-aiflags-flag", &exchange.flag.key);
-    set("x-aiflags-variant", &variant.name);
-    set("x-aiflags-model", &variant.model);
-    set("x-aiflags-attempts", &attempts.to_string());
-    Response::from_parts(head, body)
 }
 
 fn describe(

@@ -21,6 +21,7 @@ pub mod config_source;
 pub mod error;
 pub mod mock_upstream;
 pub mod proxy;
+mod respond;
 pub mod server;
 pub mod settings;
 pub mod snapshot;

@@ -151,7 +151,9 @@ impl Upstream {
         *request.headers_mut() = forwarded_headers(&parts.headers);
         // A rewritten body has its own length; the client's would truncate it.
         if let Some(len) = request.body().size_hint().exact() {
-            request.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            request
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         }
         if let Some(key) = &target.credential_key {
             let secret = self.credential(key).await?;
