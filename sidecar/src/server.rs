@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -99,7 +99,18 @@ pub async fn serve<S, F>(
     S: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
     F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Bounded headers and a header read timeout: a slow or hostile client
+    // cannot pin a connection (the body limit is enforced per request).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_headers(200);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(256 * 1024);
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
