@@ -150,7 +150,12 @@ pub(crate) async fn run(
         .await;
         outcome.upstream_duration += started.elapsed();
         let healthy = !matches!(&result, Err(f) if f.failure.is_some());
-        record(proxy, &key, admission, healthy);
+        if let Some(open) = record(proxy, &key, admission, healthy) {
+            let provider = target.label();
+            proxy
+                .telemetry
+                .circuit_changed(&provider, &variant.model, open);
+        }
         match result {
             Ok(served) => {
                 report_attempt(proxy, &target, variant, "ok");
@@ -300,6 +305,7 @@ fn describe(
 ) {
     outcome.variant = variant.name.clone();
     outcome.model = variant.model.clone();
+    outcome.pricing = variant.pricing.clone();
     outcome.provider = target.label();
     outcome.attempts = attempts;
 }
@@ -308,10 +314,11 @@ fn admit(proxy: &Proxy, key: &String) -> Admission {
     proxy.breakers.try_acquire(key, std::time::Instant::now())
 }
 
-fn record(proxy: &Proxy, key: &String, admission: Admission, success: bool) {
+/// `Some(open)` when the breaker changed state.
+fn record(proxy: &Proxy, key: &String, admission: Admission, success: bool) -> Option<bool> {
     proxy
         .breakers
-        .record(key, admission, success, std::time::Instant::now());
+        .record(key, admission, success, std::time::Instant::now())
 }
 
 fn report_attempt(proxy: &Proxy, target: &Target, variant: &CompiledVariant, outcome: &str) {

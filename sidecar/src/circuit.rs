@@ -98,14 +98,24 @@ impl<K: Eq + Hash + Clone> Breakers<K> {
     /// Any success closes the breaker: the target answered. A failure counts
     /// toward the threshold when closed, and a failed probe re-opens the
     /// breaker; failures of requests admitted before it opened change nothing.
-    pub fn record(&self, key: &K, admission: Admission, success: bool, now: Instant) {
+    /// Returns the new state when the breaker opened (`Some(true)`) or closed
+    /// (`Some(false)`), so the caller can update a gauge only on change.
+    pub fn record(
+        &self,
+        key: &K,
+        admission: Admission,
+        success: bool,
+        now: Instant,
+    ) -> Option<bool> {
         if matches!(admission, Admission::Rejected { .. }) {
-            return;
+            return None;
         }
         let mut states = self.lock();
         if success {
-            states.remove(key);
-            return;
+            let was_open = states
+                .remove(key)
+                .is_some_and(|state| !matches!(state, State::Closed { .. }));
+            return was_open.then_some(false);
         }
         let threshold = self.settings.failure_threshold.max(1);
         let reopened = State::Open {
@@ -117,14 +127,19 @@ impl<K: Eq + Hash + Clone> Breakers<K> {
         match (*state, admission) {
             (State::Closed { failures }, _) => {
                 let failures = failures.saturating_add(1);
-                *state = if failures >= threshold {
-                    reopened
-                } else {
-                    State::Closed { failures }
-                };
+                if failures >= threshold {
+                    *state = reopened;
+                    return Some(true);
+                }
+                *state = State::Closed { failures };
+                None
             }
-            (State::HalfOpen { .. }, Admission::Probe) => *state = reopened,
-            _ => {}
+            // Already counted as open: a failed probe only extends the cooldown.
+            (State::HalfOpen { .. }, Admission::Probe) => {
+                *state = reopened;
+                None
+            }
+            _ => None,
         }
     }
 

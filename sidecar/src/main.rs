@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use aiflags_sidecar::metrics::Metrics;
 use aiflags_sidecar::server::{Sidecar, shutdown_signal};
 use aiflags_sidecar::settings::{Cli, Command, LogFormat, Settings, socket_addr};
-use aiflags_sidecar::telemetry::Registry;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -33,7 +33,8 @@ fn main() -> ExitCode {
 /// Serves until SIGTERM or ctrl-c, then drains.
 async fn serve(settings: Settings) -> std::io::Result<()> {
     let drain = settings.drain_timeout;
-    let sidecar = Sidecar::start(settings, Arc::new(Registry)).await?;
+    let metrics = Metrics::new().map_err(std::io::Error::other)?;
+    let sidecar = Sidecar::start(settings, Arc::new(metrics)).await?;
     shutdown_signal().await;
     tracing::info!(
         drain_ms = drain.as_millis(),

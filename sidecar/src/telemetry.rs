@@ -1,7 +1,6 @@
 //! The seam between the request path and metrics: the proxy reports what
-//! happened, a [`Telemetry`] decides what to record. The metrics issue fills
-//! in a Prometheus implementation; until then [`Registry`] only renders what
-//! the admin listener serves.
+//! happened, a [`Telemetry`] decides what to record. The sidecar runs with
+//! [`crate::metrics::Metrics`]; [`NoTelemetry`] records nothing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +23,8 @@ pub struct RequestOutcome {
     pub status: u16,
     pub attempts: u32,
     pub usage: Option<Usage>,
+    /// The serving variant's price override, if it has one.
+    pub pricing: Option<aiflags_api::Pricing>,
     pub duration: Duration,
     /// Time spent waiting on upstreams, for proxy overhead.
     pub upstream_duration: Duration,
@@ -68,14 +69,10 @@ pub trait Telemetry: Send + Sync + 'static {
     }
 }
 
-/// Records nothing yet; the metrics issue replaces it.
+/// Records nothing: for embedding the proxy where no metrics are wanted.
 #[derive(Default, Debug)]
-pub struct Registry;
+pub struct NoTelemetry;
 
-impl Telemetry for Registry {
-    fn render(&self) -> String {
-        "# aiflags sidecar metrics are not recorded yet\n".to_string()
-    }
-}
+impl Telemetry for NoTelemetry {}
 
 pub type SharedTelemetry = Arc<dyn Telemetry>;

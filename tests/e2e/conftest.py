@@ -2,6 +2,7 @@
 upstream and a sidecar in front of it, on free loopback ports. Nothing here
 touches the internet: both upstream overrides point at the mock."""
 
+import contextlib
 import os
 import pathlib
 import socket
@@ -107,13 +108,13 @@ class Stack:
         self.mock = f"http://127.0.0.1:{mock_port}"
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+@contextlib.contextmanager
+def running_stack(tmp, flags_yaml, extra_args=()):
+    """A mock upstream and a sidecar serving `flags_yaml` in front of it."""
     if not SIDECAR.exists():
         pytest.fail(f"{SIDECAR} not found: run cargo build --bins or set AIFLAGS_BIN_DIR")
-    tmp = tmp_path_factory.mktemp("aiflags")
     flags = tmp / "flags.yaml"
-    flags.write_text(FLAGS)
+    flags.write_text(flags_yaml)
     mock_port, port, admin_port = free_port(), free_port(), free_port()
     logs = open(tmp / "processes.log", "w")
     procs = []
@@ -127,7 +128,8 @@ def stack(tmp_path_factory):
         upstream = f"http://127.0.0.1:{mock_port}"
         sidecar = subprocess.Popen(
             [SIDECAR, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}",
-             "--flags", str(flags), "--openai-upstream", upstream, "--anthropic-upstream", upstream],
+             "--flags", str(flags), "--openai-upstream", upstream, "--anthropic-upstream", upstream,
+             *extra_args],
             stdout=logs, stderr=logs,
         )
         procs.append(sidecar)
@@ -142,6 +144,12 @@ def stack(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 proc.kill()
         logs.close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("aiflags"), FLAGS) as s:
+        yield s
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiflags_api::{SidecarConfig, compile_manifests, parse_manifests};
+use aiflags_sidecar::metrics::Metrics;
 use aiflags_sidecar::mock_upstream::MockUpstream;
 use aiflags_sidecar::server::Sidecar;
 use aiflags_sidecar::settings::Cli;
-use aiflags_sidecar::telemetry::Registry;
 use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderMap, Request, StatusCode};
@@ -170,7 +170,9 @@ impl StackBuilder {
         }
         args.extend(self.args);
         let settings = Cli::try_parse_from(args).unwrap().proxy.validate().unwrap();
-        let sidecar = Sidecar::start(settings, Arc::new(Registry)).await.unwrap();
+        let sidecar = Sidecar::start(settings, Arc::new(Metrics::new().unwrap()))
+            .await
+            .unwrap();
         let client = TestClient::new(sidecar.addr);
         Stack {
             mock,

@@ -1,0 +1,178 @@
+"""Every sidecar metric appears after the traffic that should produce it, with
+the right labels and exact values: real openai SDK requests through a real
+sidecar, then a scrape of its /metrics.
+
+This module runs its own sidecar so that the counts are exactly what these
+tests sent."""
+
+import json
+import re
+import urllib.request
+
+import pytest
+
+from conftest import running_stack
+
+FLAGS = """
+apiVersion: aiflags.dev/v1alpha1
+kind: AIFeatureFlag
+metadata: {name: metered}
+spec:
+  match: {models: ["gpt-4o-mini"]}
+  defaultVariant: stable
+  variants:
+    - {name: stable, model: gpt-4o-mini}
+    - {name: candidate, model: gpt-4.1-mini}
+  rollout:
+    weights: {stable: 100, candidate: 0}
+---
+apiVersion: aiflags.dev/v1alpha1
+kind: AIFeatureFlag
+metadata: {name: house}
+spec:
+  match: {models: ["house"]}
+  defaultVariant: own
+  variants:
+    - name: own
+      model: house-llm
+      pricing: {inputPerMillion: 1.5, outputPerMillion: 4}
+---
+apiVersion: aiflags.dev/v1alpha1
+kind: AIFeatureFlag
+metadata: {name: fragile}
+spec:
+  match: {models: ["fragile"]}
+  defaultVariant: primary
+  variants:
+    - {name: primary, model: mock-error-500}
+    - {name: backup, model: gpt-4o-mini}
+  fallback:
+    chain: [backup]
+"""
+
+MESSAGES = [{"role": "user", "content": "Count the tokens, please."}]
+SERIES = re.compile(r'^(?P<name>[a-z_]+)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@pytest.fixture(scope="module")
+def metered(tmp_path_factory):
+    args = ["--breaker-threshold", "2", "--breaker-cooldown", "1h"]
+    with running_stack(tmp_path_factory.mktemp("metrics"), FLAGS, args) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def sdk(metered):
+    import openai
+
+    return openai.OpenAI(base_url=f"{metered.base}/v1", api_key="sk-e2e", max_retries=0, timeout=30)
+
+
+def scrape(stack):
+    """{(name, frozenset(labels)): value} from the Prometheus text format."""
+    with urllib.request.urlopen(f"{stack.admin}/metrics", timeout=5) as response:
+        assert response.headers["content-type"].startswith("text/plain")
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SERIES.match(line)
+        assert m, f"unparseable exposition line: {line!r}"
+        labels = frozenset(LABEL.findall(m["labels"] or ""))
+        samples[(m["name"], labels)] = float(m["value"])
+    return samples
+
+
+def value(samples, name, **labels):
+    matches = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls]
+    assert matches, f"no sample {name}{labels}"
+    return sum(matches)
+
+
+def mock_output_tokens(model):
+    # The mock answers "Hello from {model}! This is a mock reply.", one token a word.
+    return len(f"Hello from {model}! This is a mock reply.".split(" "))
+
+
+def test_the_metrics_tell_the_whole_story(metered, sdk):
+    provider = metered.mock
+
+    # 1. Two plain chats and one stream the app asked usage for: usage is visible to the test.
+    plain = [sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user=f"u{i}") for i in range(2)]
+    streamed = list(sdk.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}))
+    seen_usage = [c.usage for c in plain] + [streamed[-1].usage]
+    # 2. A stream without include_usage: the sidecar asks for usage itself and hides that chunk.
+    hidden = sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    chunks = list(hidden.parse())
+    assert all(c.usage is None for c in chunks)
+    hidden_input = int(hidden.headers["x-mock-body-bytes"]) // 4 + 1
+
+    samples = scrape(metered)
+    flag = dict(flag="metered", variant="stable", model="gpt-4o-mini")
+    assert value(samples, "aiflags_requests_total", **flag, provider=provider, operation="chat", code="200") == 4
+    expected_input = sum(u.prompt_tokens for u in seen_usage) + hidden_input
+    expected_output = sum(u.completion_tokens for u in seen_usage) + mock_output_tokens("gpt-4o-mini")
+    assert value(samples, "aiflags_tokens_total", **flag, type="input") == expected_input
+    assert value(samples, "aiflags_tokens_total", **flag, type="output") == expected_output
+    assert value(samples, "aiflags_tokens_total", **flag, type="cached_input") == 0
+    # gpt-4o-mini from the default price table: $0.15 in, $0.60 out per million.
+    expected_cost = (expected_input * 0.15 + expected_output * 0.60) / 1e6
+    assert value(samples, "aiflags_cost_usd_total", **flag) == pytest.approx(expected_cost, rel=1e-9)
+    assert value(samples, "aiflags_request_duration_seconds_count", **flag) == 4
+    assert value(samples, "aiflags_time_to_first_token_seconds_count", **flag) == 2
+    assert value(samples, "aiflags_upstream_attempts_total", provider=provider, model="gpt-4o-mini", outcome="ok") == 4
+    assert value(samples, "aiflags_proxy_overhead_seconds_count") == 4
+    overhead_sum = value(samples, "aiflags_proxy_overhead_seconds_sum")
+    assert 0 < overhead_sum < value(samples, "aiflags_request_duration_seconds_sum", **flag)
+    assert value(samples, "aiflags_active_requests") == 0
+
+
+def test_a_variant_price_override_sets_the_cost(metered, sdk):
+    completion = sdk.chat.completions.create(model="house", messages=MESSAGES)
+    usage = completion.usage
+    samples = scrape(metered)
+    expected = (usage.prompt_tokens * 1.5 + usage.completion_tokens * 4) / 1e6
+    assert value(samples, "aiflags_cost_usd_total", flag="house", variant="own", model="house-llm") == pytest.approx(
+        expected, rel=1e-9)
+
+
+def test_fallbacks_count_once_per_hop_and_open_the_circuit(metered, sdk):
+    for _ in range(2):
+        raw = sdk.chat.completions.with_raw_response.create(model="fragile", messages=MESSAGES)
+        assert raw.headers["x-aiflags-variant"] == "backup"
+        assert raw.headers["x-aiflags-attempts"] == "2"
+    samples = scrape(metered)
+    hop = dict(flag="fragile", from_model="mock-error-500", to_model="gpt-4o-mini", reason="status_500")
+    assert value(samples, "aiflags_fallbacks_total", **hop) == 2
+    assert value(samples, "aiflags_upstream_attempts_total", model="mock-error-500", outcome="status_500") == 2
+    # Two consecutive failures is this sidecar's breaker threshold.
+    assert value(samples, "aiflags_circuit_open", provider=metered.mock, model="mock-error-500") == 1
+
+    # With the circuit open the failing target is skipped, and that is what the metrics say.
+    sdk.chat.completions.create(model="fragile", messages=MESSAGES)
+    samples = scrape(metered)
+    assert value(samples, "aiflags_upstream_attempts_total", model="mock-error-500", outcome="circuit_open") == 1
+    assert value(samples, "aiflags_upstream_attempts_total", model="mock-error-500", outcome="status_500") == 2
+    assert value(samples, "aiflags_requests_total", flag="fragile", variant="backup", code="200") == 3
+
+
+def test_pass_through_traffic_is_counted_without_request_labels(metered):
+    body = json.dumps({"model": "someone-elses-model-123", "messages": MESSAGES}).encode()
+    request = urllib.request.Request(f"{metered.base}/v1/chat/completions", data=body,
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert "x-aiflags-flag" not in response.headers
+    samples = scrape(metered)
+    assert value(samples, "aiflags_requests_total", flag="", variant="", model="", operation="chat", code="200") == 1
+    assert not any("someone-elses-model-123" in str(labels) for _, labels in samples), "a client-chosen label value"
+
+
+def test_the_config_revision_is_exported(metered):
+    with urllib.request.urlopen(f"{metered.admin}/config", timeout=5) as response:
+        revision = json.load(response)["revision"]
+    samples = scrape(metered)
+    assert value(samples, "aiflags_config_revision_info", revision=revision) == 1
+    assert value(samples, "aiflags_config_reloads_total", result="ok") == 1
