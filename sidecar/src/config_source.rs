@@ -79,8 +79,14 @@ impl ConfigLoader {
             }
             ConfigSource::Flags(_) => self.compile(&inputs.files),
         };
+        // Without a labels file (a laptop, a plain process) there is no pod to
+        // select: every flag applies, as the manifests on disk say.
+        let config = match &self.pod_labels {
+            Some(_) => config.for_pod(&inputs.labels),
+            None => config,
+        };
         Ok(Some(Snapshot {
-            config: config.for_pod(&inputs.labels),
+            config,
             source,
             loaded_at: SystemTime::now(),
         }))
@@ -259,5 +265,21 @@ mod tests {
         std::fs::write(&path, r#"{"schema": "aiflags.dev/config/v9", "flags": []}"#).unwrap();
         let err = loader.poll().unwrap_err().to_string();
         assert!(err.contains("not supported"), "{err}");
+    }
+
+    #[test]
+    fn pod_selectors_apply_only_when_the_pod_labels_are_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let keys = |labels: Option<PathBuf>| -> Vec<String> {
+            let mut loader = ConfigLoader::new(ConfigSource::Flags(examples.clone()), labels);
+            let snapshot = loader.poll().unwrap().unwrap();
+            snapshot.config.flags.into_iter().map(|f| f.key).collect()
+        };
+        // Every example selects pods by label; on a laptop all of them apply.
+        assert_eq!(keys(None).len(), 3);
+        let labels = dir.path().join("labels");
+        std::fs::write(&labels, "app=\"summarizer\"\n").unwrap();
+        assert_eq!(keys(Some(labels)), ["summarizer-model"]);
     }
 }
