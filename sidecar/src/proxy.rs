@@ -76,6 +76,7 @@ impl Proxy {
         let mut outcome = RequestOutcome {
             operation: "other",
             started: Some(Instant::now()),
+            request_id: request_id(request.headers()),
             ..RequestOutcome::default()
         };
         let routed = match self.route(request, &mut outcome).await {
@@ -194,6 +195,19 @@ fn find_flag<'s>(
         FlagSelection::Selected(flag) => {
             Ok(Some((flag, decide(flag, &view, random_u32()).variant)))
         }
+    }
+}
+
+/// The client's `x-request-id` when it is a sane token, else a fresh one, so
+/// every access-log line can be correlated.
+fn request_id(headers: &http::HeaderMap) -> String {
+    let given = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128);
+    match given {
+        Some(id) => id.to_string(),
+        None => format!("{:08x}{:08x}", random_u32(), random_u32()),
     }
 }
 

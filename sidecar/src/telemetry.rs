@@ -36,13 +36,33 @@ pub struct RequestOutcome {
     pub stream_error: bool,
     /// When the request arrived; `finish` turns it into `duration`.
     pub started: Option<Instant>,
+    /// The client's `x-request-id`, or one the proxy made up.
+    pub request_id: String,
 }
 
 impl RequestOutcome {
+    /// Marks the request done: fixes its duration and writes its access-log
+    /// line. Names and numbers only: never prompts, completions or credentials.
     pub fn finish(&mut self) {
         if let Some(started) = self.started {
             self.duration = started.elapsed();
         }
+        tracing::info!(
+            target: "aiflags::access",
+            request_id = %self.request_id,
+            flag = %self.flag,
+            variant = %self.variant,
+            model = %self.model,
+            provider = %self.provider,
+            operation = self.operation,
+            status = self.status,
+            attempts = self.attempts,
+            fallbacks = self.fallbacks.len(),
+            stream_error = self.stream_error,
+            duration_ms = self.duration.as_secs_f64() * 1e3,
+            ttft_ms = self.time_to_first_token.map(|t| t.as_secs_f64() * 1e3),
+            "request"
+        );
     }
 }
 
