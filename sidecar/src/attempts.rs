@@ -159,7 +159,7 @@ pub(crate) async fn run(
         match result {
             Ok(served) => {
                 report_attempt(proxy, &target, variant, "ok");
-                describe(outcome, &target, variant, attempts);
+                describe(outcome, &exchange, &target, variant, attempts);
                 return Ok(respond(
                     proxy, &exchange, served, variant, attempts, outcome,
                 ));
@@ -297,13 +297,16 @@ fn ms_until(from: Instant, to: Instant) -> u128 {
     to.saturating_duration_since(from).as_millis()
 }
 
+/// Labels a served request: `variant` is the one the split chose (so a
+/// canary's fallbacks count against the canary), `model` the one that served.
 fn describe(
     outcome: &mut RequestOutcome,
+    exchange: &Exchange<'_>,
     target: &Target,
     variant: &CompiledVariant,
     attempts: u32,
 ) {
-    outcome.variant = variant.name.clone();
+    outcome.variant = exchange.chosen_name().to_string();
     outcome.model = variant.model.clone();
     outcome.pricing = variant.pricing.clone();
     outcome.provider = target.label();

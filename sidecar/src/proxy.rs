@@ -43,6 +43,16 @@ pub(crate) struct Exchange<'a> {
     pub body: Value,
 }
 
+impl Exchange<'_> {
+    /// Name of the variant the flag chose for this request.
+    pub(crate) fn chosen_name(&self) -> &str {
+        self.flag
+            .variants
+            .get(self.chosen)
+            .map_or("", |v| v.name.as_str())
+    }
+}
+
 /// What `route` produced: a response, and whether its body reports to
 /// telemetry itself when it ends (streams do).
 pub(crate) struct Routed {

@@ -90,7 +90,7 @@ pub(crate) fn give_up(
         }
         .into());
     };
-    outcome.variant = variant.name.clone();
+    outcome.variant = exchange.chosen_name().to_string();
     outcome.model = variant.model.clone();
     outcome.attempts = attempts;
     if let Some((head, bytes)) = failed.response {
@@ -130,7 +130,9 @@ fn with_headers(
         }
     };
     set("x-aiflags-flag", &exchange.flag.key);
-    set("x-aiflags-variant", &variant.name);
+    // The variant is the user's assignment (what an A/B analysis groups by);
+    // the model is what served it, which differs after a fallback.
+    set("x-aiflags-variant", exchange.chosen_name());
     set("x-aiflags-model", &variant.model);
     set("x-aiflags-attempts", &attempts.to_string());
     Response::from_parts(head, body)

@@ -38,7 +38,8 @@ spec:
 
 fn assert_fell_back(reply: &Reply, attempts: &str) {
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.variant(), "stable");
+    // The variant is the assignment; the model says who served it.
+    assert_eq!(reply.variant(), "primary");
     assert_eq!(reply.header("x-aiflags-model"), "gpt-4o-mini");
     assert_eq!(reply.header("x-aiflags-attempts"), attempts);
     assert_eq!(reply.header("x-mock-received-model"), "gpt-4o-mini");
@@ -110,7 +111,8 @@ async fn when_every_attempt_fails_the_last_upstream_error_is_returned_with_the_h
     let reply = stack.chat("gpt-4.1").send().await;
     assert_eq!(reply.status, 429);
     assert_eq!(reply.header("x-aiflags-attempts"), "2");
-    assert_eq!(reply.header("x-aiflags-variant"), "stable");
+    assert_eq!(reply.header("x-aiflags-variant"), "primary");
+    assert_eq!(reply.header("x-aiflags-model"), "mock-429");
     assert_eq!(reply.json()["error"]["type"], "mock_error");
 }
 

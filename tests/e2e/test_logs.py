@@ -56,7 +56,7 @@ def test_each_request_gets_one_json_access_line_without_content(tmp_path):
     assert len(records) == 2, records
     first = records[0]["fields"]
     assert first["request_id"] == "req-e2e-1"
-    assert (first["flag"], first["variant"], first["model"]) == ("logged", "backup", "gpt-4.1-mini")
+    assert (first["flag"], first["variant"], first["model"]) == ("logged", "primary", "gpt-4.1-mini")
     assert first["attempts"] == 2 and first["fallbacks"] == 1 and first["status"] == 200
     second = records[1]["fields"]
     assert len(second["request_id"]) == 16, "a request without an id gets one"

@@ -142,7 +142,8 @@ def test_a_variant_price_override_sets_the_cost(metered, sdk):
 def test_fallbacks_count_once_per_hop_and_open_the_circuit(metered, sdk):
     for _ in range(2):
         raw = sdk.chat.completions.with_raw_response.create(model="fragile", messages=MESSAGES)
-        assert raw.headers["x-aiflags-variant"] == "backup"
+        assert raw.headers["x-aiflags-variant"] == "primary"
+        assert raw.headers["x-aiflags-model"] == "gpt-4o-mini"
         assert raw.headers["x-aiflags-attempts"] == "2"
     samples = scrape(metered)
     hop = dict(flag="fragile", from_model="mock-error-500", to_model="gpt-4o-mini", reason="status_500")
@@ -156,7 +157,10 @@ def test_fallbacks_count_once_per_hop_and_open_the_circuit(metered, sdk):
     samples = scrape(metered)
     assert value(samples, "aiflags_upstream_attempts_total", model="mock-error-500", outcome="circuit_open") == 1
     assert value(samples, "aiflags_upstream_attempts_total", model="mock-error-500", outcome="status_500") == 2
-    assert value(samples, "aiflags_requests_total", flag="fragile", variant="backup", code="200") == 3
+    # Requests count against the variant the split chose, served by the backup model:
+    # that is how a canary's fallback rate is measured.
+    assert value(samples, "aiflags_requests_total", flag="fragile", variant="primary", model="gpt-4o-mini",
+                 code="200") == 3
 
 
 def test_pass_through_traffic_is_counted_without_request_labels(metered):

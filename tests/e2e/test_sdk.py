@@ -82,7 +82,9 @@ def test_anthropic_messages_plain_and_streaming(stack):
 
 def test_fallback_is_visible_in_the_headers(client):
     raw = client.chat.completions.with_raw_response.create(model="fragile", messages=MESSAGES)
-    assert raw.headers["x-aiflags-variant"] == "backup"
+    # The variant is the user's assignment; the model is what served it.
+    assert raw.headers["x-aiflags-variant"] == "primary"
+    assert raw.headers["x-aiflags-model"] == "gpt-4o-mini"
     assert raw.headers["x-aiflags-attempts"] == "2"
     assert raw.parse().model == "gpt-4o-mini"
 
