@@ -1,0 +1,17 @@
+-- wrk script: the benchmark's one non-streaming chat request, and a JSON
+-- summary line on stdout that run.sh parses (latencies in microseconds).
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
+wrk.body = os.getenv("BENCH_BODY")
+
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    '{"tool":"wrk","requests":%d,"duration_us":%d,"bad":%d,"socket_errors":%d,' ..
+    '"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration,
+    errors.status,
+    errors.connect + errors.read + errors.write + errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end

@@ -1,0 +1,237 @@
+"""Turns bench/run.sh's results.jsonl into the one table, prints it, writes it
+as markdown, and exits non-zero if any target failed to serve its load.
+
+Usage: report.py RESULTS.jsonl OUT.md --mode full|smoke --concurrency N --rate N
+                 --streams N --seconds N [--metrics SIDECAR_METRICS]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+
+MAX_ERROR_RATE = 0.01
+EXPECTED = {"a": ("concurrency", "rate"), "b": ("concurrency", "rate"), "c": ("concurrency", "rate"),
+            "d": ("concurrency", "rate"), "e": ("streams",), "f": ("streams",)}
+
+
+def load(path):
+    cases = {}
+    for line in open(path):
+        if line.strip():
+            row = json.loads(line)
+            cases.setdefault(row["case"], {})[row["load"]] = row
+    return cases
+
+
+def throughput(row):
+    return row["requests"] / (row["duration_us"] / 1e6) if row.get("duration_us") else 0
+
+
+def cores(row):
+    seconds = row.get("duration_us", 0) / 1e6 or row.get("wall_s", 0)
+    return row["server_cpu_s"] / seconds if seconds else 0
+
+
+def problems_of(case, load, row):
+    """Why this load does not count as served, or None."""
+    if load == "streams":
+        total = row["streams_ok"] + row["streams_failed"]
+        if row["streams_ok"] == 0:
+            return f"({case}) no stream completed: {row['errors']}"
+        if row["streams_failed"] > MAX_ERROR_RATE * total:
+            return f"({case}) {row['streams_failed']} of {total} streams failed: {row['errors']}"
+        return None
+    failed = row["bad"] + row["socket_errors"]
+    if row["requests"] == 0:
+        return f"({case}) {load}: no successful request ({row['bad']} bad statuses, {row['socket_errors']} socket errors)"
+    if failed > MAX_ERROR_RATE * (row["requests"] + failed):
+        return f"({case}) {load}: {failed} failed requests of {row['requests'] + failed}"
+    return None
+
+
+def ms(us):
+    return "—" if us is None else f"{us / 1000:.2f} ms"
+
+
+def added(us, base):
+    if us is None or base is None:
+        return "—"
+    return f"{(us - base) / 1000:+.2f} ms"
+
+
+def num(x):
+    return f"{x:,.0f}"
+
+
+def mb(kb):
+    return f"{kb / 1024:.1f} MB"
+
+
+def machine():
+    model = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1])
+        load1 = open("/proc/loadavg").read().split()[0]
+    except (OSError, StopIteration, ValueError):
+        mem_kb, load1 = 0, "?"
+    return f"{os.cpu_count()} × {model}, {mem_kb / 1024 / 1024:.0f} GiB RAM, load average {load1} at the end"
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def observed_split(metrics_path):
+    """Requests per variant of bench-split, from the sidecar's own /metrics."""
+    if not metrics_path or not os.path.exists(metrics_path):
+        return None
+    counts = {}
+    pattern = re.compile(r'^aiflags_requests_total\{([^}]*)\}\s+([0-9.e+]+)')
+    for line in open(metrics_path):
+        m = pattern.match(line)
+        if m and 'flag="bench-split"' in m.group(1):
+            variant = re.search(r'variant="([^"]*)"', m.group(1))
+            if variant:
+                counts[variant.group(1)] = counts.get(variant.group(1), 0) + float(m.group(2))
+    total = sum(counts.values())
+    if not total:
+        return None
+    return ", ".join(f"{v} {100 * n / total:.1f}%" for v, n in sorted(counts.items()))
+
+
+def build(cases, args):
+    rows, problems = [], []
+    for case, loads in EXPECTED.items():
+        if case not in args.cases:
+            continue
+        problems += [f"({case}) {load}: not measured" for load in loads if load not in cases.get(case, {})]
+    names = {c: cases[c].get("name", {}).get("name", c) for c in cases}
+    label = {"concurrency": f"{args.concurrency} connections", "rate": f"{num(args.rate)} req/s",
+             "streams": f"{num(args.streams)} SSE streams"}
+    base = {"concurrency": "a", "rate": "a", "streams": "e"}
+    sidecar = {"concurrency": "c", "rate": "c", "streams": "f"}
+    for case in "abcdef":
+        for load in ("concurrency", "rate", "streams"):
+            row = cases.get(case, {}).get(load)
+            if row is None:
+                continue
+            problem = problems_of(case, load, row)
+            if problem:
+                problems.append(problem)
+            if load == "streams":
+                tput = row["streams_ok"] / row["seconds"] if row["seconds"] else 0
+                p50, p99 = row["ttft_p50_us"], row["ttft_p99_us"]
+                unit = "streams/s"
+            else:
+                tput, p50, p99, unit = throughput(row), row["p50_us"], row["p99_us"], "req/s"
+            ref = cases.get(base[load], {}).get(load) if case != base[load] else None
+            ref_p = (ref.get("ttft_p50_us"), ref.get("ttft_p99_us")) if load == "streams" and ref else \
+                (ref.get("p50_us"), ref.get("p99_us")) if ref else (None, None)
+            side = cases.get(sidecar[load], {}).get(load)
+            ratio = "—"
+            if side and load == "concurrency" and case in "bd" and tput:
+                ratio = f"{throughput(side) / tput:.2f}×"
+            c = cores(row)
+            memory = cases.get(case, {}).get("memory", {})
+            rows.append({
+                "case": case, "load": load,
+                "cells": [f"({case}) {names.get(case, case)}", label[load],
+                          f"{num(tput)} {unit}" + (" ⚠" if problem else ""),
+                          ms(p50), ms(p99), added(p50, ref_p[0]), added(p99, ref_p[1]),
+                          f"{c:.2f}", num(tput / c) if c > 0.05 else "—",
+                          mb(memory.get("hwm_kb", 0)), ratio],
+                "tput": tput, "per_core": tput / c if c > 0.05 else None, "cores": c,
+                "p99": p99, "ref_p99": ref_p[1],
+            })
+    return rows, problems
+
+
+def goals(rows, cases, args):
+    by = {(r["case"], r["load"]): r for r in rows}
+    out = []
+
+    def goal(text, value, ok):
+        out.append(f"- {'met' if ok else 'NOT met'}: {text} — {value}")
+
+    c, b, d = by.get(("c", "concurrency")), by.get(("b", "concurrency")), by.get(("d", "concurrency"))
+    if c and b and c["per_core"] and b["per_core"]:
+        raw, per = c["tput"] / b["tput"], c["per_core"] / b["per_core"]
+        goal("throughput ≥ 0.8 × nginx reverse proxy's (per core)",
+             f"{per:.2f}× per core of CPU used ({num(c['per_core'])} vs {num(b['per_core'])} req/s per core); "
+             f"{raw:.2f}× raw ({num(c['tput'])} vs {num(b['tput'])} req/s)", per >= 0.8)
+    cr = by.get(("c", "rate"))
+    if cr and cr["ref_p99"] is not None:
+        extra = (cr["p99"] - cr["ref_p99"]) / 1000
+        goal(f"added p99 ≤ 1 ms at {num(args.rate)} req/s", f"{extra:+.2f} ms over nginx direct", extra <= 1.0)
+    if c and d and d["tput"]:
+        goal("throughput ≥ 50 × LiteLLM's", f"{c['tput'] / d['tput']:.0f}× ({num(c['tput'])} vs {num(d['tput'])} req/s)",
+             c["tput"] >= 50 * d["tput"])
+    mem_c = cases.get("c", {}).get("memory")
+    if mem_c:
+        goal("sidecar RSS ≤ 30 MB under load", f"peak {mb(mem_c['hwm_kb'])} (VmHWM), {mb(mem_c['rss_kb'])} at the end",
+             mem_c["hwm_kb"] <= 30 * 1024)
+    mem_f, streams_f = cases.get("f", {}).get("memory"), cases.get("f", {}).get("streams")
+    if mem_f and streams_f:
+        goal(f"sidecar RSS ≤ 100 MB with {num(args.streams)} open streams",
+             f"peak {mb(mem_f['hwm_kb'])} with {num(streams_f['max_open'])} streams open at once",
+             mem_f["hwm_kb"] <= 100 * 1024)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("results")
+    p.add_argument("out")
+    p.add_argument("--mode", default="full")
+    p.add_argument("--cases", default="abcdef")
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--rate", type=int)
+    p.add_argument("--streams", type=int)
+    p.add_argument("--seconds", type=int)
+    p.add_argument("--metrics")
+    args = p.parse_args()
+    cases = load(args.results)
+    rows, problems = build(cases, args)
+    header = ["Target", "Load", "Throughput", "p50", "p99", "Added p50", "Added p99",
+              "Server CPU (cores)", "Per core", "Peak RSS", "Sidecar ÷ this"]
+    lines = [
+        f"# aiflags benchmark ({args.mode})",
+        "",
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {git_commit()}, "
+        f"`bench/run.sh{' --smoke' if args.mode == 'smoke' else ''}`; {machine()}.",
+        f"{args.seconds} s per load. Latency for streams is time to first token; added = minus "
+        "(a) for requests, minus (e) for streams. Server CPU is the target's own CPU time over the "
+        "load; per core = throughput ÷ that. Peak RSS is VmHWM summed over the target's processes.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(r["cells"]) + " |" for r in rows]
+    split = observed_split(args.metrics)
+    if split:
+        lines += ["", f"Sidecar's observed split for bench-split (its own metrics): {split}."]
+    lines += ["", "Goals (issue 4)" + (" — smoke durations, indicative only:" if args.mode == "smoke" else ":")]
+    lines += goals(rows, cases, args)
+    if problems:
+        lines += ["", "FAILED — a target did not serve its load:"] + [f"- {x}" for x in problems]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(args.out, "w") as f:
+        f.write(text)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

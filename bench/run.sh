@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# The aiflags benchmark: one command, loopback only, one table.
+#
+#   bench/run.sh            full run (release sidecar, 10 s per load, 1,000 streams)
+#   bench/run.sh --smoke    seconds; exits non-zero if any target failed to serve
+#
+# Targets, each measured with the same POST /v1/chat/completions load, once at a
+# fixed concurrency (wrk) and once at a fixed rate of 1,000 req/s (oha, latency
+# corrected), then SSE streams:
+#   (a) nginx returning a fixed chat.completion body      (the upstream itself)
+#   (b) nginx as a plain reverse proxy in front of (a)
+#   (c) the aiflags sidecar, a 90/10 flag with fallback (bench/flags.yaml)
+#   (d) the LiteLLM proxy, two weighted deployments plus a fallback
+#   (e) SSE streams straight to the sidecar's mock upstream
+#   (f) the same streams through the sidecar
+# The server under test runs alone on core 0 (nginx: 1 worker process; sidecar:
+# --workers 1; LiteLLM: 1 worker); load generator and upstream share core 1.
+# Measurements run in a private network namespace holding only loopback, so
+# nothing here can reach another address. Results: bench/results/latest.md
+# (a smoke run writes bench/results/smoke.md.tmp instead).
+#
+# Environment: BENCH_SIDECAR=/path/to/aiflags-sidecar skips the build;
+# AIFLAGS_BIN_DIR (set by the test command) supplies the debug binary for --smoke.
+set -euo pipefail
+bench="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$bench")"
+
+mode=full
+in_netns=0
+for arg in "$@"; do
+  case "$arg" in
+    --smoke) mode=smoke ;;
+    --in-netns) in_netns=1 ;;
+    *) echo "usage: bench/run.sh [--smoke]" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# Phase 1, with the network: install tools, build the sidecar, then re-enter
+# this script inside a network namespace that has nothing but loopback.
+if [ "$in_netns" = 0 ]; then
+  "$bench/setup.sh"
+  if [ -z "${BENCH_SIDECAR:-}" ]; then
+    if [ "$mode" = smoke ] && [ -x "${AIFLAGS_BIN_DIR:-}/aiflags-sidecar" ]; then
+      BENCH_SIDECAR="$AIFLAGS_BIN_DIR/aiflags-sidecar"
+    elif [ "$mode" = smoke ]; then
+      (cd "$root" && cargo build --quiet --locked -p aiflags-sidecar)
+      BENCH_SIDECAR="$root/target/debug/aiflags-sidecar"
+    else
+      log "building the release sidecar"
+      (cd "$root" && cargo build --quiet --locked --release -p aiflags-sidecar)
+      BENCH_SIDECAR="$root/target/release/aiflags-sidecar"
+    fi
+  fi
+  export BENCH_SIDECAR
+  args=(--in-netns)
+  if [ "$mode" = smoke ]; then args+=(--smoke); fi
+  if unshare --net true 2>/dev/null; then
+    exec unshare --net -- bash -c 'ip link set lo up && exec "$@"' bash "$0" "${args[@]}"
+  fi
+  log "warning: no private network namespace (unshare --net refused); running on the host's loopback"
+  exec "$0" "${args[@]}"
+fi
+
+# Phase 2: measure.
+if [ "$mode" = smoke ]; then
+  seconds=2 warmup=0 concurrency=50 rate=1000 streams=50 stream_secs=0.5 ramp=0.5
+else
+  seconds=10 warmup=2 concurrency=50 rate=1000 streams=1000 stream_secs=10 ramp=3
+fi
+sidecar_bin="${BENCH_SIDECAR:?}"
+oha="${CARGO_HOME:-$HOME/.cargo}/bin/oha"
+litellm="$bench/.venv/bin/litellm"
+work="$bench/results/run.tmp"
+results="$work/results.jsonl"
+rm -rf "$work"
+mkdir -p "$work"
+: >"$results"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+# Fixed ports are safe: the namespace is ours alone.
+UPSTREAM_DIRECT=18100 UPSTREAM=18101 NGINX_PROXY=18102 SIDECAR=18103 SIDECAR_ADMIN=18104
+LITELLM=18105 MOCK=18106
+
+# The request every non-streaming load sends, and the API key every client
+# presents (LiteLLM insists on a master key; the others ignore it). The load
+# generators read both from the environment.
+BENCH_BODY="$(<"$bench/lib/request.json")"
+BENCH_KEY="sk-bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export BENCH_BODY BENCH_KEY
+
+# Every server runs in its own session, so stopping it by session id takes
+# nginx's worker or Python's children with it.
+sessions=()
+cleanup() {
+  local sid
+  for sid in "${sessions[@]}"; do kill -TERM -- "-$sid" 2>/dev/null || true; done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    pgrep -s "$(IFS=,; echo "${sessions[*]:-0}")" >/dev/null || return 0
+    sleep 0.3
+  done
+  for sid in "${sessions[@]}"; do kill -KILL -- "-$sid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CORE COMMAND...: runs COMMAND pinned to CORE; sets $sid.
+start() {
+  local name="$1" core="$2"
+  shift 2
+  setsid taskset -c "$core" "$@" >"$work/$name.log" 2>&1 </dev/null &
+  sid=$!
+  sessions+=("$sid")
+}
+
+stop() {
+  local target="$1"
+  kill -TERM -- "-$target" 2>/dev/null || true
+  for _ in $(seq 1 30); do
+    pgrep -s "$target" >/dev/null || return 0
+    sleep 0.2
+  done
+  kill -KILL -- "-$target" 2>/dev/null || true
+}
+
+# wait_ready NAME URL [SECONDS]: polls until URL answers 2xx, or fails the run
+# (at once if the server $sid has exited).
+wait_ready() {
+  local name="$1" url="$2" limit="${3:-30}"
+  for _ in $(seq 1 $((limit * 10))); do
+    if curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; then return 0; fi
+    if ! kill -0 "$sid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  tail -n 20 "$work/$name.log" >&2 || true
+  die "$name did not become ready at $url within ${limit}s"
+}
+
+# check_chat CASE URL [HEADER]: one request must come back 200 as a chat.completion
+# (and with HEADER, when given), or the target does not serve and the run fails.
+check_chat() {
+  local name="($1)" url="$2" header="${3:-}" out="$work/check-$1"
+  local code
+  code="$(curl -sS -o "$out.body" -D "$out.head" -w '%{http_code}' --max-time 10 \
+    -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_KEY" \
+    -d "$BENCH_BODY" "$url/v1/chat/completions")" || code=000
+  if [ "$code" != 200 ] || ! grep -q '"chat.completion"' "$out.body"; then
+    head -c 600 "$out.body" >&2 || true
+    die "$name answered $code instead of a chat.completion"
+  fi
+  if [ -n "$header" ] && ! grep -qi "^$header:" "$out.head"; then
+    die "$name answered without the $header header: the bench flag was not applied"
+  fi
+}
+
+record() { printf '%s\n' "$1" >>"$results"; }
+
+usage_of() { python3 "$bench/lib/proc.py" "$1"; }
+
+# measure CASE SERVER_SID LOAD_KIND COMMAND...: runs one load, records its
+# output merged with the server's CPU seconds over that load.
+measure() {
+  local case="$1" server="$2" load="$3"
+  shift 3
+  local before after output started ended
+  before="$(usage_of "$server")"
+  started="$(date +%s.%N)"
+  output="$(taskset -c 1 timeout $((seconds * 3 + 60)) "$@")" || die "$case: load generator failed ($load)"
+  ended="$(date +%s.%N)"
+  after="$(usage_of "$server")"
+  record "$(python3 - "$case" "$load" "$output" "$before" "$after" "$started" "$ended" <<'EOF'
+import json, sys
+case, load, output, before, after, started, ended = sys.argv[1:]
+line = {"case": case, "load": load}
+line.update(json.loads([l for l in output.splitlines() if l.startswith("{")][-1]))
+line["server_cpu_s"] = round(json.loads(after)["cpu_s"] - json.loads(before)["cpu_s"], 2)
+line["wall_s"] = round(float(ended) - float(started), 2)
+print(json.dumps(line))
+EOF
+)"
+}
+
+load_concurrency() {
+  local case="$1" server="$2" url="$3"
+  if [ "$warmup" != 0 ]; then
+    taskset -c 1 wrk -t1 -c"$concurrency" -d"${warmup}s" -s "$bench/lib/post.lua" "$url/v1/chat/completions" >/dev/null
+  fi
+  measure "$case" "$server" "concurrency" \
+    wrk -t1 -c"$concurrency" -d"${seconds}s" --timeout 10s -s "$bench/lib/post.lua" "$url/v1/chat/completions"
+}
+
+load_rate() {
+  local case="$1" server="$2" url="$3"
+  measure "$case" "$server" "rate" python3 "$bench/lib/oha_json.py" "$oha" \
+    -z "${seconds}s" -q "$rate" -c 50 --latency-correction \
+    -m POST -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_KEY" \
+    -d "$BENCH_BODY" "$url/v1/chat/completions"
+}
+
+memory() {
+  local case="$1" server="$2"
+  record "$(usage_of "$server" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["case"]=sys.argv[1]; d["load"]="memory"; print(json.dumps(d))' "$case")"
+}
+
+nginx_conf() { # nginx_conf NAME PORT LOCATION_BODY
+  cat >"$work/$1.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/$1.pid;
+error_log $work/$1.err warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path $work/$1.body;
+  proxy_temp_path $work/$1.proxy;
+  upstream chat { server 127.0.0.1:$UPSTREAM; keepalive 128; }
+  server {
+    listen 127.0.0.1:$2 reuseport backlog=4096;
+    location / {
+$3
+    }
+  }
+}
+EOF
+}
+
+start_nginx() { # start_nginx NAME CORE
+  start "$1" "$2" nginx -e "$work/$1.err" -p "$work" -c "$work/$1.conf"
+}
+
+# One upstream answer, the shape a real chat completion has.
+fixed_body='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"A quick brown fox jumps over a lazy dog.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":11,"total_tokens":30}}'
+upstream_location="      default_type application/json;
+      return 200 '$fixed_body';"
+nginx_conf upstream-direct "$UPSTREAM_DIRECT" "$upstream_location"
+nginx_conf upstream "$UPSTREAM" "$upstream_location"
+nginx_conf nginx-proxy "$NGINX_PROXY" "      proxy_pass http://chat;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";"
+
+# bench_target CASE NAME URL SID: sanity request, both loads, memory.
+bench_target() {
+  log "($1) $2: fixed concurrency $concurrency, then $rate req/s, ${seconds}s each"
+  load_concurrency "$1" "$4" "$3"
+  load_rate "$1" "$4" "$3"
+  memory "$1" "$4"
+  echo "{\"case\":\"$1\",\"load\":\"name\",\"name\":\"$2\"}" >>"$results"
+}
+
+start_sidecar() { # start_sidecar NAME UPSTREAM_PORT
+  start "$1" 0 "$sidecar_bin" --listen "127.0.0.1:$SIDECAR" --admin-listen "127.0.0.1:$SIDECAR_ADMIN" \
+    --flags "$bench/flags.yaml" --workers 1 \
+    --openai-upstream "http://127.0.0.1:$2" --anthropic-upstream "http://127.0.0.1:$2"
+  wait_ready "$1" "http://127.0.0.1:$SIDECAR_ADMIN/readyz"
+}
+
+# The shared upstream of (b)-(d), on core 1 with the load generator.
+upstream_sid=
+need_upstream() {
+  if [ -n "$upstream_sid" ]; then return 0; fi
+  start_nginx upstream 1
+  upstream_sid=$sid
+  wait_ready upstream "http://127.0.0.1:$UPSTREAM/"
+}
+
+# The mock upstream of (e) and (f), also on core 1, beside the stream client.
+mock_sid=
+need_mock() {
+  if [ -n "$mock_sid" ]; then return 0; fi
+  start mock 1 "$sidecar_bin" mock-upstream --listen "127.0.0.1:$MOCK"
+  mock_sid=$sid
+  wait_ready mock "http://127.0.0.1:$MOCK/mock/requests/ready"
+}
+
+stream_load() { # stream_load CASE NAME URL SID
+  log "($1) $2: $streams concurrent SSE streams"
+  measure "$1" "$4" streams python3 "$bench/lib/streams.py" "$3/v1/chat/completions" mock-slow-stream \
+    --clients "$streams" --duration "$stream_secs" --ramp "$ramp"
+  memory "$1" "$4"
+  echo "{\"case\":\"$1\",\"load\":\"name\",\"name\":\"$2\"}" >>"$results"
+}
+
+case_a() { # the upstream itself, alone on core 0
+  start_nginx upstream-direct 0
+  wait_ready upstream-direct "http://127.0.0.1:$UPSTREAM_DIRECT/"
+  check_chat a "http://127.0.0.1:$UPSTREAM_DIRECT"
+  bench_target a "nginx upstream (direct)" "http://127.0.0.1:$UPSTREAM_DIRECT" "$sid"
+  stop "$sid"
+}
+
+case_b() {
+  need_upstream
+  start_nginx nginx-proxy 0
+  wait_ready nginx-proxy "http://127.0.0.1:$NGINX_PROXY/"
+  check_chat b "http://127.0.0.1:$NGINX_PROXY"
+  bench_target b "nginx reverse proxy" "http://127.0.0.1:$NGINX_PROXY" "$sid"
+  stop "$sid"
+}
+
+case_c() {
+  need_upstream
+  start_sidecar sidecar "$UPSTREAM"
+  check_chat c "http://127.0.0.1:$SIDECAR" x-aiflags-variant
+  bench_target c "aiflags sidecar" "http://127.0.0.1:$SIDECAR" "$sid"
+  curl -fsS --max-time 5 "http://127.0.0.1:$SIDECAR_ADMIN/metrics" >"$work/sidecar.metrics" || true
+  stop "$sid"
+}
+
+case_d() {
+  need_upstream
+  sed "s|@UPSTREAM@|http://127.0.0.1:$UPSTREAM/v1|g" "$bench/litellm.yaml" >"$work/litellm.yaml"
+  # Offline: the bundled cost map, no telemetry, no update checks. The namespace
+  # would refuse any outside connection anyway; these keep startup from trying.
+  start litellm 0 env LITELLM_MASTER_KEY="$BENCH_KEY" LITELLM_OFFLINE_MODE=true \
+    LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS=true \
+    LITELLM_TELEMETRY=False LITELLM_LOG=ERROR DISABLE_SCHEMA_UPDATE=true NO_DOCS=true \
+    HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
+    "$litellm" --config "$work/litellm.yaml" --host 127.0.0.1 --port "$LITELLM" --num_workers 1
+  wait_ready litellm "http://127.0.0.1:$LITELLM/health/liveliness" 120
+  check_chat d "http://127.0.0.1:$LITELLM"
+  bench_target d "LiteLLM proxy" "http://127.0.0.1:$LITELLM" "$sid"
+  stop "$sid"
+}
+
+case_e() {
+  need_mock
+  stream_load e "SSE direct to mock upstream" "http://127.0.0.1:$MOCK" "$mock_sid"
+}
+
+case_f() {
+  need_mock
+  start_sidecar sidecar-streams "$MOCK"
+  stream_load f "SSE through the sidecar" "http://127.0.0.1:$SIDECAR" "$sid"
+  stop "$sid"
+}
+
+# BENCH_CASES=cf bench/run.sh runs a subset, for profiling and debugging.
+cases="${BENCH_CASES:-abcdef}"
+log "mode $mode; cases $cases; sidecar $sidecar_bin; work dir $work"
+for case in a b c d e f; do
+  if [[ "$cases" == *"$case"* ]]; then "case_$case"; fi
+done
+
+# A smoke run must not overwrite the recorded full results.
+report="$bench/results/latest.md"
+if [ "$mode" = smoke ]; then report="$bench/results/smoke.md.tmp"; fi
+python3 "$bench/lib/report.py" "$results" "$report" --mode "$mode" --cases "$cases" \
+  --concurrency "$concurrency" --rate "$rate" --streams "$streams" --seconds "$seconds" \
+  --metrics "$work/sidecar.metrics"

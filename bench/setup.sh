@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs what the benchmark needs, idempotently: nginx, wrk, curl, ip (Debian),
+# oha (crates.io: fixed-rate load with latency correction) into ~/.cargo/bin,
+# and the LiteLLM proxy (PyPI) in bench/.venv. Does nothing that is already there.
+# Usage: bench/setup.sh [--no-litellm]
+set -euo pipefail
+bench="$(cd "$(dirname "$0")" && pwd)"
+
+want_litellm=1
+if [ "${1:-}" = "--no-litellm" ]; then want_litellm=0; fi
+
+# Versions resolved when the harness was written; pinned so runs compare.
+OHA_VERSION=1.16.0
+# 1.108.7: the newest whose [proxy] extra resolves from PyPI (later ones need an
+# unpublished litellm-proxy package); well clear of the compromised 1.82.7/1.82.8.
+LITELLM_VERSION="${LITELLM_VERSION:-1.108.7}"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+timed() {
+  local what="$1" start=$SECONDS
+  shift
+  "$@"
+  log "$what took $((SECONDS - start)) s"
+}
+
+missing_debs=()
+command -v nginx >/dev/null || missing_debs+=(nginx)
+command -v wrk >/dev/null || missing_debs+=(wrk)
+command -v curl >/dev/null || missing_debs+=(curl)
+command -v ip >/dev/null || missing_debs+=(iproute2)
+command -v pgrep >/dev/null || missing_debs+=(procps)
+command -v taskset >/dev/null || missing_debs+=(util-linux)
+if [ "${#missing_debs[@]}" -gt 0 ]; then
+  log "apt-get install ${missing_debs[*]}"
+  apt_install() {
+    apt-get update -qq
+    # policy-rc.d (present in container images) keeps dpkg from starting nginx on :80.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_debs[@]}" >/dev/null
+  }
+  timed "apt-get" apt_install
+fi
+
+# Into cargo's own bin directory, so a fresh clone on the same machine (CI)
+# does not build it again.
+oha="${CARGO_HOME:-$HOME/.cargo}/bin/oha"
+if ! "$oha" --version 2>/dev/null | grep -qx "oha $OHA_VERSION"; then
+  log "cargo install oha $OHA_VERSION (a few minutes on 2 cores)"
+  timed "oha build" cargo install --quiet --locked --force oha --version "$OHA_VERSION"
+fi
+
+# Checked without importing it: LiteLLM's code runs only inside run.sh's
+# loopback-only network namespace.
+litellm_installed() {
+  [ -x "$bench/.venv/bin/litellm" ] &&
+    compgen -G "$bench/.venv/lib/python3*/site-packages/litellm-$LITELLM_VERSION.dist-info" >/dev/null
+}
+if [ "$want_litellm" = 1 ] && ! litellm_installed; then
+  log "pip install litellm[proxy]==$LITELLM_VERSION into bench/.venv"
+  install_litellm() {
+    [ -x "$bench/.venv/bin/python" ] || python3 -m venv "$bench/.venv"
+    "$bench/.venv/bin/pip" install --quiet --disable-pip-version-check "litellm[proxy]==$LITELLM_VERSION"
+  }
+  timed "litellm install" install_litellm
+fi
