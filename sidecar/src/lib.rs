@@ -19,6 +19,7 @@ pub mod usage;
 pub mod attempts;
 pub mod body;
 pub mod config_source;
+pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod mock_upstream;

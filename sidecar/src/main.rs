@@ -22,6 +22,14 @@ fn main() -> ExitCode {
             async move { aiflags_sidecar::mock_upstream::run(addr).await },
         );
     }
+    if let Some(Command::Demo(args)) = &cli.command {
+        init_logging(LogFormat::Text);
+        let proxy = cli.proxy.clone();
+        let args = args.clone();
+        return run(1, async move {
+            aiflags_sidecar::demo::run(&proxy, &args).await.map(|_| ())
+        });
+    }
     let settings = match cli.proxy.validate() {
         Ok(settings) => settings,
         Err(e) => return fail(&e.to_string()),

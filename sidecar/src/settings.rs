@@ -31,6 +31,27 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:15081")]
         listen: String,
     },
+    /// The sidecar on the example flags (or --flags) in front of the built-in
+    /// upstream, driven by simulated users; prints the observed split,
+    /// fallbacks, latency, tokens and cost, then serves /metrics until Ctrl-C.
+    Demo(DemoArgs),
+}
+
+/// Settings of `demo`; the proxy's own settings (listeners, `--flags`) apply too.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Requests to send.
+    #[arg(long, default_value_t = 3000)]
+    pub requests: u32,
+    /// Distinct simulated users (each sticks to its variant).
+    #[arg(long, default_value_t = 2000)]
+    pub users: u32,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: u32,
+    /// Print the report and exit instead of serving /metrics until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
 }
 
 /// The proxy's settings as given; see [`ProxyArgs::validate`].

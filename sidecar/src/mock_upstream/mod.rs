@@ -9,6 +9,9 @@
 //! - `mock-malformed-sse`: a stream that is not valid SSE JSON.
 //! - `mock-flaky-N`: fails the first N requests for that model, then answers.
 //!
+//! [`Behaviour`] adds what a demo wants on top: model-like latency, and one
+//! real model name that fails every Nth request so fallbacks show.
+//!
 //! Every response echoes what arrived (`x-mock-received-model`,
 //! `x-mock-saw-authorization`, `x-mock-body-sha256`, …) so tests can assert on
 //! what the proxy sent. `GET /mock/requests/{model}` counts requests per model,
@@ -44,12 +47,32 @@ pub struct MockUpstream {
     stop: watch::Sender<bool>,
 }
 
+/// Extra behaviour for demos; the default adds none.
+#[derive(Clone, Debug, Default)]
+pub struct Behaviour {
+    /// Added before each answer, stretched deterministically by up to 2.5x so
+    /// latency percentiles have a spread.
+    pub latency: Duration,
+    /// `(model, n)`: every `n`th request for that model gets a 503.
+    pub failing_model: Option<(String, u32)>,
+}
+
 impl MockUpstream {
     pub async fn start(listen: SocketAddr) -> std::io::Result<MockUpstream> {
+        Self::start_with(listen, Behaviour::default()).await
+    }
+
+    pub async fn start_with(
+        listen: SocketAddr,
+        behaviour: Behaviour,
+    ) -> std::io::Result<MockUpstream> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let state = Arc::new(MockState::default());
+        let state = Arc::new(MockState {
+            behaviour,
+            ..MockState::default()
+        });
         let service = move |request| state.clone().handle(request);
         tokio::spawn(crate::server::serve(
             listener,
@@ -80,6 +103,7 @@ struct MockState {
     requests: Mutex<HashMap<String, u32>>,
     /// Streams still sending: a client that went away must bring this to 0.
     active_streams: Arc<AtomicI64>,
+    behaviour: Behaviour,
 }
 
 /// What the mock learned about a request; echoed back as headers.
@@ -129,7 +153,10 @@ impl MockState {
             .then(|| operation_for_path(&path))
             .flatten();
         let mut response = match operation {
-            Some(operation) => behave(operation, &body, &seen, bytes.len()).await,
+            Some(operation) => match self.demo_behaviour(&seen).await {
+                Some(failure) => failure,
+                None => behave(operation, &body, &seen, bytes.len()).await,
+            },
             None => json_response(
                 StatusCode::OK,
                 &json!({"object": "mock.echo", "method": parts.method.as_str(), "path": path}),
@@ -137,6 +164,23 @@ impl MockState {
         };
         response.headers_mut().extend(seen.headers);
         Ok(response)
+    }
+
+    /// Waits the configured latency; answers 503 when this is the failing
+    /// model's turn.
+    async fn demo_behaviour(&self, seen: &Seen) -> Option<Response<ProxyBody>> {
+        let b = &self.behaviour;
+        if !b.latency.is_zero() {
+            let stretch = 1.0 + f64::from(seen.count.wrapping_mul(7) % 16) / 10.0;
+            tokio::time::sleep(b.latency.mul_f64(stretch)).await;
+        }
+        let (model, every) = b.failing_model.as_ref()?;
+        (*model == seen.model && seen.count.is_multiple_of((*every).max(1))).then(|| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "mock overloaded (demo fault)",
+            )
+        })
     }
 
     /// Requests seen for a model; `add` counts this one.

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job: the aiflags sidecar serving the example flags.
+#
+# Without OPENAI_API_KEY (no cluster, no key): the demo. The sidecar runs in
+# front of its built-in upstream, simulated users send traffic, and it prints
+# the observed split, fallbacks, latency, tokens and cost; /metrics stays up
+# on http://127.0.0.1:15090 until Ctrl-C. Nothing leaves this machine.
+#
+# With OPENAI_API_KEY set: the sidecar proxies to the real OpenAI API on
+# http://127.0.0.1:15080 - point your app at it with
+#   OPENAI_BASE_URL=http://127.0.0.1:15080/v1
+# and its SDK's own key is passed through.
+#
+# Extra arguments go to the demo (e.g. --requests 10000 --exit) or the proxy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet -p aiflags-sidecar
+sidecar=target/release/aiflags-sidecar
+if [ -n "${OPENAI_API_KEY:-}" ]; then
+  exec "$sidecar" --flags examples/ --admin-listen 127.0.0.1:15090 "$@"
+fi
+exec "$sidecar" --admin-listen 127.0.0.1:15090 demo "$@"
