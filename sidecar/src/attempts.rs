@@ -101,6 +101,8 @@ pub(crate) async fn run(
             };
             retry_number += 1;
             tokio::time::sleep(delay).await;
+            // Waiting out an upstream's Retry-After is upstream time, not overhead.
+            outcome.upstream_duration += delay;
         } else {
             retry_number = 0;
         }

@@ -52,7 +52,10 @@ pub(crate) fn respond(
             outcome.status = head.status.as_u16();
             outcome.time_to_first_token = outcome.started.map(|s| s.elapsed());
             let telemetry = proxy.telemetry.clone();
+            let streaming_since = std::time::Instant::now();
             let on_end = Box::new(move |end: StreamEnd, usage| {
+                // The body's lifetime is the upstream generating tokens.
+                outcome.upstream_duration += streaming_since.elapsed();
                 outcome.usage = usage;
                 outcome.stream_error = end == StreamEnd::Broken;
                 if end == StreamEnd::ClientGone {

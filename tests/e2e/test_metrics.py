@@ -180,3 +180,15 @@ def test_the_config_revision_is_exported(metered):
     samples = scrape(metered)
     assert value(samples, "aiflags_config_revision_info", revision=revision) == 1
     assert value(samples, "aiflags_config_reloads_total", result="ok") == 1
+
+
+def test_streams_do_not_count_their_generation_time_as_overhead(metered, sdk):
+    before = scrape(metered)
+    list(sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    after = scrape(metered)
+    added = value(after, "aiflags_proxy_overhead_seconds_sum") - value(before, "aiflags_proxy_overhead_seconds_sum")
+    duration = value(after, "aiflags_request_duration_seconds_sum", flag="metered") - value(
+        before, "aiflags_request_duration_seconds_sum", flag="metered")
+    # The mock paces its chunks 5 ms apart: tens of milliseconds of generation.
+    assert duration > 0.02
+    assert added < duration / 2, f"overhead {added}s of a {duration}s stream"
