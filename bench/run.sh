@@ -336,6 +336,16 @@ case_f() {
   stop "$sid"
 }
 
+# What was measured, for the report's header. LiteLLM's version comes from its
+# package metadata: its code runs only as the server under test.
+litellm_version="$(compgen -G "$bench/.venv/lib/python3*/site-packages/litellm-*.dist-info" | sed -E 's/.*litellm-([^/]*)\.dist-info/\1/' | head -n1)"
+case "$sidecar_bin" in
+  */release/*) build=release ;;
+  */debug/*) build=debug ;;
+  *) build="binary $sidecar_bin" ;;
+esac
+versions="sidecar $("$sidecar_bin" --version | awk '{print $2}') ($build), $(nginx -v 2>&1 | sed 's|.*: ||'), LiteLLM ${litellm_version:-not installed}, $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}'), $("$oha" --version)"
+
 # BENCH_CASES=cf bench/run.sh runs a subset, for profiling and debugging.
 cases="${BENCH_CASES:-abcdef}"
 log "mode $mode; cases $cases; sidecar $sidecar_bin; work dir $work"
@@ -348,4 +358,4 @@ report="$bench/results/latest.md"
 if [ "$mode" = smoke ]; then report="$bench/results/smoke.md.tmp"; fi
 python3 "$bench/lib/report.py" "$results" "$report" --mode "$mode" --cases "$cases" \
   --concurrency "$concurrency" --rate "$rate" --streams "$streams" --seconds "$seconds" \
-  --metrics "$work/sidecar.metrics"
+  --metrics "$work/sidecar.metrics" --versions "$versions"

@@ -2,7 +2,7 @@
 -- summary line on stdout that run.sh parses (latencies in microseconds).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_KEY") or "sk-bench")
 wrk.body = os.getenv("BENCH_BODY")
 
 function done(summary, latency, requests)

@@ -201,6 +201,7 @@ def main():
     p.add_argument("--streams", type=int)
     p.add_argument("--seconds", type=int)
     p.add_argument("--metrics")
+    p.add_argument("--versions", default="")
     args = p.parse_args()
     cases = load(args.results)
     rows, problems = build(cases, args)
@@ -211,6 +212,7 @@ def main():
         "",
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {git_commit()}, "
         f"`bench/run.sh{' --smoke' if args.mode == 'smoke' else ''}`; {machine()}.",
+        f"Measured: {args.versions}.",
         f"{args.seconds} s per load. Latency for streams is time to first token; added = minus "
         "(a) for requests, minus (e) for streams. Server CPU is the target's own CPU time over the "
         "load; per core = throughput ÷ that. Peak RSS is VmHWM summed over the target's processes.",
