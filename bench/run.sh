@@ -9,7 +9,8 @@
 # corrected), then SSE streams:
 #   (a) nginx returning a fixed chat.completion body      (the upstream itself)
 #   (b) nginx as a plain reverse proxy in front of (a)
-#   (c) the aiflags sidecar, a 90/10 flag with fallback (bench/flags.yaml)
+#   (c) the aiflags sidecar, a 90/10 flag with fallback (bench/flags.yaml),
+#       access log off like nginx's; (g) the same with its default access log
 #   (d) the LiteLLM proxy, two weighted deployments plus a fallback
 #   (e) SSE streams straight to the sidecar's mock upstream
 #   (f) the same streams through the sidecar
@@ -20,7 +21,9 @@
 # (a smoke run writes bench/results/smoke.md.tmp instead).
 #
 # Environment: BENCH_SIDECAR=/path/to/aiflags-sidecar skips the build;
-# AIFLAGS_BIN_DIR (set by the test command) supplies the debug binary for --smoke.
+# AIFLAGS_BIN_DIR (set by the test command) supplies the debug binary for --smoke;
+# BENCH_CASES=cg runs a subset; BENCH_PROFILE=1 profiles the sidecar under the
+# fixed-concurrency load with perf and prints where its CPU goes.
 set -euo pipefail
 bench="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$bench")"
@@ -249,8 +252,10 @@ bench_target() {
   echo "{\"case\":\"$1\",\"load\":\"name\",\"name\":\"$2\"}" >>"$results"
 }
 
-start_sidecar() { # start_sidecar NAME UPSTREAM_PORT
-  start "$1" 0 "$sidecar_bin" --listen "127.0.0.1:$SIDECAR" --admin-listen "127.0.0.1:$SIDECAR_ADMIN" \
+# start_sidecar NAME UPSTREAM_PORT [AIFLAGS_LOG]: the access log is off unless
+# asked for, as nginx's is here.
+start_sidecar() {
+  start "$1" 0 env AIFLAGS_LOG="${3:-info,aiflags::access=off}" "$sidecar_bin" --listen "127.0.0.1:$SIDECAR" --admin-listen "127.0.0.1:$SIDECAR_ADMIN" \
     --flags "$bench/flags.yaml" --workers 1 \
     --openai-upstream "http://127.0.0.1:$2" --anthropic-upstream "http://127.0.0.1:$2"
   wait_ready "$1" "http://127.0.0.1:$SIDECAR_ADMIN/readyz"
@@ -303,8 +308,27 @@ case_c() {
   need_upstream
   start_sidecar sidecar "$UPSTREAM"
   check_chat c "http://127.0.0.1:$SIDECAR" x-aiflags-variant
+  local perf_pid=
+  if [ -n "${BENCH_PROFILE:-}" ]; then
+    # Samples the sidecar through warm-up and most of the fixed-concurrency load.
+    perf record -F 499 -e cpu-clock --call-graph dwarf,16384 -p "$sid" -o "$work/perf.data" \
+      -- sleep "$((warmup + seconds - 1))" >"$work/perf.log" 2>&1 &
+    perf_pid=$!
+  fi
   bench_target c "aiflags sidecar" "http://127.0.0.1:$SIDECAR" "$sid"
+  if [ -n "$perf_pid" ]; then
+    wait "$perf_pid" || log "perf record failed: see $work/perf.log"
+    perf script -i "$work/perf.data" -F ip,sym,dso 2>/dev/null | python3 "$bench/lib/profile.py" >"$work/profile.txt" || true
+  fi
   curl -fsS --max-time 5 "http://127.0.0.1:$SIDECAR_ADMIN/metrics" >"$work/sidecar.metrics" || true
+  stop "$sid"
+}
+
+case_g() { # the sidecar as shipped: one access-log line per request on stderr
+  need_upstream
+  start_sidecar sidecar-logging "$UPSTREAM" info
+  check_chat g "http://127.0.0.1:$SIDECAR" x-aiflags-variant
+  bench_target g "aiflags sidecar, access log on" "http://127.0.0.1:$SIDECAR" "$sid"
   stop "$sid"
 }
 
@@ -346,10 +370,9 @@ case "$sidecar_bin" in
 esac
 versions="sidecar $("$sidecar_bin" --version | awk '{print $2}') ($build), $(nginx -v 2>&1 | sed 's|.*: ||'), LiteLLM ${litellm_version:-not installed}, $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}'), $("$oha" --version)"
 
-# BENCH_CASES=cf bench/run.sh runs a subset, for profiling and debugging.
-cases="${BENCH_CASES:-abcdef}"
+cases="${BENCH_CASES:-abcgdef}"
 log "mode $mode; cases $cases; sidecar $sidecar_bin; work dir $work"
-for case in a b c d e f; do
+for case in a b c g d e f; do
   if [[ "$cases" == *"$case"* ]]; then "case_$case"; fi
 done
 
@@ -359,3 +382,7 @@ if [ "$mode" = smoke ]; then report="$bench/results/smoke.md.tmp"; fi
 python3 "$bench/lib/report.py" "$results" "$report" --mode "$mode" --cases "$cases" \
   --concurrency "$concurrency" --rate "$rate" --streams "$streams" --seconds "$seconds" \
   --metrics "$work/sidecar.metrics" --versions "$versions"
+if [ -s "$work/profile.txt" ]; then
+  printf '\nProfile of the sidecar under %s connections (%s):\n' "$concurrency" "$work/perf.data"
+  cat "$work/profile.txt"
+fi

@@ -30,6 +30,7 @@ command -v curl >/dev/null || missing_debs+=(curl)
 command -v ip >/dev/null || missing_debs+=(iproute2)
 command -v pgrep >/dev/null || missing_debs+=(procps)
 command -v taskset >/dev/null || missing_debs+=(util-linux)
+if [ -n "${BENCH_PROFILE:-}" ]; then command -v perf >/dev/null || missing_debs+=(linux-perf); fi
 if [ "${#missing_debs[@]}" -gt 0 ]; then
   log "apt-get install ${missing_debs[*]}"
   apt_install() {

@@ -15,7 +15,7 @@ import sys
 
 MAX_ERROR_RATE = 0.01
 EXPECTED = {"a": ("concurrency", "rate"), "b": ("concurrency", "rate"), "c": ("concurrency", "rate"),
-            "d": ("concurrency", "rate"), "e": ("streams",), "f": ("streams",)}
+            "g": ("concurrency", "rate"), "d": ("concurrency", "rate"), "e": ("streams",), "f": ("streams",)}
 
 
 def load(path):
@@ -122,7 +122,7 @@ def build(cases, args):
              "streams": f"{num(args.streams)} SSE streams"}
     base = {"concurrency": "a", "rate": "a", "streams": "e"}
     sidecar = {"concurrency": "c", "rate": "c", "streams": "f"}
-    for case in "abcdef":
+    for case in "abcgdef":
         for load in ("concurrency", "rate", "streams"):
             row = cases.get(case, {}).get(load)
             if row is None:
@@ -195,7 +195,7 @@ def main():
     p.add_argument("results")
     p.add_argument("out")
     p.add_argument("--mode", default="full")
-    p.add_argument("--cases", default="abcdef")
+    p.add_argument("--cases", default="abcgdef")
     p.add_argument("--concurrency", type=int)
     p.add_argument("--rate", type=int)
     p.add_argument("--streams", type=int)
