@@ -1,11 +1,15 @@
 //! Sticky splits through the real request path.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/process.rs"]
+mod process;
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use aiflags_sidecar::mock_upstream::MockUpstream;
 use futures::StreamExt;
+use process::SidecarProcess;
 use support::{Stack, TestClient};
 
 fn three_way(weights: (u32, u32, u32)) -> String {
@@ -63,16 +67,37 @@ async fn ten_thousand_users_land_within_one_and_a_half_points_of_each_weight() {
     }
 }
 
-#[tokio::test]
-async fn a_user_gets_the_same_variant_from_two_separate_sidecars() {
-    let first = Stack::flags(&three_way((50, 30, 20))).start().await;
-    let second = Stack::flags(&three_way((50, 30, 20))).start().await;
-    let users = || (0..300).map(|i| format!("sticky-{i}"));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_gets_the_same_variant_from_two_separate_sidecar_processes() {
+    let mock = MockUpstream::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flags = dir.path().join("flags.yaml");
+    std::fs::write(&flags, three_way((50, 30, 20))).unwrap();
+    let first = SidecarProcess::flags(&flags, &mock.url()).start().await;
+    let second = SidecarProcess::flags(&flags, &mock.url()).start().await;
+    assert_ne!(first.addr, second.addr);
+
+    let users = || (0..200).map(|i| format!("sticky-{i}"));
     let from_first = variants_of(&first.client, users()).await;
     let from_second = variants_of(&second.client, users()).await;
-    assert_eq!(from_first, from_second);
-    let distinct: std::collections::HashSet<_> = from_first.values().collect();
-    assert_eq!(distinct.len(), 3, "every variant should appear");
+
+    assert_eq!(from_first.len(), 200);
+    for (user, variant) in &from_first {
+        assert_eq!(
+            from_second.get(user),
+            Some(variant),
+            "{user} got {variant} from one sidecar process and {:?} from the other",
+            from_second.get(user)
+        );
+    }
+    let distinct: HashSet<&str> = from_first.values().map(String::as_str).collect();
+    assert_eq!(
+        distinct,
+        HashSet::from(["stable", "candidate", "wild"]),
+        "every variant should appear"
+    );
 }
 
 #[tokio::test]
