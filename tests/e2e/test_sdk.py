@@ -1,5 +1,6 @@
 """The official openai Python SDK, unchanged, through the sidecar."""
 
+import hashlib
 import json
 import urllib.request
 
@@ -95,13 +96,42 @@ def test_a_model_without_a_flag_passes_through(client):
     assert raw.parse().model == "gpt-3.5-turbo"
 
 
-def test_non_ascii_content(client):
-    content = "Grüße aus Köln — 日本語のテキスト 🌍"
+NON_ASCII = "Grüße aus Köln — 日本語のテキスト 🌍 \u0000\n\"quoted\""
+
+
+def forwarded_bytes(body):
+    """The body as the sidecar re-serialises it after a rewrite: serde_json's
+    compact form, keys sorted, non-ASCII as raw UTF-8."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_non_ascii_content_reaches_the_upstream_intact_through_a_flag(client):
+    messages = [{"role": "user", "content": NON_ASCII}]
     raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": content}], user="ünïcödé-user"
+        model="gpt-4o-mini", messages=messages, user="ünïcödé-user"
     )
-    assert raw.http_response.status_code == 200
     assert raw.parse().model == "gpt-4.1-mini"
+    # What the upstream must have received: the app's body with the variant's
+    # model and params, every character unchanged.
+    expected = forwarded_bytes(
+        {"messages": messages, "model": "gpt-4.1-mini", "user": "ünïcödé-user", "temperature": 0.2}
+    )
+    assert raw.headers["x-mock-body-bytes"] == str(len(expected))
+    assert raw.headers["x-mock-body-sha256"] == hashlib.sha256(expected).hexdigest()
+
+
+def test_non_ascii_content_passes_through_byte_for_byte_without_a_flag(stack):
+    # Deliberately unusual bytes: raw UTF-8, odd spacing, key order an
+    # encoder would not choose. A pass-through must not re-encode any of it.
+    body = ('{ "user":"ünïcödé",  "model" : "gpt-3.5-turbo",\n "messages":[{"role":"user","content":'
+            + json.dumps(NON_ASCII, ensure_ascii=False) + "}]}").encode()
+    request = urllib.request.Request(
+        f"{stack.base}/v1/chat/completions", data=body, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert "x-aiflags-flag" not in response.headers
+        assert response.headers["x-mock-body-bytes"] == str(len(body))
+        assert response.headers["x-mock-body-sha256"] == hashlib.sha256(body).hexdigest()
 
 
 def test_a_one_megabyte_prompt(client):
