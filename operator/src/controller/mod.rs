@@ -31,7 +31,7 @@ use serde_json::json;
 
 use self::backoff::Backoff;
 use self::config_map::{MANAGER, desired_config_map, flags_to_compile, previous_config};
-use self::status::{Notice, desired_status, notice_for, removal_notice};
+use self::status::{Notice, desired_status, notice_for, reconciled_part, removal_notice};
 use crate::metrics::Metrics;
 
 /// Keeps a deleted flag until it has left its namespace's config.
@@ -169,7 +169,7 @@ async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<A
     }
     let outcome = compilation.flags.get(&name).cloned().unwrap_or_default();
     let status = desired_status(current, &outcome, &compilation.config, Timestamp::now());
-    if current.status.as_ref() != Some(&status) {
+    if current.status.as_ref().map(reconciled_part) != Some(status.clone()) {
         let patch = Patch::Apply(json!({
             "apiVersion": AIFeatureFlag::api_version(&()),
             "kind": AIFeatureFlag::kind(&()),

@@ -30,6 +30,12 @@ pub(crate) enum Scenario {
         flag: AIFeatureFlag,
         served: SidecarConfig,
     },
+    /// `flag` reports an older revision and a rollout engine's fields; the
+    /// status apply carries the served revision and none of those fields.
+    StatusRefreshed {
+        flag: AIFeatureFlag,
+        served: SidecarConfig,
+    },
     /// `flag` was deleted after its reconcile was queued: the list shows it
     /// deleting, so the config leaves it out and no status is written.
     DeletedMeanwhile(AIFeatureFlag),
@@ -94,6 +100,18 @@ impl ApiServer {
                         .await;
                     let (_, config) = server.config_map_applied().await;
                     assert_eq!(config, served);
+                }
+                Scenario::StatusRefreshed { flag, served } => {
+                    let server = self
+                        .flags_listed(std::slice::from_ref(&flag))
+                        .await
+                        .config_map_read(Some(&served))
+                        .await;
+                    let (server, config) = server.config_map_applied().await;
+                    assert_eq!(config, served);
+                    let (_, status) = server.status_applied(&flag).await;
+                    // Exactly the reconciled fields: no proxies, currentStep, failedChecks.
+                    assert_eq!(status, healthy_status(&served.revision));
                 }
                 Scenario::DeletedMeanwhile(flag) => {
                     let server = self

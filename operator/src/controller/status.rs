@@ -41,8 +41,13 @@ pub struct Notice {
 }
 
 /// The status a flag should have once `config` (compiled with `outcome` for
-/// it) is written. Fields other controllers' logic owns (step, proxies,
-/// failed checks, other conditions) are carried over from the current status.
+/// it) is written: only the fields this reconcile computes, because it is
+/// server-side applied with force and would otherwise take over (and revert)
+/// fields a rollout engine owns: `currentStep`, `proxies`, `failedChecks`.
+///
+/// Other conditions are still carried over: `conditions` is an atomic list in
+/// the CRD, so applying `Ready` alone would delete them. Once the CRD makes it
+/// a map list keyed by `type`, only `Ready` should be applied.
 pub fn desired_status(
     flag: &AIFeatureFlag,
     outcome: &FlagOutcome,
@@ -51,14 +56,18 @@ pub fn desired_status(
 ) -> AIFeatureFlagStatus {
     let name = flag.metadata.name.as_deref().unwrap_or_default();
     let generation = flag.metadata.generation.unwrap_or_default();
-    let previous = flag.status.clone().unwrap_or_default();
+    let previous_conditions = flag
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     let serving = outcome
         .serving_generation
         .and_then(|_| config.flag(name))
         .filter(|f| f.namespace == flag.metadata.namespace);
 
-    let ready = ready_condition(generation, outcome, &previous.conditions, now);
-    let mut conditions = previous.conditions.clone();
+    let ready = ready_condition(generation, outcome, previous_conditions, now);
+    let mut conditions = previous_conditions.to_vec();
     match conditions.iter_mut().find(|c| c.type_ == READY) {
         Some(existing) => *existing = ready,
         None => conditions.insert(0, ready),
@@ -79,7 +88,20 @@ pub fn desired_status(
         }),
         split: serving.map(split),
         message: Some(message(generation, outcome, serving, &config.revision)),
-        ..previous
+        current_step: None,
+        proxies: None,
+        failed_checks: None,
+    }
+}
+
+/// The part of `status` that [`desired_status`] computes, to tell whether a
+/// status write is due without counting other owners' fields as drift.
+pub fn reconciled_part(status: &AIFeatureFlagStatus) -> AIFeatureFlagStatus {
+    AIFeatureFlagStatus {
+        current_step: None,
+        proxies: None,
+        failed_checks: None,
+        ..status.clone()
     }
 }
 

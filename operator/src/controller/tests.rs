@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiflags_api::{AIFeatureFlag, FlagInput, SidecarConfig, compile};
+use aiflags_api::{AIFeatureFlag, FlagInput, ProxyCount, SidecarConfig, compile};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 
@@ -100,6 +100,53 @@ async fn a_resync_without_change_writes_no_status_and_no_event() {
     let flag = AIFeatureFlag::test().finalized();
     let served = compiled(&[&flag]);
     let flag = reconciled(flag, &served);
+    let scenario = server.run(Scenario::Unchanged {
+        flag: flag.clone(),
+        served,
+    });
+
+    let result = reconcile(Arc::new(flag), ctx).await;
+    finished(scenario).await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// `flag`'s status with the fields a rollout engine owns filled in.
+fn with_rollout_fields(flag: AIFeatureFlag) -> AIFeatureFlag {
+    let mut status = flag.status.clone().unwrap_or_default();
+    status.current_step = Some(1);
+    status.proxies = Some(ProxyCount {
+        total: 3,
+        at_revision: 2,
+    });
+    status.failed_checks = Some(1);
+    flag.with_status(status)
+}
+
+#[tokio::test]
+async fn the_status_apply_leaves_rollout_fields_to_their_owner() {
+    let (ctx, server) = Context::test();
+    let flag = AIFeatureFlag::test().finalized();
+    let served = compiled(&[&flag]);
+    let older = compiled(&[&flag
+        .clone()
+        .weights(&[("stable", 50.0), ("candidate", 50.0)])]);
+    let flag = with_rollout_fields(reconciled(flag, &older));
+    let scenario = server.run(Scenario::StatusRefreshed {
+        flag: flag.clone(),
+        served,
+    });
+
+    let result = reconcile(Arc::new(flag), ctx).await;
+    finished(scenario).await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_resync_does_not_count_other_owners_fields_as_drift() {
+    let (ctx, server) = Context::test();
+    let flag = AIFeatureFlag::test().finalized();
+    let served = compiled(&[&flag]);
+    let flag = with_rollout_fields(reconciled(flag, &served));
     let scenario = server.run(Scenario::Unchanged {
         flag: flag.clone(),
         served,

@@ -1,4 +1,4 @@
-use aiflags_api::{AIFeatureFlagStatus, FieldError, FlagInput, compile};
+use aiflags_api::{AIFeatureFlagStatus, FieldError, FlagInput, ProxyCount, compile};
 
 use super::*;
 use crate::controller::fixtures::FlagBuilder;
@@ -132,7 +132,7 @@ fn the_transition_time_moves_only_when_ready_flips() {
 }
 
 #[test]
-fn fields_and_conditions_of_other_owners_are_kept() {
+fn other_conditions_are_kept_but_other_owners_fields_are_not_applied() {
     let other = Condition {
         type_: "Progressing".into(),
         status: "True".into(),
@@ -144,17 +144,31 @@ fn fields_and_conditions_of_other_owners_are_kept() {
     let previous = AIFeatureFlagStatus {
         conditions: vec![other.clone()],
         current_step: Some(2),
+        proxies: Some(ProxyCount {
+            total: 3,
+            at_revision: 2,
+        }),
         failed_checks: Some(1),
         ..Default::default()
     };
-    let (status, _) = status_of(&AIFeatureFlag::test().with_status(previous), None, at(5));
+    let flag = AIFeatureFlag::test().with_status(previous.clone());
+    let (status, _) = status_of(&flag, None, at(5));
+    // `conditions` is an atomic list: dropping `other` would delete it.
     assert_eq!(status.conditions.len(), 2);
     assert_eq!(status.conditions[0].type_, READY);
     assert_eq!(status.conditions[1], other);
+    // Applying cached copies would force-own (and revert) the rollout
+    // engine's fields.
     assert_eq!(
-        (status.current_step, status.failed_checks),
-        (Some(2), Some(1))
+        (status.current_step, &status.proxies, status.failed_checks),
+        (None, &None, None)
     );
+    // ... and they do not count as drift.
+    let mut applied = status.clone();
+    applied.current_step = previous.current_step;
+    applied.proxies = previous.proxies;
+    applied.failed_checks = previous.failed_checks;
+    assert_eq!(reconciled_part(&applied), status);
 }
 
 #[test]
