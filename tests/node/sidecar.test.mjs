@@ -4,6 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync, existsSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -37,6 +38,29 @@ spec:
     - {name: large, model: text-embedding-3-large}
   rollout:
     weights: {large: 100}
+---
+apiVersion: aiflags.dev/v1alpha1
+kind: AIFeatureFlag
+metadata: {name: responses-model}
+spec:
+  match: {models: ["gpt-4.1"], operations: [responses]}
+  defaultVariant: next
+  variants:
+    - {name: current, model: gpt-4.1}
+    - {name: next, model: gpt-5-mini}
+  rollout:
+    weights: {current: 0, next: 100}
+---
+apiVersion: aiflags.dev/v1alpha1
+kind: AIFeatureFlag
+metadata: {name: claude-model}
+spec:
+  match: {models: ["claude-3-5-haiku-*"], operations: [messages]}
+  defaultVariant: sonnet
+  variants:
+    - {name: sonnet, model: claude-sonnet-4-5}
+  rollout:
+    weights: {sonnet: 100}
 `;
 
 const freePort = () =>
@@ -66,6 +90,7 @@ async function waitUntilReady(url, child) {
 
 const children = [];
 let client;
+let sidecarBase;
 
 before(async () => {
   assert.ok(existsSync(sidecarBin), `${sidecarBin} not found: run cargo build --bins`);
@@ -85,7 +110,8 @@ before(async () => {
   );
   children.push(sidecar);
   await waitUntilReady(`http://127.0.0.1:${adminPort}/readyz`, sidecar);
-  client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "sk-node-test", maxRetries: 0, timeout: 30_000 });
+  sidecarBase = `http://127.0.0.1:${port}`;
+  client = new OpenAI({ baseURL: `${sidecarBase}/v1`, apiKey: "sk-node-test", maxRetries: 0, timeout: 30_000 });
 });
 
 after(() => {
@@ -138,4 +164,148 @@ test("embeddings get the variant's model", async () => {
   assert.equal(response.headers.get("x-aiflags-model"), "text-embedding-3-large");
   assert.equal(data.model, "text-embedding-3-large");
   assert.equal(data.data[0].embedding.length, 4);
+});
+
+// Every test below gives up rather than hang.
+const bounded = { timeout: 30_000 };
+
+const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
+
+/** JSON as the sidecar re-serialises a rewritten body: serde_json's compact
+ * form, keys sorted, non-ASCII as raw UTF-8 (which JSON.stringify also does). */
+function forwardedBytes(value) {
+  const sorted = (v) =>
+    Array.isArray(v)
+      ? v.map(sorted)
+      : v && typeof v === "object"
+        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted(v[k])]))
+        : v;
+  return Buffer.from(JSON.stringify(sorted(value)), "utf8");
+}
+
+/** An Anthropic-shaped request, as the Anthropic SDK sends it. */
+const postMessages = (body) =>
+  fetch(`${sidecarBase}/v1/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": "sk-ant-node", "anthropic-version": "2023-06-01" },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(30_000),
+  });
+
+/** `[{event, data}]` of an SSE body. */
+function sseEvents(text) {
+  return text
+    .split("\n\n")
+    .filter((block) => block.trim())
+    .map((block) => {
+      const field = (name) =>
+        block
+          .split("\n")
+          .filter((line) => line.startsWith(`${name}:`))
+          .map((line) => line.slice(name.length + 1).trim())
+          .join("\n");
+      return { event: field("event"), data: JSON.parse(field("data")) };
+    });
+}
+
+test("responses through a flag: the app sees the variant's model and the aiflags headers", bounded, async () => {
+  const { data, response } = await client.responses.create({ model: "gpt-4.1", input: "hi" }).withResponse();
+  assert.equal(response.headers.get("x-aiflags-flag"), "responses-model");
+  assert.equal(response.headers.get("x-aiflags-variant"), "next");
+  assert.equal(response.headers.get("x-aiflags-model"), "gpt-5-mini");
+  assert.equal(response.headers.get("x-aiflags-attempts"), "1");
+  assert.equal(response.headers.get("x-mock-received-model"), "gpt-5-mini");
+  assert.equal(response.headers.get("x-mock-received-path"), "/v1/responses");
+  assert.equal(data.model, "gpt-5-mini");
+  assert.match(data.output_text, /Hello from gpt-5-mini/);
+
+  const { data: stream, response: streamed } = await client.responses
+    .create({ model: "gpt-4.1", input: "hi", stream: true })
+    .withResponse();
+  assert.equal(streamed.headers.get("x-aiflags-model"), "gpt-5-mini");
+  const events = [];
+  for await (const event of stream) events.push(event);
+  assert.equal(events[0].type, "response.created");
+  assert.equal(events.at(-1).type, "response.completed");
+  assert.equal(events.at(-1).response.model, "gpt-5-mini");
+  assert.ok(events.at(-1).response.usage.output_tokens > 0);
+});
+
+test("anthropic messages via fetch: the model is rewritten, the app's key passes through", bounded, async () => {
+  const body = { model: "claude-3-5-haiku-latest", max_tokens: 64, messages: [{ role: "user", content: "Say hi" }] };
+  const response = await postMessages(body);
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("x-aiflags-flag"), "claude-model");
+  assert.equal(response.headers.get("x-aiflags-model"), "claude-sonnet-4-5");
+  assert.equal(response.headers.get("x-mock-api-key"), "sk-ant-node");
+  assert.equal(response.headers.get("x-mock-received-path"), "/v1/messages");
+  const message = await response.json();
+  assert.equal(message.type, "message");
+  assert.equal(message.model, "claude-sonnet-4-5");
+  assert.match(message.content[0].text, /^Hello from claude-sonnet-4-5/);
+});
+
+test("anthropic messages streaming: message_start … message_stop with the variant's model", bounded, async () => {
+  const body = {
+    model: "claude-3-5-haiku-latest", max_tokens: 64, stream: true,
+    messages: [{ role: "user", content: "Say hi" }],
+  };
+  const response = await postMessages(body);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get("content-type"), /^text\/event-stream/);
+  assert.equal(response.headers.get("x-aiflags-model"), "claude-sonnet-4-5");
+  const events = sseEvents(await response.text());
+  assert.equal(events[0].event, "message_start");
+  assert.equal(events[0].data.message.model, "claude-sonnet-4-5");
+  assert.equal(events.at(-1).event, "message_stop");
+  assert.deepEqual(events.at(-1).data, { type: "message_stop" });
+  for (const { event, data } of events) assert.equal(data.type, event, "event name and data type disagree");
+  const text = events
+    .filter((e) => e.event === "content_block_delta")
+    .map((e) => e.data.delta.text)
+    .join("");
+  assert.match(text, /^Hello from claude-sonnet-4-5/);
+});
+
+test("a 1 MB prompt goes through the flag whole", bounded, async () => {
+  const prompt = "word ".repeat(200_000);
+  const sent = { messages: [{ role: "user", content: prompt }], model: "gpt-4o-mini" };
+  const { data, response } = await client.chat.completions.create(sent).withResponse();
+  assert.equal(data.model, "gpt-4.1-mini");
+  assert.ok(data.usage.prompt_tokens > 250_000, `prompt_tokens ${data.usage.prompt_tokens}`);
+  const expected = forwardedBytes({ ...sent, model: "gpt-4.1-mini" });
+  assert.ok(expected.length > 1_000_000);
+  assert.equal(response.headers.get("x-mock-body-bytes"), String(expected.length));
+  assert.equal(response.headers.get("x-mock-body-sha256"), sha256(expected));
+});
+
+const nonAscii = 'Grüße aus Köln — 日本語のテキスト 🌍 \u0000\n"quoted"';
+
+test("non-ASCII content reaches the upstream intact through a flag", bounded, async () => {
+  const sent = { messages: [{ role: "user", content: nonAscii }], model: "gpt-4o-mini", user: "ünïcødé-user" };
+  const { data, response } = await client.chat.completions.create(sent).withResponse();
+  assert.equal(data.model, "gpt-4.1-mini");
+  // The app's body with only the model rewritten, every character unchanged.
+  const expected = forwardedBytes({ ...sent, model: "gpt-4.1-mini" });
+  assert.equal(response.headers.get("x-mock-body-bytes"), String(expected.length));
+  assert.equal(response.headers.get("x-mock-body-sha256"), sha256(expected));
+});
+
+test("non-ASCII content passes through byte for byte when no flag matches", bounded, async () => {
+  // Spacing and key order no encoder would choose: a pass-through must not re-encode.
+  const body = Buffer.from(
+    `{ "user":"ünïcødé",  "model" : "gpt-3.5-turbo",\n "messages":[{"role":"user","content":${JSON.stringify(nonAscii)}}]}`,
+    "utf8",
+  );
+  const response = await fetch(`${sidecarBase}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+    signal: AbortSignal.timeout(30_000),
+  });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("x-aiflags-flag"), null);
+  assert.equal(response.headers.get("x-mock-body-bytes"), String(body.length));
+  assert.equal(response.headers.get("x-mock-body-sha256"), sha256(body));
+  assert.equal((await response.json()).model, "gpt-3.5-turbo");
 });
