@@ -11,8 +11,9 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::config::{
-    CompiledFallback, CompiledFlag, CompiledTargeting, CompiledVariant, FailureClass, Selector,
-    SelectorOperator, SelectorRequirement, SidecarConfig, StickySource, TOTAL_BP, http_token,
+    CompiledFallback, CompiledFlag, CompiledTargeting, CompiledVariant, FailureClass, MAX_RETRIES,
+    MAX_TIMEOUT_MS, Selector, SelectorOperator, SelectorRequirement, SidecarConfig, StickySource,
+    TOTAL_BP, http_token,
 };
 use crate::crd::{AIFeatureFlag, AIFeatureFlagSpec, FlagState, Rollout, Variant};
 use crate::duration::parse_duration_ms;
@@ -309,20 +310,13 @@ fn check_variants(variants: &[Variant], errs: &mut Errors) -> Vec<CompiledVarian
             if let Err(msg) = check_base_url(&provider.base_url) {
                 errs.push(format!("{path}.provider.baseUrl"), msg);
             }
-            if let Some(key) = &provider.credential_key {
-                let ok = !key.is_empty()
-                    && key.len() <= 253
-                    && key
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-                if !ok {
-                    errs.push(
-                        format!("{path}.provider.credentialKey"),
-                        format!(
-                            "{key:?} is not a valid Secret key (letters, digits, '-', '.', '_')"
-                        ),
-                    );
-                }
+            if let Some(key) = &provider.credential_key
+                && !crate::config::is_secret_key(key)
+            {
+                errs.push(
+                    format!("{path}.provider.credentialKey"),
+                    format!("{key:?} is not a valid Secret key (letters, digits, '-', '.', '_')"),
+                );
             }
         }
         if let Some(p) = &v.pricing {
@@ -594,10 +588,10 @@ fn compile_fallback(
     }
     out.chain = f.chain.clone();
     if let Some(r) = f.retries {
-        if r > 5 {
+        if r > MAX_RETRIES {
             errs.push(
                 "spec.fallback.retries",
-                format!("{r} is more than the maximum of 5"),
+                format!("{r} is more than the maximum of {MAX_RETRIES}"),
             );
         }
         out.retries = r;
@@ -608,6 +602,11 @@ fn compile_fallback(
             .ok()?;
         if ms == 0 {
             errs.push(format!("spec.fallback.{field}"), "must be longer than 0");
+        } else if ms > MAX_TIMEOUT_MS {
+            errs.push(
+                format!("spec.fallback.{field}"),
+                "must be at most 168h (a week)",
+            );
         }
         Some(ms)
     };

@@ -225,6 +225,36 @@ impl CompiledFlag {
                 return Err(format!("unknown variant {name:?}"));
             }
         }
+        // Whoever can write the ConfigMap bypasses the compiler: the values a
+        // sidecar turns into deadlines and file paths are checked again.
+        let fb = &self.fallback;
+        let timeouts = [
+            ("perAttemptTimeoutMs", Some(fb.per_attempt_timeout_ms)),
+            ("firstTokenTimeoutMs", fb.first_token_timeout_ms),
+            ("deadlineMs", Some(fb.deadline_ms)),
+        ];
+        for (field, ms) in timeouts {
+            if ms.is_some_and(|ms| ms == 0 || ms > MAX_TIMEOUT_MS) {
+                return Err(format!(
+                    "fallback.{field} must be between 1 and {MAX_TIMEOUT_MS}"
+                ));
+            }
+        }
+        if fb.retries > MAX_RETRIES {
+            return Err(format!("fallback.retries must be at most {MAX_RETRIES}"));
+        }
+        for v in &self.variants {
+            let key = v
+                .provider
+                .as_ref()
+                .and_then(|p| p.credential_key.as_deref());
+            if key.is_some_and(|k| !is_secret_key(k)) {
+                return Err(format!(
+                    "variant {:?}: credentialKey is not a Secret key",
+                    v.name
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -279,6 +309,22 @@ impl fmt::Display for StickySource {
             StickySource::Body(p) => write!(f, "body:{}", p.join(".")),
         }
     }
+}
+
+/// Longest timeout a config may carry: a week.
+pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3_600_000;
+/// Most retries of one target a config may ask for.
+pub const MAX_RETRIES: u32 = 5;
+
+/// A Kubernetes Secret key: letters, digits, `-`, `.`, `_` — never a path.
+pub fn is_secret_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key != "."
+        && key != ".."
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
 }
 
 /// RFC 9110 token characters: what a header name may contain.

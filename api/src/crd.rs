@@ -322,15 +322,24 @@ pub struct Fallback {
     #[schemars(range(max = 5))]
     pub retries: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(r"self.matches('^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$')").message("must be a duration such as 30s, 10m or 1h30m"))]
+    #[x_kube(
+        validation = Rule::new(r"self.matches('^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$')").message("must be a duration such as 30s, 10m or 1h30m"),
+        validation = Rule::new(r"!self.matches('^(0+(\\.0+)?(ms|s|m|h))+$')").message("must be longer than 0"),
+    )]
     pub per_attempt_timeout: Option<String>,
     /// Streams: no first byte by then is a failed attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(r"self.matches('^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$')").message("must be a duration such as 30s, 10m or 1h30m"))]
+    #[x_kube(
+        validation = Rule::new(r"self.matches('^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$')").message("must be a duration such as 30s, 10m or 1h30m"),
+        validation = Rule::new(r"!self.matches('^(0+(\\.0+)?(ms|s|m|h))+$')").message("must be longer than 0"),
+    )]
     pub first_token_timeout: Option<String>,
     /// Overall budget for all attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(r"self.matches('^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$')").message("must be a duration such as 30s, 10m or 1h30m"))]
+    #[x_kube(
+        validation = Rule::new(r"self.matches('^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$')").message("must be a duration such as 30s, 10m or 1h30m"),
+        validation = Rule::new(r"!self.matches('^(0+(\\.0+)?(ms|s|m|h))+$')").message("must be longer than 0"),
+    )]
     pub deadline: Option<String>,
 }
 

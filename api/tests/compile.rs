@@ -334,3 +334,38 @@ proptest! {
         prop_assert_eq!(parsed, Ok(config));
     }
 }
+
+#[test]
+fn sidecars_recheck_what_becomes_a_deadline_or_a_file_path() {
+    let good = compile(
+        Some("shop"),
+        &[FlagInput::from_resource(&flag(
+            "s",
+            1,
+            split_spec(90.0, 10.0),
+        ))],
+        None,
+    )
+    .config;
+    let tamper = |edit: &dyn Fn(&mut Value)| -> Result<SidecarConfig, ConfigError> {
+        let mut doc: Value = serde_json::from_str(&good.to_json()).expect("json");
+        edit(&mut doc["flags"][0]);
+        let flags: Vec<aiflags_api::CompiledFlag> =
+            serde_json::from_value(doc["flags"].clone()).expect("flags");
+        doc["revision"] = json!(aiflags_api::revision_of(&flags));
+        SidecarConfig::from_json(doc.to_string().as_bytes())
+    };
+    let huge = tamper(&|f| f["fallback"]["deadlineMs"] = json!(u64::MAX));
+    assert!(
+        matches!(&huge, Err(ConfigError::InvalidFlag { message, .. }) if message.starts_with("fallback.deadlineMs")),
+        "{huge:?}"
+    );
+    let path = tamper(&|f| {
+        f["variants"][1]["provider"] =
+            json!({"baseUrl": "https://x.example", "credentialKey": "../../token"})
+    });
+    assert!(
+        matches!(&path, Err(ConfigError::InvalidFlag { message, .. }) if message.contains("credentialKey")),
+        "{path:?}"
+    );
+}

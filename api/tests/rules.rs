@@ -269,12 +269,26 @@ fn cases() -> Vec<Case> {
                 r#"spec.fallback.deadline: "forever" is not a duration such as 30s, 10m or 1h30m"#,
             ],
         },
+        Case {
+            name: "zero timeout",
+            flag: with(valid_flag, |s| {
+                s["fallback"]["perAttemptTimeout"] = json!("0s")
+            }),
+            cel: Some(("spec.fallback.perAttemptTimeout", "must be longer than 0")),
+            compile: &["spec.fallback.perAttemptTimeout: must be longer than 0"],
+        },
         // Rules below need more than CEL can say cheaply; `compile` holds them.
         Case {
             name: "deadline shorter than one attempt",
             flag: with(valid_flag, |s| s["fallback"]["deadline"] = json!("10s")),
             cel: None,
             compile: &["spec.fallback.deadline: 10s is shorter than perAttemptTimeout 30s"],
+        },
+        Case {
+            name: "a timeout longer than a week",
+            flag: with(valid_flag, |s| s["fallback"]["deadline"] = json!("169h")),
+            cel: None,
+            compile: &["spec.fallback.deadline: must be at most 168h (a week)"],
         },
         Case {
             name: "params override the model",
