@@ -25,6 +25,27 @@ use crate::upstream::{Target, UpstreamError};
 
 /// Error bodies kept to hand back when no attempt succeeds.
 const MAX_ERROR_BODY: usize = 1 << 20;
+/// Largest non-streamed response held to read its usage (embeddings of a
+/// large batch run to tens of megabytes); past it the attempt fails.
+const MAX_RESPONSE_BODY: usize = 128 << 20;
+/// Timeouts from config are clamped to this, so deadline arithmetic cannot overflow.
+const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `now` plus `ms` milliseconds, clamped to [`MAX_TIMEOUT`].
+fn after(now: Instant, ms: u64) -> Instant {
+    let wait = Duration::from_millis(ms).min(MAX_TIMEOUT);
+    now.checked_add(wait).unwrap_or(now)
+}
+
+/// Whether an outcome says the target itself is unwell, whatever the flag's
+/// `fallback.on` says: a flag that retries on 400s must not open a provider's
+/// circuit because its clients send bad requests.
+fn target_unwell(failure: Failure) -> bool {
+    match failure {
+        Failure::Timeout | Failure::Connect => true,
+        Failure::Status(s) => s == 429 || s >= 500,
+    }
+}
 
 /// One failed attempt.
 pub(crate) struct Failed {
@@ -74,7 +95,7 @@ pub(crate) async fn run(
 ) -> Result<Routed, ProxyError> {
     let flag = exchange.flag;
     let fallback = &flag.fallback;
-    let deadline = Instant::now() + Duration::from_millis(fallback.deadline_ms);
+    let deadline = after(Instant::now(), fallback.deadline_ms);
     let streaming = is_streaming(&exchange.body);
     outcome.flag = flag.key.clone();
     let mut attempts = 0u32;
@@ -101,7 +122,8 @@ pub(crate) async fn run(
             };
             retry_number += 1;
             tokio::time::sleep(delay).await;
-            // Waiting out an upstream's Retry-After is upstream time, not overhead.
+            // Waiting before a retry (backoff or Retry-After) is the upstream's
+            // doing, not work of the proxy's: it is not overhead.
             outcome.upstream_duration += delay;
         } else {
             retry_number = 0;
@@ -113,10 +135,13 @@ pub(crate) async fn run(
         {
             Ok(target) => target,
             Err(e) => {
+                // A misconfigured target fails the same way every time: no retries.
                 last = Some((Failed::new(None, e.to_string()), variant));
+                skip = Some(variant_index);
                 continue;
             }
         };
+        outcome.provider = target.label();
         let key = format!("{} {}", target.label(), variant.model);
         let admission = admit(proxy, &key);
         if let Admission::Rejected { retry_in } = admission {
@@ -151,8 +176,16 @@ pub(crate) async fn run(
         )
         .await;
         outcome.upstream_duration += started.elapsed();
-        let healthy = !matches!(&result, Err(f) if f.failure.is_some());
-        if let Some(open) = record(proxy, &key, admission, healthy) {
+        let health = match &result {
+            Ok(Served::Whole(head, _)) => {
+                Some(!classify_status(head.status.as_u16()).is_some_and(target_unwell))
+            }
+            Ok(Served::Stream { .. }) => Some(true),
+            // A failure of our own (no credential, oversized response) says
+            // nothing about the target: the breaker hears nothing.
+            Err(f) => f.failure.map(|f| !target_unwell(f)),
+        };
+        if let Some(open) = health.and_then(|healthy| record(proxy, &key, admission, healthy)) {
             let provider = target.label();
             proxy
                 .telemetry
@@ -192,11 +225,10 @@ async fn attempt(
 ) -> Result<Served, Failed> {
     let fallback = &exchange.flag.fallback;
     let now = Instant::now();
-    let per_attempt = now + Duration::from_millis(fallback.per_attempt_timeout_ms);
-    let attempt_end = per_attempt.min(deadline);
+    let attempt_end = after(now, fallback.per_attempt_timeout_ms).min(deadline);
     // Streams must show their first byte by the first-token timeout.
     let first_byte_by = match (streaming, fallback.first_token_timeout_ms) {
-        (true, Some(ms)) => (now + Duration::from_millis(ms)).min(attempt_end),
+        (true, Some(ms)) => after(now, ms).min(attempt_end),
         _ => attempt_end,
     };
     let timed_out = |what: &str| {
@@ -206,7 +238,9 @@ async fn attempt(
         )
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let send = proxy.upstream.send(target, &exchange.parts, full(bytes));
+    let send = proxy
+        .upstream
+        .send(target, &exchange.parts, full(bytes), true);
     let response = match tokio::time::timeout_at(first_byte_by, send).await {
         Err(_) => {
             return Err(timed_out(&format!(
@@ -277,16 +311,20 @@ async fn attempt(
             }
         }
     }
-    match timeout(
-        attempt_end.saturating_duration_since(Instant::now()),
-        body.collect(),
-    )
-    .await
-    {
+    let whole = Limited::new(body, MAX_RESPONSE_BODY).collect();
+    match timeout(attempt_end.saturating_duration_since(Instant::now()), whole).await {
         Err(_) => Err(timed_out(&format!(
             "no complete response within {}ms",
             ms_until(now, attempt_end)
         ))),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Failed::new(
+            None,
+            format!(
+                "{} sent a response larger than {} MiB",
+                target.label(),
+                MAX_RESPONSE_BODY >> 20
+            ),
+        )),
         Ok(Err(e)) => Err(Failed::new(
             Some(Failure::Connect),
             format!("{} broke off the response: {e}", target.label()),

@@ -167,7 +167,20 @@ pub fn spawn_reloader(
                 _ = tokio::time::sleep(interval) => {}
                 _ = stop.changed() => return,
             }
-            reload_once(&mut loader, &cell, &telemetry);
+            // File reads and local-mode compiles block: keep them off the
+            // (by default single) thread that serves requests.
+            let (cell, telemetry) = (cell.clone(), telemetry.clone());
+            let polled = tokio::task::spawn_blocking(move || {
+                reload_once(&mut loader, &cell, &telemetry);
+                loader
+            });
+            match polled.await {
+                Ok(back) => loader = back,
+                Err(e) => {
+                    tracing::error!(error = %e, "config reload task failed; reloading stops");
+                    return;
+                }
+            }
         }
     })
 }

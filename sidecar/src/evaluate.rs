@@ -31,7 +31,8 @@ pub enum FlagSelection<'c> {
     None,
     Selected(&'c CompiledFlag),
     /// The flag header names a flag this sidecar does not serve; the proxy
-    /// passes the request through and warns, rather than failing the app.
+    /// answers 400 naming the header, since the app asked for something
+    /// specific that cannot be honoured.
     UnknownFlag(String),
 }
 
@@ -68,9 +69,10 @@ enum Specificity {
 
 /// Picks the flag for a request.
 ///
-/// An explicit [`FLAG_HEADER`] wins over model matching and needs no `model`
-/// field (the rewrite sets one), but the flag must still cover the request's
-/// operation: a header cannot turn an embeddings flag onto chat traffic.
+/// An explicit [`FLAG_HEADER`] wins over model matching, but the flag must
+/// still cover the request's operation: a header cannot turn an embeddings
+/// flag onto chat traffic. (The proxy itself only evaluates bodies that have
+/// a string `model`; others pass through untouched, header or not.)
 /// Without the header, a request with no model or an unknown path gets no flag.
 /// Among the flags covering the operation, an exact model pattern beats a glob,
 /// a glob with more literal characters beats one with fewer, and a flag listing

@@ -83,26 +83,34 @@ impl Proxy {
         request: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         self.telemetry.request_started();
-        let mut outcome = RequestOutcome {
-            operation: "other",
-            started: Some(Instant::now()),
-            request_id: request_id(request.headers()),
-            ..RequestOutcome::default()
+        let mut report = Unreported {
+            telemetry: &self.telemetry,
+            outcome: RequestOutcome {
+                operation: "other",
+                started: Some(Instant::now()),
+                request_id: request_id(request.headers()),
+                ..RequestOutcome::default()
+            },
+            done: false,
         };
-        let routed = match self.route(request, &mut outcome).await {
+        let routed = match self.route(request, &mut report.outcome).await {
             Ok(routed) => routed,
             Err(error) => {
                 tracing::debug!(error = %error, "request answered by the proxy");
+                let mut response = error.into_response();
+                // Even our own errors say which flag and variant they are about.
+                crate::respond::set_aiflags_headers(&mut response, &report.outcome);
                 Routed {
-                    response: error.into_response(),
+                    response,
                     reports_itself: false,
                 }
             }
         };
-        if !routed.reports_itself {
-            outcome.status = routed.response.status().as_u16();
-            outcome.finish();
-            self.telemetry.request_finished(&outcome);
+        if routed.reports_itself {
+            report.done = true;
+        } else {
+            report.outcome.status = routed.response.status().as_u16();
+            report.finish();
         }
         Ok(routed.response)
     }
@@ -126,10 +134,26 @@ impl Proxy {
                 .await;
         };
         outcome.operation = operation.as_str();
-        let bytes = read_limited(body, self.max_body_bytes).await?;
+        let read = read_limited(body, self.max_body_bytes);
+        let bytes = tokio::time::timeout(BODY_READ_TIMEOUT, read)
+            .await
+            .map_err(|_| {
+                ProxyError::ReadBody(format!(
+                    "the body did not arrive within {}s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ))
+            })??;
         // Taken once: a reload mid-request does not change this request.
         let snapshot = self.config.current();
-        let json: Option<Value> = serde_json::from_slice(&bytes).ok();
+        // With no flag loaded there is nothing to decide: skip the parse.
+        let has_flags = snapshot
+            .as_ref()
+            .is_some_and(|s| !s.config.flags.is_empty());
+        let json: Option<Value> = if has_flags {
+            serde_json::from_slice(&bytes).ok()
+        } else {
+            None
+        };
         let flag = match (&snapshot, &json) {
             (Some(snapshot), Some(json)) => find_flag(snapshot, &parts, operation, json)?,
             _ => None,
@@ -139,6 +163,8 @@ impl Proxy {
                 .pass_through(parts, full(bytes), protocol, outcome)
                 .await;
         };
+        // The parsed body is what goes on; the raw bytes are not needed again.
+        drop(bytes);
         let exchange = Exchange {
             parts,
             operation,
@@ -161,15 +187,23 @@ impl Proxy {
         let target = self.upstream.default_target(protocol);
         outcome.provider = target.label();
         outcome.attempts = 1;
-        let response = self
-            .upstream
-            .send(&target, &parts, body)
-            .await
-            .map_err(|e| AttemptsFailed {
+        let send = self.upstream.send(&target, &parts, body, false);
+        let response = match tokio::time::timeout(PASS_THROUGH_HEAD_TIMEOUT, send).await {
+            Ok(result) => result.map_err(|e| AttemptsFailed {
                 summary: "the pass-through request failed".into(),
                 last: e.to_string(),
                 timed_out: false,
-            })?;
+            })?,
+            Err(_) => Err(AttemptsFailed {
+                summary: "the pass-through request timed out".into(),
+                last: format!(
+                    "{} sent no response head within {}s",
+                    target.label(),
+                    PASS_THROUGH_HEAD_TIMEOUT.as_secs()
+                ),
+                timed_out: true,
+            })?,
+        };
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
         Ok(Routed {
@@ -204,6 +238,39 @@ fn find_flag<'s>(
         }),
         FlagSelection::Selected(flag) => {
             Ok(Some((flag, decide(flag, &view, random_u32()).variant)))
+        }
+    }
+}
+
+/// Traffic no flag applies to has no flag timeouts; this bounds how long its
+/// client waits for the upstream to start answering (the body may then take
+/// as long as it takes, as a long generation does).
+const PASS_THROUGH_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A client may trickle its body; it gets this long to send all of it.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reports a request exactly once: when it is answered, or, if the client
+/// goes away first and hyper drops the handler, as status 499.
+struct Unreported<'a> {
+    telemetry: &'a SharedTelemetry,
+    outcome: RequestOutcome,
+    done: bool,
+}
+
+impl Unreported<'_> {
+    fn finish(&mut self) {
+        self.done = true;
+        self.outcome.finish();
+        self.telemetry.request_finished(&self.outcome);
+    }
+}
+
+impl Drop for Unreported<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.outcome.status = 499;
+            self.finish();
         }
     }
 }

@@ -116,6 +116,25 @@ pub(crate) fn give_up(
     .into())
 }
 
+/// The `x-aiflags-*` headers for a response the proxy made itself.
+pub(crate) fn set_aiflags_headers(response: &mut Response<ProxyBody>, outcome: &RequestOutcome) {
+    if outcome.flag.is_empty() {
+        return;
+    }
+    let headers = response.headers_mut();
+    let attempts = outcome.attempts.to_string();
+    for (name, value) in [
+        ("x-aiflags-flag", outcome.flag.as_str()),
+        ("x-aiflags-variant", outcome.variant.as_str()),
+        ("x-aiflags-model", outcome.model.as_str()),
+        ("x-aiflags-attempts", attempts.as_str()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
 fn with_headers(
     mut head: ResponseParts,
     body: ProxyBody,

@@ -78,13 +78,11 @@ impl FilteredStream {
         (!out.is_empty()).then(|| Ok(Frame::data(out.freeze())))
     }
 
-    /// Chat and completions streams end with `data: [DONE]`; the others end
-    /// with a typed event the filter does not need to see.
+    /// Every protocol marks its natural end: `data: [DONE]` for chat and
+    /// completions, `response.completed` (or `incomplete`/`failed`) for
+    /// responses, `message_stop` for messages. A close without it is a cut.
     fn complete(&self) -> bool {
-        match self.operation {
-            Operation::Chat | Operation::Completions => self.filter.saw_done(),
-            _ => true,
-        }
+        self.filter.saw_done()
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Target {
     pub base: Uri,
     pub protocol: Protocol,
     pub credential_key: Option<String>,
+    /// Whether this is the protocol's default upstream: only there may the
+    /// app's own API key go.
+    pub is_default: bool,
 }
 
 impl Target {
@@ -90,12 +93,16 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(defaults: Upstreams, credentials_dir: Option<PathBuf>) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        // An unreachable provider must fail fast enough to fall back.
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config())
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .build();
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(https);
         Upstream {
             client,
@@ -113,6 +120,7 @@ impl Upstream {
             base,
             protocol,
             credential_key: None,
+            is_default: true,
         }
     }
 
@@ -127,19 +135,26 @@ impl Upstream {
         };
         let base = base_url(&provider.base_url)
             .map_err(|e| UpstreamError::Config(format!("provider baseUrl: {e}")))?;
+        let default = self.default_target(protocol).base;
+        let is_default =
+            base.authority() == default.authority() && base.scheme_str() == default.scheme_str();
         Ok(Target {
             base,
             protocol,
             credential_key: provider.credential_key.clone(),
+            is_default,
         })
     }
 
     /// Sends one request; the response head is returned as soon as it arrives.
+    /// A `rewritten` request (one a flag applied to) asks for an uncompressed
+    /// response, because the proxy reads its usage and filters its stream.
     pub async fn send(
         &self,
         target: &Target,
         parts: &Parts,
         body: ProxyBody,
+        rewritten: bool,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut request = Request::new(body);
@@ -149,6 +164,20 @@ impl Upstream {
         // fail on HTTP/1-only upstreams.
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = forwarded_headers(&parts.headers);
+        let headers = request.headers_mut();
+        if rewritten {
+            headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
+        // The app's key is for its provider: a flag pointing elsewhere (a
+        // vLLM, a partner endpoint) must name a credential or go without.
+        if !target.is_default && target.credential_key.is_none() {
+            for name in CLIENT_AUTH_HEADERS {
+                headers.remove(name);
+            }
+        }
         // A rewritten body has its own length; the client's would truncate it.
         if let Some(len) = request.body().size_hint().exact() {
             request
@@ -183,6 +212,12 @@ impl Upstream {
         Ok(text.trim().to_string())
     }
 }
+
+/// How long a TCP connect to an upstream may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where OpenAI, Anthropic and Azure clients put their API keys.
+const CLIENT_AUTH_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
 
 /// webpki roots always, so a distroless image still verifies public
 /// providers, plus the system's roots for private CAs.
@@ -224,6 +259,15 @@ pub fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
     let mut out = headers.clone();
     strip_hop_by_hop(&mut out);
     out.remove(header::HOST);
+    // Our own request headers (x-aiflags-flag) are for the sidecar only.
+    let ours: Vec<HeaderName> = out
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-aiflags-"))
+        .cloned()
+        .collect();
+    for name in ours {
+        out.remove(name);
+    }
     out
 }
 
@@ -293,6 +337,7 @@ mod tests {
             base: base.parse().unwrap(),
             protocol: Protocol::OpenAi,
             credential_key: None,
+            is_default: true,
         }
     }
 

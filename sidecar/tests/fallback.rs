@@ -7,6 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
+use serde_json::json;
 use support::{Reply, Stack};
 
 /// A flag whose chosen variant is `primary` (model `model`, optional provider),
@@ -135,6 +136,10 @@ async fn when_nothing_answers_the_proxy_says_what_happened() {
         message.starts_with("all 4 attempts failed: connect error to http://127.0.0.1:"),
         "{message}"
     );
+    // The proxy's own error still says which flag and variant it is about.
+    assert_eq!(reply.header("x-aiflags-flag"), "assistant");
+    assert_eq!(reply.header("x-aiflags-variant"), "primary");
+    assert_eq!(reply.header("x-aiflags-attempts"), "4");
 }
 
 #[tokio::test]
@@ -170,8 +175,48 @@ async fn the_circuit_opens_after_repeated_failures_and_closes_after_the_cooldown
     tokio::time::sleep(Duration::from_millis(600)).await;
     // The probe succeeds (the flaky model has recovered) and closes it.
     let probe = stack.chat("gpt-4.1").send().await;
-    assert_eq!(probe.variant(), "primary", "{}", probe.text());
-    assert_eq!(stack.chat("gpt-4.1").send().await.variant(), "primary");
+    assert_eq!(
+        probe.header("x-aiflags-model"),
+        "mock-flaky-2",
+        "{}",
+        probe.text()
+    );
+    assert_eq!(probe.header("x-aiflags-attempts"), "1");
+    assert_eq!(stack.upstream_requests("mock-flaky-2").await, 3);
+    // Closed again: the primary serves without a detour.
+    let after = stack.chat("gpt-4.1").send().await;
+    assert_eq!(after.header("x-aiflags-model"), "mock-flaky-2");
+    assert_eq!(stack.upstream_requests("mock-flaky-2").await, 4);
+}
+
+#[tokio::test]
+async fn responses_and_messages_streams_that_stop_short_end_with_an_error_event() {
+    let stack = Stack::flags(&flag("mock-truncated-stream", None, ""))
+        .start()
+        .await;
+    let responses = stack
+        .post("/v1/responses")
+        .json(json!({"model": "gpt-4.1", "input": "hi", "stream": true}))
+        .send()
+        .await;
+    let text = responses.text();
+    assert!(
+        text.contains("\"type\":\"aiflags_error\""),
+        "no error event in {text}"
+    );
+    assert!(!text.contains("response.completed"), "{text}");
+
+    let messages = stack
+        .post("/v1/messages")
+        .json(json!({"model": "gpt-4.1", "max_tokens": 16, "stream": true,
+                     "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await;
+    let text = messages.text();
+    assert!(text.contains("event: error"), "no error event in {text}");
+    assert!(!text.contains("message_stop"), "{text}");
+    // Once the first byte has gone out there is no retry.
+    assert_eq!(stack.upstream_requests("mock-truncated-stream").await, 2);
 }
 
 #[tokio::test]

@@ -48,6 +48,15 @@ spec:
     - {name: backup, model: gpt-4o-mini}
   fallback:
     chain: [backup]
+---
+apiVersion: aiflags.dev/v1alpha1
+kind: AIFeatureFlag
+metadata: {name: sluggish}
+spec:
+  match: {models: ["sluggish"]}
+  defaultVariant: slow
+  variants:
+    - {name: slow, model: mock-slow-first-token}
 """
 
 MESSAGES = [{"role": "user", "content": "Count the tokens, please."}]
@@ -192,3 +201,22 @@ def test_streams_do_not_count_their_generation_time_as_overhead(metered, sdk):
     # The mock paces its chunks 5 ms apart: tens of milliseconds of generation.
     assert duration > 0.02
     assert added < duration / 2, f"overhead {added}s of a {duration}s stream"
+
+
+def test_a_client_that_gives_up_is_counted_once_as_499(metered, sdk):
+    import openai
+    import time
+
+    impatient = sdk.with_options(timeout=0.3)
+    with pytest.raises(openai.APITimeoutError):
+        impatient.chat.completions.create(model="sluggish", messages=MESSAGES)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        samples = scrape(metered)
+        gone = [v for (n, ls), v in samples.items()
+                if n == "aiflags_requests_total" and ("flag", "sluggish") in ls and ("code", "499") in ls]
+        if gone:
+            break
+        time.sleep(0.05)
+    assert gone == [1], "the abandoned request was not reported as 499"
+    assert value(samples, "aiflags_active_requests") == 0

@@ -6,6 +6,7 @@
 //! - `mock-slow-first-token`: waits 3s before the response head.
 //! - `mock-timeout`: never answers. `mock-slow-stream`: chunks 200ms apart.
 //! - `mock-cut-stream`: a few chunks (or half the JSON), then the connection is cut.
+//! - `mock-truncated-stream`: a few chunks, then a clean end without the end marker.
 //! - `mock-malformed-sse`: a stream that is not valid SSE JSON.
 //! - `mock-flaky-N`: fails the first N requests for that model, then answers.
 //!
@@ -274,6 +275,9 @@ async fn behave(
                 chunks.truncate(2);
                 chunks.push(Err("mock cut the stream".into()));
             }
+            if model == "mock-truncated-stream" {
+                chunks.truncate(2);
+            }
             let pace = if model == "mock-slow-stream" {
                 Duration::from_millis(200)
             } else {
@@ -369,6 +373,14 @@ fn echo_headers(headers: &HeaderMap, bytes: &Bytes, body: &Value, path: &str) ->
         headers.get(header::AUTHORIZATION).cloned(),
     );
     put("x-mock-api-key", headers.get("x-api-key").cloned());
+    put(
+        "x-mock-accept-encoding",
+        headers.get(header::ACCEPT_ENCODING).cloned(),
+    );
+    put(
+        "x-mock-aiflags-flag",
+        headers.get("x-aiflags-flag").cloned(),
+    );
     put("x-mock-host", headers.get(header::HOST).cloned());
     put(
         "x-mock-body-sha256",
