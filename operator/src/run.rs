@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use aiflags_api::{AIFeatureFlag, CONFIG_MAP_NAME};
 use anyhow::Context as _;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
-use kube::{Client, ResourceExt};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use tokio::net::TcpListener;
 
 use crate::controller::config_map::managed_selector;
+use crate::controller::triggers::flags_to_refresh;
 use crate::controller::{Context, error_policy, reconcile};
 use crate::metrics::Metrics;
 use crate::server::{self, Probe};
@@ -46,16 +47,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let controller = Controller::new(flags, watcher::Config::default().any_semantic());
     let store = controller.store();
     tokio::spawn(mark_ready(store.clone(), probe));
-    // A changed or deleted ConfigMap re-reconciles its namespace's flags:
-    // statuses learn the new revision and manual edits are undone.
-    let config_maps = watcher::Config::default()
-        .labels(&managed_selector())
-        .fields(&format!("metadata.name={CONFIG_MAP_NAME}"));
-    let ctx = Arc::new(Context::new(client.clone(), metrics));
+    // A changed or deleted ConfigMap re-reconciles the flags of its
+    // namespace that need it: statuses learn the new revision and manual
+    // edits are undone.
+    let refresh = config_map_triggers(client.clone(), store.clone());
+    let ctx = Arc::new(Context::new(client, metrics, store));
     controller
-        .watches(Api::<ConfigMap>::all(client), config_maps, move |cm| {
-            flags_in_namespace(&store, cm.namespace().as_deref())
-        })
+        .reconcile_on(refresh)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -70,16 +68,23 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn flags_in_namespace(
-    store: &Store<AIFeatureFlag>,
-    namespace: Option<&str>,
-) -> Vec<ObjectRef<AIFeatureFlag>> {
-    store
-        .state()
-        .iter()
-        .filter(|f| f.namespace().as_deref() == namespace)
-        .map(|f| ObjectRef::from_obj(f.as_ref()))
-        .collect()
+/// The flags to re-reconcile after each event on the managed ConfigMaps.
+fn config_map_triggers(
+    client: Client,
+    flags: Store<AIFeatureFlag>,
+) -> impl Stream<Item = ObjectRef<AIFeatureFlag>> + Send + 'static {
+    let config_maps = watcher::Config::default()
+        .labels(&managed_selector())
+        .fields(&format!("metadata.name={CONFIG_MAP_NAME}"));
+    watcher(Api::<ConfigMap>::all(client), config_maps)
+        .default_backoff()
+        .filter_map(|event| async move {
+            // The backoff retries the watch; an error only needs a trace.
+            event
+                .inspect_err(|error| tracing::warn!(%error, "watching {CONFIG_MAP_NAME} failed"))
+                .ok()
+        })
+        .flat_map(move |event| stream::iter(flags_to_refresh(&flags.state(), &event)))
 }
 
 async fn mark_ready(store: Store<AIFeatureFlag>, probe: Arc<Probe>) {

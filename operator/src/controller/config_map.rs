@@ -2,6 +2,7 @@
 //! in it, and what it should hold. Pure.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aiflags_api::{AIFeatureFlag, CONFIG_MAP_KEY, CONFIG_MAP_NAME, ConfigError, SidecarConfig};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -13,15 +14,16 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
 /// The flags whose compiled form belongs in the config. Flags being deleted
 /// are left out, and so is `reconciled` itself when `removing` it; otherwise
-/// `reconciled` is included even if the list has not caught up with it yet.
+/// `reconciled` is included even if the cache has not caught up with it yet.
 pub fn flags_to_compile<'a>(
-    listed: &'a [AIFeatureFlag],
+    listed: &'a [Arc<AIFeatureFlag>],
     reconciled: &'a AIFeatureFlag,
     removing: bool,
 ) -> Vec<&'a AIFeatureFlag> {
     let name = &reconciled.metadata.name;
     let mut flags: Vec<&AIFeatureFlag> = listed
         .iter()
+        .map(AsRef::as_ref)
         .filter(|f| f.metadata.deletion_timestamp.is_none())
         .filter(|f| !(removing && f.metadata.name == *name))
         .collect();
@@ -85,8 +87,8 @@ mod tests {
     #[test]
     fn deleting_flags_are_never_compiled() {
         let listed = [
-            AIFeatureFlag::test().named("a"),
-            AIFeatureFlag::test().named("b").finalized().deleting(),
+            Arc::new(AIFeatureFlag::test().named("a")),
+            Arc::new(AIFeatureFlag::test().named("b").finalized().deleting()),
         ];
         let flags = flags_to_compile(&listed, &listed[0], false);
         assert_eq!(names(&flags), ["a"]);
@@ -95,8 +97,8 @@ mod tests {
     #[test]
     fn the_removed_flag_is_left_out() {
         let listed = [
-            AIFeatureFlag::test().named("a").finalized().deleting(),
-            AIFeatureFlag::test().named("b"),
+            Arc::new(AIFeatureFlag::test().named("a").finalized().deleting()),
+            Arc::new(AIFeatureFlag::test().named("b")),
         ];
         // Even if the list still shows it as live.
         let stale = AIFeatureFlag::test().named("b");
@@ -106,7 +108,7 @@ mod tests {
 
     #[test]
     fn the_reconciled_flag_is_added_when_the_list_lacks_it() {
-        let listed = [AIFeatureFlag::test().named("a")];
+        let listed = [Arc::new(AIFeatureFlag::test().named("a"))];
         let new = AIFeatureFlag::test().named("b");
         assert_eq!(names(&flags_to_compile(&listed, &new, false)), ["a", "b"]);
     }

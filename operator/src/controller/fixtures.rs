@@ -12,6 +12,8 @@ use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::client::Body;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -108,12 +110,31 @@ impl FlagBuilder for AIFeatureFlag {
 }
 
 impl Context {
-    /// A context whose client talks to the returned mock API server.
-    pub(crate) fn test() -> (Arc<Context>, ApiServer) {
+    /// A context whose client talks to the returned mock API server, and
+    /// whose flag cache the returned writer fills.
+    pub(crate) fn test() -> (Arc<Context>, ApiServer, Writer<AIFeatureFlag>) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        (Arc::new(Context::new(client, metrics)), ApiServer(handle))
+        let (store, writer) = reflector::store();
+        let ctx = Context::new(client, metrics, store);
+        (Arc::new(ctx), ApiServer(handle), writer)
+    }
+}
+
+/// Fills the controller's flag cache as its watch would.
+pub(crate) trait CacheBuilder {
+    /// The cache now holds exactly `flags`, as after a (re-)list.
+    fn holds(&mut self, flags: &[&AIFeatureFlag]);
+}
+
+impl CacheBuilder for Writer<AIFeatureFlag> {
+    fn holds(&mut self, flags: &[&AIFeatureFlag]) {
+        self.apply_watcher_event(&watcher::Event::Init);
+        for flag in flags {
+            self.apply_watcher_event(&watcher::Event::InitApply((*flag).clone()));
+        }
+        self.apply_watcher_event(&watcher::Event::InitDone);
     }
 }
 
@@ -200,13 +221,11 @@ impl ApiServer {
         self
     }
 
-    pub(crate) async fn flags_listed(mut self, items: &[AIFeatureFlag]) -> Self {
-        let (_, respond) = self.next(Method::GET, &format!("{FLAGS_PATH}?")).await;
-        let list = json!({
-            "apiVersion": "aiflags.dev/v1alpha1", "kind": "AIFeatureFlagList",
-            "metadata": {"resourceVersion": "1"}, "items": items,
-        });
-        respond.send_response(json_response(StatusCode::OK, &list));
+    /// Answers the GET of one flag (made before a status write) with `flag`.
+    pub(crate) async fn flag_read(mut self, flag: &AIFeatureFlag) -> Self {
+        let path = format!("{FLAGS_PATH}/{}", flag.name_any());
+        let (_, respond) = self.next(Method::GET, &path).await;
+        respond.send_response(json_response(StatusCode::OK, flag));
         self
     }
 

@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod config_map;
 pub mod status;
+pub mod triggers;
 
 #[cfg(test)]
 mod fixtures;
@@ -19,13 +20,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use aiflags_api::{AIFeatureFlag, CONFIG_MAP_NAME, Compilation, FlagInput, compile};
+use aiflags_api::{
+    AIFeatureFlag, AIFeatureFlagStatus, CONFIG_MAP_NAME, Compilation, FlagInput, FlagOutcome,
+    SidecarConfig, compile,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -79,6 +84,9 @@ pub struct Context {
     /// Who the Events say published them.
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
+    /// The controller's cache of every flag: a reconcile reads its
+    /// namespace's flags here instead of listing them from the API.
+    flags: Store<AIFeatureFlag>,
     backoff: Backoff,
     /// One writer per namespace, so two flags reconciled at once cannot
     /// overwrite each other's view of the shared ConfigMap.
@@ -86,14 +94,25 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+    /// `flags` is the reflector store of the controller that runs the
+    /// reconciles (`Controller::store`).
+    pub fn new(client: Client, metrics: Arc<Metrics>, flags: Store<AIFeatureFlag>) -> Self {
         Context {
             client,
             reporter: MANAGER.into(),
             metrics,
+            flags,
             backoff: Backoff::default(),
             namespace_locks: Mutex::default(),
         }
+    }
+
+    /// The cached flags of `namespace`. The cache is at least as fresh as
+    /// the flag being reconciled (the controller takes it from there), and
+    /// any flag that changes later is reconciled again itself.
+    fn flags_in(&self, namespace: &str) -> Vec<Arc<AIFeatureFlag>> {
+        self.flags
+            .state_filter(|f| f.metadata.namespace.as_deref() == Some(namespace))
     }
 
     fn namespace_lock(&self, namespace: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -152,14 +171,14 @@ pub fn error_policy(flag: Arc<AIFeatureFlag>, error: &Error, ctx: Arc<Context>) 
 async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<Action, Error> {
     let lock = ctx.namespace_lock(namespace);
     let _guard = lock.lock().await;
-    let flags: Api<AIFeatureFlag> = Api::namespaced(ctx.client.clone(), namespace);
-    let listed = flags.list(&ListParams::default()).await?.items;
-    let compilation = write_config(ctx, namespace, &flags_to_compile(&listed, flag, false)).await?;
+    let cached = ctx.flags_in(namespace);
+    let compilation = write_config(ctx, namespace, &flags_to_compile(&cached, flag, false)).await?;
 
-    // The listed copy is the freshest view of this flag.
+    // The cached copy is the freshest view of this flag.
     let name = flag.name_any();
-    let current = listed
+    let current = cached
         .iter()
+        .map(AsRef::as_ref)
         .find(|f| f.metadata.name.as_deref() == Some(name.as_str()))
         .unwrap_or(flag);
     if current.metadata.deletion_timestamp.is_some() {
@@ -169,7 +188,44 @@ async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<A
     }
     let outcome = compilation.flags.get(&name).cloned().unwrap_or_default();
     let status = desired_status(current, &outcome, &compilation.config, Timestamp::now());
-    if current.status.as_ref().map(reconciled_part) != Some(status.clone()) {
+    let status = if current.status.as_ref().map(reconciled_part) == Some(status.clone()) {
+        status
+    } else {
+        match update_status(ctx, current, &outcome, &compilation.config).await? {
+            Some(status) => status,
+            None => return Ok(Action::await_change()),
+        }
+    };
+    ctx.metrics.flag_observed(namespace, &name, &status);
+    tracing::info!(flag = %key(current), valid = outcome.is_valid(), revision = %compilation.config.revision, "reconciled");
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Writes and announces `cached`'s new status, unless the API shows it
+/// written already: the cache may not have seen this operator's own last
+/// write yet (a ConfigMap event can re-trigger a flag first), and announcing
+/// a change twice would publish a duplicate Event. One GET of this flag, and
+/// only when its status changes. `None` if the flag is gone or going.
+async fn update_status(
+    ctx: &Context,
+    cached: &AIFeatureFlag,
+    outcome: &FlagOutcome,
+    config: &SidecarConfig,
+) -> Result<Option<AIFeatureFlagStatus>, Error> {
+    let name = cached.name_any();
+    let flags: Api<AIFeatureFlag> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let Some(fresh) = flags.get_opt(&name).await? else {
+        return Ok(None);
+    };
+    if fresh.metadata.deletion_timestamp.is_some() {
+        return Ok(None);
+    }
+    // The spec compiled is the cached one; only the status is fresher.
+    let mut flag = cached.clone();
+    flag.status = fresh.status;
+    let status = desired_status(&flag, outcome, config, Timestamp::now());
+    if flag.status.as_ref().map(reconciled_part) != Some(status.clone()) {
         let patch = Patch::Apply(json!({
             "apiVersion": AIFeatureFlag::api_version(&()),
             "kind": AIFeatureFlag::kind(&()),
@@ -178,21 +234,18 @@ async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<A
         flags
             .patch_status(&name, &PatchParams::apply(MANAGER).force(), &patch)
             .await?;
+        if let Some(notice) = notice_for(flag.status.as_ref(), &status) {
+            publish(ctx, &flag, notice).await;
+        }
     }
-    ctx.metrics.flag_observed(namespace, &name, &status);
-    if let Some(notice) = notice_for(current.status.as_ref(), &status) {
-        publish(ctx, current, notice).await;
-    }
-    tracing::info!(flag = %key(current), valid = outcome.is_valid(), revision = %compilation.config.revision, "reconciled");
-    Ok(Action::requeue(RESYNC))
+    Ok(Some(status))
 }
 
 async fn cleanup(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<Action, Error> {
     let lock = ctx.namespace_lock(namespace);
     let _guard = lock.lock().await;
-    let flags: Api<AIFeatureFlag> = Api::namespaced(ctx.client.clone(), namespace);
-    let listed = flags.list(&ListParams::default()).await?.items;
-    let compilation = write_config(ctx, namespace, &flags_to_compile(&listed, flag, true)).await?;
+    let cached = ctx.flags_in(namespace);
+    let compilation = write_config(ctx, namespace, &flags_to_compile(&cached, flag, true)).await?;
     ctx.metrics.flag_removed(namespace, &flag.name_any());
     publish(ctx, flag, removal_notice(&compilation.config)).await;
     tracing::info!(flag = %key(flag), revision = %compilation.config.revision, "removed from config");

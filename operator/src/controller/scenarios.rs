@@ -1,6 +1,8 @@
 //! Named API-server scenarios the reconciler tests play, in the style of
 //! kube-rs/controller-rs: each lists, in order, the requests the reconciler
-//! must make, asserts them, and answers as the API server would.
+//! must make, asserts them, and answers as the API server would. The flags
+//! of the namespace come from the controller's cache, which the tests fill:
+//! no scenario answers a LIST.
 
 use aiflags_api::{AIFeatureFlag, SidecarConfig};
 use serde_json::{Value, json};
@@ -9,7 +11,7 @@ use super::fixtures::{ApiServer, FlagBuilder};
 
 pub(crate) enum Scenario {
     /// A new flag: the first reconcile only adds the finalizer; the second
-    /// lists, finds no ConfigMap, applies one holding the flag, applies the
+    /// finds no ConfigMap, applies one holding the flag, applies the
     /// status Ready=True and publishes `Compiled`.
     Create(AIFeatureFlag),
     /// `first` (generation 1) is served, then `second` (a valid generation 2
@@ -26,24 +28,28 @@ pub(crate) enum Scenario {
     },
     /// A resync that changes nothing: the ConfigMap is applied (a no-op for
     /// the API server) but neither the status nor an Event is written.
-    Unchanged {
-        flag: AIFeatureFlag,
-        served: SidecarConfig,
-    },
+    Unchanged(SidecarConfig),
     /// `flag` reports an older revision and a rollout engine's fields; the
     /// status apply carries the served revision and none of those fields.
     StatusRefreshed {
         flag: AIFeatureFlag,
         served: SidecarConfig,
     },
-    /// `flag` was deleted after its reconcile was queued: the list shows it
-    /// deleting, so the config leaves it out and no status is written.
-    DeletedMeanwhile(AIFeatureFlag),
-    /// `deleted` (finalizer present) leaves the config; `remaining` stays;
-    /// then the finalizer is removed.
+    /// The cache still shows the flag without the status `written` holds
+    /// (this operator's own last write): one GET of the flag shows it, so
+    /// neither the status nor an Event is written again.
+    StatusAlreadyWritten {
+        written: AIFeatureFlag,
+        served: SidecarConfig,
+    },
+    /// The reconciled flag was deleted after its reconcile was queued: the
+    /// cache shows it deleting, so the config leaves it out and no status is
+    /// written.
+    DeletedMeanwhile,
+    /// `deleted` (finalizer present) leaves the config `served` with it and
+    /// `other`; `other` stays; then the finalizer is removed.
     Delete {
         deleted: AIFeatureFlag,
-        remaining: AIFeatureFlag,
         served: SidecarConfig,
     },
     /// Two flags of one namespace, reconciled one after the other, share one ConfigMap.
@@ -92,48 +98,36 @@ impl ApiServer {
                 Scenario::InvalidUpdate { updated, served } => {
                     self.invalid_update(updated, served).await
                 }
-                Scenario::Unchanged { flag, served } => {
-                    let server = self
-                        .flags_listed(std::slice::from_ref(&flag))
-                        .await
-                        .config_map_read(Some(&served))
-                        .await;
+                Scenario::Unchanged(served) => {
+                    let server = self.config_map_read(Some(&served)).await;
                     let (_, config) = server.config_map_applied().await;
                     assert_eq!(config, served);
                 }
                 Scenario::StatusRefreshed { flag, served } => {
-                    let server = self
-                        .flags_listed(std::slice::from_ref(&flag))
-                        .await
-                        .config_map_read(Some(&served))
-                        .await;
+                    let server = self.config_map_read(Some(&served)).await;
                     let (server, config) = server.config_map_applied().await;
                     assert_eq!(config, served);
-                    let (_, status) = server.status_applied(&flag).await;
+                    let (_, status) = server.flag_read(&flag).await.status_applied(&flag).await;
                     // Exactly the reconciled fields: no proxies, currentStep, failedChecks.
                     assert_eq!(status, healthy_status(&served.revision));
                 }
-                Scenario::DeletedMeanwhile(flag) => {
-                    let server = self
-                        .flags_listed(&[flag.deleting()])
-                        .await
-                        .config_map_read(None)
-                        .await;
+                Scenario::StatusAlreadyWritten { written, served } => {
+                    let server = self.config_map_read(Some(&served)).await;
+                    let (server, config) = server.config_map_applied().await;
+                    assert_eq!(config, served);
+                    server.flag_read(&written).await;
+                }
+                Scenario::DeletedMeanwhile => {
+                    let server = self.config_map_read(None).await;
                     let (_, config) = server.config_map_applied().await;
                     assert!(config.flags.is_empty());
                 }
-                Scenario::Delete {
-                    deleted,
-                    remaining,
-                    served,
-                } => self.delete(deleted, remaining, served).await,
+                Scenario::Delete { deleted, served } => self.delete(deleted, served).await,
                 Scenario::TwoFlags(a, b) => self.two_flags(a, b).await,
                 Scenario::ConfigMapRejected { flag, codes } => {
                     let mut server = self;
                     for code in codes {
                         server = server
-                            .flags_listed(std::slice::from_ref(&flag))
-                            .await
                             .config_map_read(None)
                             .await
                             .config_map_rejected(code)
@@ -150,16 +144,12 @@ impl ApiServer {
         server.first_compile(&flag.finalized()).await;
     }
 
-    /// list → GET 404 → ConfigMap with the flag → status Ready → Compiled.
+    /// GET 404 → ConfigMap with the flag → status Ready → Compiled.
     async fn first_compile(self, flag: &AIFeatureFlag) -> (Self, SidecarConfig) {
-        let server = self
-            .flags_listed(std::slice::from_ref(flag))
-            .await
-            .config_map_read(None)
-            .await;
+        let server = self.config_map_read(None).await;
         let (server, config) = server.config_map_applied().await;
         assert_eq!(served_flags(&config), [("summarizer", 1, vec![9000, 1000])]);
-        let (server, status) = server.status_applied(flag).await;
+        let (server, status) = server.flag_read(flag).await.status_applied(flag).await;
         assert_eq!(status, healthy_status(&config.revision));
         let (server, note) = server.event_posted(flag, "Normal", "Compiled").await;
         assert_eq!(
@@ -173,14 +163,14 @@ impl ApiServer {
     }
 
     async fn update(self, updated: AIFeatureFlag, served: SidecarConfig) {
-        let server = self
-            .flags_listed(std::slice::from_ref(&updated))
-            .await
-            .config_map_read(Some(&served))
-            .await;
+        let server = self.config_map_read(Some(&served)).await;
         let (server, config) = server.config_map_applied().await;
         assert_eq!(served_flags(&config), [("summarizer", 2, vec![5000, 5000])]);
-        let (server, status) = server.status_applied(&updated).await;
+        let (server, status) = server
+            .flag_read(&updated)
+            .await
+            .status_applied(&updated)
+            .await;
         assert_eq!(status["observedGeneration"], 2);
         assert_eq!(status["servingGeneration"], 2);
         assert_eq!(status["conditions"][0]["message"], "generation 2 compiled");
@@ -194,16 +184,16 @@ impl ApiServer {
     }
 
     async fn invalid_update(self, updated: AIFeatureFlag, served: SidecarConfig) {
-        let server = self
-            .flags_listed(std::slice::from_ref(&updated))
-            .await
-            .config_map_read(Some(&served))
-            .await;
+        let server = self.config_map_read(Some(&served)).await;
         let (server, config) = server.config_map_applied().await;
         // Generation 1 keeps serving, untouched.
         assert_eq!(config, served);
         assert_eq!(served_flags(&config), [("summarizer", 1, vec![9000, 1000])]);
-        let (server, status) = server.status_applied(&updated).await;
+        let (server, status) = server
+            .flag_read(&updated)
+            .await
+            .status_applied(&updated)
+            .await;
         let errors = "spec.rollout.weights: weights sum to 95, not 100";
         let revision = &served.revision;
         assert_eq!(
@@ -228,13 +218,9 @@ impl ApiServer {
         assert!(note.ends_with(errors), "{note}");
     }
 
-    async fn delete(self, deleted: AIFeatureFlag, remaining: AIFeatureFlag, served: SidecarConfig) {
+    async fn delete(self, deleted: AIFeatureFlag, served: SidecarConfig) {
         assert_eq!(served.flags.len(), 2, "the served config holds both flags");
-        let server = self
-            .flags_listed(&[deleted.clone(), remaining.clone()])
-            .await
-            .config_map_read(Some(&served))
-            .await;
+        let server = self.config_map_read(Some(&served)).await;
         let (server, config) = server.config_map_applied().await;
         assert_eq!(served_flags(&config), [("other", 1, vec![9000, 1000])]);
         let (server, note) = server.event_posted(&deleted, "Normal", "Removed").await;
@@ -249,27 +235,22 @@ impl ApiServer {
     }
 
     async fn two_flags(self, a: AIFeatureFlag, b: AIFeatureFlag) {
-        let both = [a.clone(), b.clone()];
-        let server = self.flags_listed(&both).await.config_map_read(None).await;
+        let server = self.config_map_read(None).await;
         let (server, config) = server.config_map_applied().await;
         let expected = [
             ("assistant", 1, vec![5000, 5000]),
             ("summarizer", 1, vec![9000, 1000]),
         ];
         assert_eq!(served_flags(&config), expected);
-        let (server, status) = server.status_applied(&a).await;
+        let (server, status) = server.flag_read(&a).await.status_applied(&a).await;
         assert_eq!(status, healthy_status(&config.revision));
         let (server, _) = server.event_posted(&a, "Normal", "Compiled").await;
 
         // The second flag's reconcile finds the shared config and keeps it whole.
-        let server = server
-            .flags_listed(&both)
-            .await
-            .config_map_read(Some(&config))
-            .await;
+        let server = server.config_map_read(Some(&config)).await;
         let (server, again) = server.config_map_applied().await;
         assert_eq!(again, config);
-        let (server, status) = server.status_applied(&b).await;
+        let (server, status) = server.flag_read(&b).await.status_applied(&b).await;
         assert_eq!(status["split"], "stable=50 candidate=50");
         assert_eq!(status["configRevision"], config.revision.as_str());
         server.event_posted(&b, "Normal", "Compiled").await;

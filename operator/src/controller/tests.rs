@@ -7,7 +7,7 @@ use aiflags_api::{AIFeatureFlag, FlagInput, ProxyCount, SidecarConfig, compile};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 
-use super::fixtures::{FlagBuilder, NAMESPACE, finished};
+use super::fixtures::{CacheBuilder, FlagBuilder, NAMESPACE, finished};
 use super::scenarios::Scenario;
 use super::status::desired_status;
 use super::{Context, error_policy, reconcile};
@@ -29,12 +29,15 @@ fn reconciled(flag: AIFeatureFlag, config: &SidecarConfig) -> AIFeatureFlag {
 
 #[tokio::test]
 async fn create_adds_the_finalizer_then_serves_the_flag() {
-    let (ctx, server) = Context::test();
+    let (ctx, server, mut cache) = Context::test();
     let flag = AIFeatureFlag::test();
     let scenario = server.run(Scenario::Create(flag.clone()));
 
+    cache.holds(&[&flag]);
     let first = reconcile(Arc::new(flag.clone()), ctx.clone()).await;
-    let second = reconcile(Arc::new(flag.finalized()), ctx.clone()).await;
+    let flag = flag.finalized();
+    cache.holds(&[&flag]);
+    let second = reconcile(Arc::new(flag), ctx.clone()).await;
     finished(scenario).await;
     assert_eq!(first.expect("finalizer added"), Action::await_change());
     assert_eq!(
@@ -50,7 +53,7 @@ async fn create_adds_the_finalizer_then_serves_the_flag() {
 
 #[tokio::test]
 async fn a_valid_update_replaces_the_served_version() {
-    let (ctx, server) = Context::test();
+    let (ctx, server, mut cache) = Context::test();
     let first = AIFeatureFlag::test().finalized();
     let served = compiled(&[&first]);
     let second = reconciled(first.clone(), &served)
@@ -61,7 +64,9 @@ async fn a_valid_update_replaces_the_served_version() {
         second: second.clone(),
     });
 
+    cache.holds(&[&first]);
     let one = reconcile(Arc::new(first), ctx.clone()).await;
+    cache.holds(&[&second]);
     let two = reconcile(Arc::new(second), ctx.clone()).await;
     finished(scenario).await;
     assert!(one.is_ok() && two.is_ok(), "{one:?} {two:?}");
@@ -69,7 +74,7 @@ async fn a_valid_update_replaces_the_served_version() {
 
 #[tokio::test]
 async fn invalid_update_keeps_the_previous_version_serving() {
-    let (ctx, server) = Context::test();
+    let (ctx, server, mut cache) = Context::test();
     let valid = AIFeatureFlag::test().finalized();
     let served = compiled(&[&valid]);
     let updated = reconciled(valid, &served)
@@ -80,6 +85,7 @@ async fn invalid_update_keeps_the_previous_version_serving() {
         served,
     });
 
+    cache.holds(&[&updated]);
     let result = reconcile(Arc::new(updated), ctx.clone()).await;
     finished(scenario).await;
     // Invalid input is reported in the status, not retried as an error.
@@ -96,14 +102,12 @@ async fn invalid_update_keeps_the_previous_version_serving() {
 
 #[tokio::test]
 async fn a_resync_without_change_writes_no_status_and_no_event() {
-    let (ctx, server) = Context::test();
+    let (ctx, server, mut cache) = Context::test();
     let flag = AIFeatureFlag::test().finalized();
     let served = compiled(&[&flag]);
     let flag = reconciled(flag, &served);
-    let scenario = server.run(Scenario::Unchanged {
-        flag: flag.clone(),
-        served,
-    });
+    let scenario = server.run(Scenario::Unchanged(served));
+    cache.holds(&[&flag]);
 
     let result = reconcile(Arc::new(flag), ctx).await;
     finished(scenario).await;
@@ -124,7 +128,7 @@ fn with_rollout_fields(flag: AIFeatureFlag) -> AIFeatureFlag {
 
 #[tokio::test]
 async fn the_status_apply_leaves_rollout_fields_to_their_owner() {
-    let (ctx, server) = Context::test();
+    let (ctx, server, mut cache) = Context::test();
     let flag = AIFeatureFlag::test().finalized();
     let served = compiled(&[&flag]);
     let older = compiled(&[&flag
@@ -135,6 +139,7 @@ async fn the_status_apply_leaves_rollout_fields_to_their_owner() {
         flag: flag.clone(),
         served,
     });
+    cache.holds(&[&flag]);
 
     let result = reconcile(Arc::new(flag), ctx).await;
     finished(scenario).await;
@@ -143,14 +148,12 @@ async fn the_status_apply_leaves_rollout_fields_to_their_owner() {
 
 #[tokio::test]
 async fn a_resync_does_not_count_other_owners_fields_as_drift() {
-    let (ctx, server) = Context::test();
+    let (ctx, server, mut cache) = Context::test();
     let flag = AIFeatureFlag::test().finalized();
     let served = compiled(&[&flag]);
     let flag = with_rollout_fields(reconciled(flag, &served));
-    let scenario = server.run(Scenario::Unchanged {
-        flag: flag.clone(),
-        served,
-    });
+    let scenario = server.run(Scenario::Unchanged(served));
+    cache.holds(&[&flag]);
 
     let result = reconcile(Arc::new(flag), ctx).await;
     finished(scenario).await;
@@ -158,11 +161,31 @@ async fn a_resync_does_not_count_other_owners_fields_as_drift() {
 }
 
 #[tokio::test]
-async fn a_flag_deleted_meanwhile_gets_no_status() {
-    let (ctx, server) = Context::test();
+async fn a_status_the_cache_has_not_seen_yet_is_not_written_twice() {
+    let (ctx, server, mut cache) = Context::test();
     let flag = AIFeatureFlag::test().finalized();
-    let scenario = server.run(Scenario::DeletedMeanwhile(flag.clone()));
+    let served = compiled(&[&flag]);
+    let written = reconciled(flag.clone(), &served);
+    let scenario = server.run(Scenario::StatusAlreadyWritten { written, served });
 
+    cache.holds(&[&flag]);
+    let result = reconcile(Arc::new(flag), ctx.clone()).await;
+    finished(scenario).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        ctx.metrics
+            .encode()
+            .contains("aiflags_operator_flag_ready{flag=\"summarizer\",namespace=\"shop\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn a_flag_deleted_meanwhile_gets_no_status() {
+    let (ctx, server, mut cache) = Context::test();
+    let flag = AIFeatureFlag::test().finalized();
+    let scenario = server.run(Scenario::DeletedMeanwhile);
+
+    cache.holds(&[&flag.clone().deleting()]);
     let result = reconcile(Arc::new(flag), ctx).await;
     finished(scenario).await;
     assert_eq!(result.expect("reconciled"), Action::await_change());
@@ -170,17 +193,17 @@ async fn a_flag_deleted_meanwhile_gets_no_status() {
 
 #[tokio::test]
 async fn delete_removes_the_flag_from_the_config_then_the_finalizer() {
-    let (ctx, server) = Context::test();
+    let (ctx, server, mut cache) = Context::test();
     let deleted = AIFeatureFlag::test().finalized();
     let remaining = AIFeatureFlag::test().named("other").finalized();
     let served = compiled(&[&deleted, &remaining]);
     let deleted = reconciled(deleted, &served).deleting();
     let scenario = server.run(Scenario::Delete {
         deleted: deleted.clone(),
-        remaining,
         served,
     });
 
+    cache.holds(&[&deleted, &remaining]);
     let result = reconcile(Arc::new(deleted), ctx.clone()).await;
     finished(scenario).await;
     assert_eq!(result.expect("cleaned up"), Action::await_change());
@@ -189,13 +212,14 @@ async fn delete_removes_the_flag_from_the_config_then_the_finalizer() {
 
 #[tokio::test]
 async fn two_flags_in_one_namespace_share_one_config_map() {
-    let (ctx, server) = Context::test();
+    let (ctx, server, mut cache) = Context::test();
     let summarizer = AIFeatureFlag::test().finalized();
     let assistant = AIFeatureFlag::test()
         .named("assistant")
         .weights(&[("stable", 50.0), ("candidate", 50.0)])
         .finalized();
     let scenario = server.run(Scenario::TwoFlags(summarizer.clone(), assistant.clone()));
+    cache.holds(&[&summarizer, &assistant]);
 
     let first = reconcile(Arc::new(summarizer), ctx.clone()).await;
     let second = reconcile(Arc::new(assistant), ctx.clone()).await;
@@ -210,8 +234,9 @@ async fn two_flags_in_one_namespace_share_one_config_map() {
 
 #[tokio::test]
 async fn api_errors_requeue_with_growing_backoff_until_success() {
-    let (ctx, server) = Context::test();
+    let (ctx, server, mut cache) = Context::test();
     let flag = Arc::new(AIFeatureFlag::test().finalized());
+    cache.holds(&[&flag]);
     let scenario = server.run(Scenario::ConfigMapRejected {
         flag: (*flag).clone(),
         codes: vec![409, 500],
