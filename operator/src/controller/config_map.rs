@@ -66,89 +66,28 @@ pub fn desired_config_map(namespace: &str, config: &SidecarConfig) -> ConfigMap 
     }
 }
 
+/// Whether `error`, failing the apply of the config that leaves a deleted
+/// flag out, means no config is left to remove the flag from:
+/// - 404: the namespace is gone, and its ConfigMap with it;
+/// - 403 when no ConfigMap existed: the apply was a create, which a
+///   terminating namespace refuses ("... because it is being terminated");
+///   whatever the cause, no config there serves the flag.
+///
+/// A 403 on an existing ConfigMap (say, RBAC) is a real failure: the config
+/// still serves the flag, and a terminating namespace does allow updates.
+pub fn nothing_left_to_clean(error: &kube::Error, config_map_existed: bool) -> bool {
+    match error {
+        kube::Error::Api(status) => {
+            status.code == 404 || (status.code == 403 && !config_map_existed)
+        }
+        _ => false,
+    }
+}
+
 /// Label selector of the ConfigMaps this operator writes.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGER}")
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::controller::fixtures::FlagBuilder;
-    use aiflags_api::{FlagInput, compile};
-
-    fn names(flags: &[&AIFeatureFlag]) -> Vec<String> {
-        flags
-            .iter()
-            .map(|f| f.metadata.name.clone().unwrap_or_default())
-            .collect()
-    }
-
-    #[test]
-    fn deleting_flags_are_never_compiled() {
-        let listed = [
-            Arc::new(AIFeatureFlag::test().named("a")),
-            Arc::new(AIFeatureFlag::test().named("b").finalized().deleting()),
-        ];
-        let flags = flags_to_compile(&listed, &listed[0], false);
-        assert_eq!(names(&flags), ["a"]);
-    }
-
-    #[test]
-    fn the_removed_flag_is_left_out() {
-        let listed = [
-            Arc::new(AIFeatureFlag::test().named("a").finalized().deleting()),
-            Arc::new(AIFeatureFlag::test().named("b")),
-        ];
-        // Even if the list still shows it as live.
-        let stale = AIFeatureFlag::test().named("b");
-        assert_eq!(names(&flags_to_compile(&listed, &listed[0], true)), ["b"]);
-        assert!(flags_to_compile(&listed, &stale, true).is_empty());
-    }
-
-    #[test]
-    fn the_reconciled_flag_is_added_when_the_list_lacks_it() {
-        let listed = [Arc::new(AIFeatureFlag::test().named("a"))];
-        let new = AIFeatureFlag::test().named("b");
-        assert_eq!(names(&flags_to_compile(&listed, &new, false)), ["a", "b"]);
-    }
-
-    #[test]
-    fn the_config_map_round_trips_the_config() {
-        let flag = AIFeatureFlag::test();
-        let config = compile(Some("shop"), &[FlagInput::from_resource(&flag)], None).config;
-        let cm = desired_config_map("shop", &config);
-        assert_eq!(cm.metadata.name.as_deref(), Some("aiflags-config"));
-        assert_eq!(cm.metadata.namespace.as_deref(), Some("shop"));
-        assert_eq!(
-            cm.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(MANAGED_BY))
-                .map(String::as_str),
-            Some("aiflags-operator")
-        );
-        assert_eq!(previous_config(Some(&cm)), Ok(Some(config)));
-    }
-
-    #[test]
-    fn no_config_map_or_no_key_means_no_previous_config() {
-        assert_eq!(previous_config(None), Ok(None));
-        assert_eq!(previous_config(Some(&ConfigMap::default())), Ok(None));
-    }
-
-    #[test]
-    fn an_unreadable_config_is_an_error() {
-        let cm = ConfigMap {
-            data: Some(BTreeMap::from([(
-                CONFIG_MAP_KEY.to_string(),
-                "{}".to_string(),
-            )])),
-            ..ConfigMap::default()
-        };
-        assert!(matches!(
-            previous_config(Some(&cm)),
-            Err(ConfigError::UnknownSchema { .. })
-        ));
-    }
-}
+mod tests;

@@ -263,17 +263,23 @@ impl ApiServer {
         (self, config)
     }
 
-    /// Answers the ConfigMap apply with an API error of this code.
+    /// Answers the ConfigMap apply with an API error of this code, worded
+    /// as the API server words it.
     pub(crate) async fn config_map_rejected(mut self, code: u16) -> Self {
         let (_, respond) = self
             .next(Method::PATCH, &format!("{CONFIG_MAP_PATH}{APPLY_QUERY}"))
             .await;
-        let reason = if code == 409 {
-            "Conflict"
-        } else {
-            "InternalError"
+        let (reason, message) = match code {
+            403 => (
+                "Forbidden",
+                "configmaps \"aiflags-config\" is forbidden: unable to create new content \
+                 in namespace shop because it is being terminated",
+            ),
+            404 => ("NotFound", "namespaces \"shop\" not found"),
+            409 => ("Conflict", "rejected by the test"),
+            _ => ("InternalError", "rejected by the test"),
         };
-        respond.send_response(api_error(code, reason, "rejected by the test"));
+        respond.send_response(api_error(code, reason, message));
         self
     }
 

@@ -15,6 +15,8 @@ mod fixtures;
 mod scenarios;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cleanup;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,7 +37,9 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use self::backoff::Backoff;
-use self::config_map::{MANAGER, desired_config_map, flags_to_compile, previous_config};
+use self::config_map::{
+    MANAGER, desired_config_map, flags_to_compile, nothing_left_to_clean, previous_config,
+};
 use self::status::{Notice, desired_status, notice_for, reconciled_part, removal_notice};
 use crate::metrics::Metrics;
 
@@ -245,10 +249,22 @@ async fn cleanup(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result
     let lock = ctx.namespace_lock(namespace);
     let _guard = lock.lock().await;
     let cached = ctx.flags_in(namespace);
-    let compilation = write_config(ctx, namespace, &flags_to_compile(&cached, flag, true)).await?;
+    let remaining = flags_to_compile(&cached, flag, true);
+    let (compilation, config_map_existed) = compile_config(ctx, namespace, &remaining).await?;
+    match apply_config(ctx, namespace, &compilation.config).await {
+        Ok(()) => {
+            publish(ctx, flag, removal_notice(&compilation.config)).await;
+            tracing::info!(flag = %key(flag), revision = %compilation.config.revision, "removed from config");
+        }
+        // Retrying could never succeed: a terminating namespace refuses to
+        // create the ConfigMap again, and its finalizer would then hold the
+        // namespace forever.
+        Err(error) if nothing_left_to_clean(&error, config_map_existed) => {
+            tracing::info!(flag = %key(flag), %error, "no {CONFIG_MAP_NAME} left to remove the flag from");
+        }
+        Err(error) => return Err(error.into()),
+    }
     ctx.metrics.flag_removed(namespace, &flag.name_any());
-    publish(ctx, flag, removal_notice(&compilation.config)).await;
-    tracing::info!(flag = %key(flag), revision = %compilation.config.revision, "removed from config");
     Ok(Action::await_change())
 }
 
@@ -258,6 +274,18 @@ async fn write_config(
     namespace: &str,
     flags: &[&AIFeatureFlag],
 ) -> Result<Compilation, Error> {
+    let (compilation, _) = compile_config(ctx, namespace, flags).await?;
+    apply_config(ctx, namespace, &compilation.config).await?;
+    Ok(compilation)
+}
+
+/// Compiles `flags` over the config now served; says whether the ConfigMap
+/// exists.
+async fn compile_config(
+    ctx: &Context,
+    namespace: &str,
+    flags: &[&AIFeatureFlag],
+) -> Result<(Compilation, bool), Error> {
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     let existing = config_maps.get_opt(CONFIG_MAP_NAME).await?;
     let previous = previous_config(existing.as_ref()).unwrap_or_else(|error| {
@@ -268,7 +296,17 @@ async fn write_config(
     });
     let inputs: Vec<FlagInput> = flags.iter().map(|f| FlagInput::from_resource(f)).collect();
     let compilation = compile(Some(namespace), &inputs, previous.as_ref());
-    let desired = desired_config_map(namespace, &compilation.config);
+    Ok((compilation, existing.is_some()))
+}
+
+/// Server-side applies `config` as the namespace's ConfigMap.
+async fn apply_config(
+    ctx: &Context,
+    namespace: &str,
+    config: &SidecarConfig,
+) -> Result<(), kube::Error> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let desired = desired_config_map(namespace, config);
     config_maps
         .patch(
             CONFIG_MAP_NAME,
@@ -276,9 +314,8 @@ async fn write_config(
             &Patch::Apply(&desired),
         )
         .await?;
-    ctx.metrics
-        .config_written(namespace, compilation.config.flags.len());
-    Ok(compilation)
+    ctx.metrics.config_written(namespace, config.flags.len());
+    Ok(())
 }
 
 /// Events are informative: failing to publish one must not fail the reconcile.

@@ -52,6 +52,13 @@ pub(crate) enum Scenario {
         deleted: AIFeatureFlag,
         served: SidecarConfig,
     },
+    /// The namespace of `deleted` is terminating and its ConfigMap already
+    /// gone: the apply (a create) is refused with `code`, so there is no
+    /// config left to clean and the finalizer is removed all the same.
+    DeleteInTerminatingNamespace { deleted: AIFeatureFlag, code: u16 },
+    /// The ConfigMap holds `served`, but the apply leaving the deleted flag
+    /// out is refused (403): the reconcile fails and the finalizer stays.
+    DeleteForbidden(SidecarConfig),
     /// Two flags of one namespace, reconciled one after the other, share one ConfigMap.
     TwoFlags(AIFeatureFlag, AIFeatureFlag),
     /// The ConfigMap apply fails with each code in turn, then succeeds.
@@ -123,6 +130,20 @@ impl ApiServer {
                     assert!(config.flags.is_empty());
                 }
                 Scenario::Delete { deleted, served } => self.delete(deleted, served).await,
+                Scenario::DeleteInTerminatingNamespace { deleted, code } => {
+                    self.config_map_read(None)
+                        .await
+                        .config_map_rejected(code)
+                        .await
+                        .finalizer_removed(&deleted)
+                        .await;
+                }
+                Scenario::DeleteForbidden(served) => {
+                    self.config_map_read(Some(&served))
+                        .await
+                        .config_map_rejected(403)
+                        .await;
+                }
                 Scenario::TwoFlags(a, b) => self.two_flags(a, b).await,
                 Scenario::ConfigMapRejected { flag, codes } => {
                     let mut server = self;
