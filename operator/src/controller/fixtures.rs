@@ -122,6 +122,16 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Whether the per-namespace lock map has an entry for `namespace`.
+    pub(crate) fn has_namespace_lock(&self, namespace: &str) -> bool {
+        self.namespace_locks
+            .lock()
+            .expect("not poisoned")
+            .contains_key(namespace)
+    }
+}
+
 /// Fills the controller's flag cache as its watch would.
 pub(crate) trait CacheBuilder {
     /// The cache now holds exactly `flags`, as after a (re-)list.

@@ -127,6 +127,24 @@ impl Context {
             .or_default()
             .clone()
     }
+
+    /// Drops `namespace`'s entry once its last flag is gone, so the map does
+    /// not grow with every namespace that ever had a flag. Only if no other
+    /// reconcile holds or awaits `lock`: each of those owns a clone, taken
+    /// under the map's lock, so under it the count cannot rise meanwhile.
+    /// A reconcile that comes later creates a fresh entry; the caller must
+    /// not touch the config after this.
+    fn forget_namespace_lock(&self, namespace: &str, lock: &Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self
+            .namespace_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // One in the map, one the caller's.
+        let unshared = Arc::strong_count(lock) == 2;
+        if unshared && locks.get(namespace).is_some_and(|l| Arc::ptr_eq(l, lock)) {
+            locks.remove(namespace);
+        }
+    }
 }
 
 fn key(flag: &AIFeatureFlag) -> String {
@@ -265,6 +283,9 @@ async fn cleanup(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result
         Err(error) => return Err(error.into()),
     }
     ctx.metrics.flag_removed(namespace, &flag.name_any());
+    if remaining.is_empty() {
+        ctx.forget_namespace_lock(namespace, &lock);
+    }
     Ok(Action::await_change())
 }
 

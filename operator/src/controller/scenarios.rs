@@ -52,6 +52,12 @@ pub(crate) enum Scenario {
         deleted: AIFeatureFlag,
         served: SidecarConfig,
     },
+    /// `deleted`, the namespace's last flag, leaves `served` empty; then
+    /// the finalizer is removed.
+    DeleteLast {
+        deleted: AIFeatureFlag,
+        served: SidecarConfig,
+    },
     /// The namespace of `deleted` is terminating and its ConfigMap already
     /// gone: the apply (a create) is refused with `code`, so there is no
     /// config left to clean and the finalizer is removed all the same.
@@ -130,6 +136,13 @@ impl ApiServer {
                     assert!(config.flags.is_empty());
                 }
                 Scenario::Delete { deleted, served } => self.delete(deleted, served).await,
+                Scenario::DeleteLast { deleted, served } => {
+                    let server = self.config_map_read(Some(&served)).await;
+                    let (server, config) = server.config_map_applied().await;
+                    assert!(config.flags.is_empty());
+                    let (server, _) = server.event_posted(&deleted, "Normal", "Removed").await;
+                    server.finalizer_removed(&deleted).await;
+                }
                 Scenario::DeleteInTerminatingNamespace { deleted, code } => {
                     self.config_map_read(None)
                         .await

@@ -208,6 +208,8 @@ async fn delete_removes_the_flag_from_the_config_then_the_finalizer() {
     finished(scenario).await;
     assert_eq!(result.expect("cleaned up"), Action::await_change());
     assert!(!ctx.metrics.encode().contains("flag=\"summarizer\""));
+    // Another flag still needs the namespace's lock.
+    assert!(ctx.has_namespace_lock(NAMESPACE));
 }
 
 #[tokio::test]
