@@ -7,21 +7,40 @@ Usage: perf script -i perf.data -F ip,sym,dso | profile.py
 import collections
 import sys
 
-# Component -> substrings of a frame's symbol that put a sample in it.
+# Component -> (where to look, substrings). "path" looks at function paths
+# with generic arguments removed; "raw" at the full symbols, whose generic
+# arguments name the task a frame runs in; "kernel" at the leaf's DSO.
 COMPONENTS = {
-    "kernel (syscalls, loopback TCP)": None,  # leaf frame in the kernel
-    "JSON parse/serialize (serde_json)": ("serde_json::",),
-    "allocator (malloc/free/realloc)": ("malloc", "_int_free", "cfree", "realloc", "unlink_chunk"),
-    "metrics (prometheus)": ("prometheus::", "aiflags_sidecar::metrics"),
-    "logging (tracing)": ("tracing_subscriber::", "tracing_core::", "tracing::"),
-    "HTTP/1 head parsing and encoding (hyper role)": ("hyper::proto::h1::role::",),
-    "upstream client (hyper_util pool and connection)": ("hyper_util::client::legacy",
-                                                         "dispatch::Client"),
-    "flag evaluation and rewrite": ("aiflags_sidecar::evaluate", "aiflags_sidecar::rewrite",
-                                    "aiflags_sidecar::bucketing", "aiflags_api::"),
-    "usage extraction": ("aiflags_sidecar::usage", "aiflags_sidecar::sse"),
-    "header handling (http::header)": ("http::header::",),
+    "client-side connection task (hyper server + proxy logic)": ("raw", ("aiflags_sidecar::server::serve",)),
+    "upstream connection task (hyper client)": ("raw", ("hyper::client::conn::http1",)),
+    "kernel (syscalls, loopback TCP)": ("kernel", ()),
+    "allocator (malloc/free/realloc)": ("path", ("malloc", "_int_free", "cfree", "realloc", "unlink_chunk")),
+    "JSON parse/serialize (serde_json)": ("path", ("serde_json::",)),
+    "HTTP/1 head parsing and encoding (hyper role)": ("path", ("hyper::proto::h1::role::",)),
+    "header maps (http::header)": ("path", ("http::header::",)),
+    "sidecar request path (proxy/attempts/upstream/respond)": ("path", (
+        "aiflags_sidecar::proxy", "aiflags_sidecar::attempts", "aiflags_sidecar::upstream",
+        "aiflags_sidecar::respond")),
+    "flag evaluation and body rewrite": ("path", ("aiflags_sidecar::evaluate", "aiflags_sidecar::rewrite",
+                                                 "aiflags_sidecar::bucketing", "aiflags_api::")),
+    "usage extraction": ("path", ("aiflags_sidecar::usage", "aiflags_sidecar::sse")),
+    "metrics (prometheus)": ("path", ("prometheus::", "aiflags_sidecar::metrics")),
+    "logging (tracing)": ("path", ("tracing_subscriber::", "tracing_core::", "tracing::")),
 }
+
+
+def function_path(sym):
+    """The symbol without generic arguments, so `poll<hyper::…::Server<…>>`
+    counts as `poll`, while `<hyper::…::Server as Trait>::parse` keeps its type."""
+    out, depth = [], 0
+    for i, ch in enumerate(sym):
+        if ch == "<" and i > 0:
+            depth += 1
+        elif ch == ">" and depth:
+            depth -= 1
+        elif not depth:
+            out.append(ch)
+    return "".join(out)
 
 
 def samples(stream):
@@ -39,7 +58,8 @@ def samples(stream):
             continue
         rest = parts[1]
         sym, _, dso = rest.rpartition(" (")
-        frames.append((sym or rest, dso.rstrip(")")))
+        raw = sym or rest
+        frames.append((raw, function_path(raw), dso.rstrip(")")))
     if frames:
         yield frames
 
@@ -50,13 +70,13 @@ def main():
     leaf = collections.Counter()
     for frames in samples(sys.stdin):
         total += 1
-        leaf_sym, leaf_dso = frames[0]
-        leaf[leaf_sym.split("+0x")[0][:100]] += 1
-        for name, needles in COMPONENTS.items():
-            if needles is None:
-                hit = "kernel" in leaf_dso
+        leaf[frames[0][1].split("+0x")[0][:100]] += 1
+        for name, (where, needles) in COMPONENTS.items():
+            if where == "kernel":
+                hit = "kernel" in frames[0][2]
             else:
-                hit = any(n in sym for sym, _ in frames for n in needles)
+                index = 0 if where == "raw" else 1
+                hit = any(n in frame[index] for frame in frames for n in needles)
             if hit:
                 inclusive[name] += 1
     if not total:

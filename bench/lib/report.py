@@ -111,6 +111,27 @@ def observed_split(metrics_path):
     return ", ".join(f"{v} {100 * n / total:.1f}%" for v, n in sorted(counts.items()))
 
 
+def self_reported_overhead(metrics_path):
+    """p50/p99 bucket bounds of the sidecar's own aiflags_proxy_overhead_seconds."""
+    if not metrics_path or not os.path.exists(metrics_path):
+        return None
+    buckets = []
+    for line in open(metrics_path):
+        m = re.match(r'^aiflags_proxy_overhead_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\}\s+([0-9.e+]+)', line)
+        if m:
+            buckets.append((float(m.group(1)), float(m.group(2))))
+    if not buckets or not buckets[-1][1]:
+        return None
+    buckets.sort()
+    total = buckets[-1][1]
+
+    def bound(q):
+        return next(le for le, n in buckets if n >= q * total)
+
+    fmt = lambda s: "∞" if s == float("inf") else f"{s * 1e6:.0f} µs"
+    return f"p50 ≤ {fmt(bound(0.5))}, p99 ≤ {fmt(bound(0.99))} over {total:,.0f} requests"
+
+
 def build(cases, args):
     rows, problems = [], []
     for case, loads in EXPECTED.items():
@@ -221,9 +242,11 @@ def main():
         "|" + "|".join("---" for _ in header) + "|",
     ]
     lines += ["| " + " | ".join(r["cells"]) + " |" for r in rows]
-    split = observed_split(args.metrics)
+    split, overhead = observed_split(args.metrics), self_reported_overhead(args.metrics)
     if split:
-        lines += ["", f"Sidecar's observed split for bench-split (its own metrics): {split}."]
+        lines += ["", f"The sidecar's own metrics after (c): split of bench-split {split}; "
+                  f"proxy overhead (aiflags_proxy_overhead_seconds, time not spent waiting on "
+                  f"the upstream) {overhead}."]
     lines += ["", "Goals (issue 4)" + (" — smoke durations, indicative only:" if args.mode == "smoke" else ":")]
     lines += goals(rows, cases, args)
     if problems:
