@@ -295,7 +295,7 @@ fn check_variants(variants: &[Variant], errs: &mut Errors) -> Vec<CompiledVarian
                     "must be an object (a JSON merge patch onto the request body)",
                 ),
                 Some(obj) => {
-                    for reserved in ["model", "stream"] {
+                    for reserved in ["model", "stream", "stream_options"] {
                         if obj.contains_key(reserved) {
                             errs.push(
                                 format!("{path}.params.{reserved}"),

@@ -301,6 +301,18 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            // The proxy decides whether to ask for (and hide) the usage chunk
+            // from what the client sent; params must not change that under it.
+            name: "params set stream options",
+            flag: with(valid_flag, |s| {
+                s["variants"][1]["params"]["stream_options"] = json!({"include_usage": false})
+            }),
+            cel: None,
+            compile: &[
+                "spec.variants[1].params.stream_options: may not be set by params (stream_options is chosen by the variant and the client)",
+            ],
+        },
+        Case {
             name: "provider without scheme",
             flag: with(valid_flag, |s| {
                 s["variants"][1]["provider"] = json!({"baseUrl": "api.openai.com"})
