@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Every check and every test, as CI runs them. Usage: scripts/test.sh
+# Installs what the tests need (Python venv, npm packages, cargo-fuzz, and the
+# benchmark's nginx/wrk/oha/LiteLLM) idempotently on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -12,21 +14,20 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test"
+step "cargo test (unit, mock API server, in-process proxy, CRD drift)"
 cargo test --workspace --locked
 
-if [ -n "$(ls tests/e2e/test_*.py 2>/dev/null)" ] || [ -n "$(ls tests/node/*.test.mjs 2>/dev/null)" ]; then
-  step "end-to-end test dependencies"
-  scripts/setup-test-deps.sh
-  # The e2e tests drive the debug binaries that cargo test just built.
-  cargo build --workspace --bins --locked
-  export AIFLAGS_BIN_DIR="$root/target/debug"
-  if [ -n "$(ls tests/e2e/test_*.py 2>/dev/null)" ]; then
-    step "end-to-end tests (Python openai SDK)"
-    .venv/bin/python -m pytest -q tests/e2e
-  fi
-  if [ -n "$(ls tests/node/*.test.mjs 2>/dev/null)" ]; then
-    step "end-to-end tests (Node openai SDK)"
-    (cd tests/node && node --test)
-  fi
-fi
+step "end-to-end test dependencies"
+scripts/setup-test-deps.sh
+# The e2e tests drive the debug binaries that cargo test just built.
+cargo build --workspace --bins --locked
+export AIFLAGS_BIN_DIR="$root/target/debug"
+
+step "end-to-end tests (official openai Python SDK)"
+.venv/bin/python -m pytest -q tests/e2e
+
+step "end-to-end tests (official openai Node SDK)"
+(cd tests/node && node --test)
+
+step "fuzz: the SSE parser and the request rewrite (bounded)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" scripts/fuzz.sh
