@@ -20,7 +20,8 @@
 # nothing here can reach another address. Results: bench/results/latest.md
 # (a smoke run writes bench/results/smoke.md.tmp instead).
 #
-# Environment: BENCH_SIDECAR=/path/to/aiflags-sidecar skips the build;
+# Environment: BENCH_SIDECAR=/path/to/aiflags-sidecar skips the build
+# (BENCH_SIDECAR_SOURCE then labels it in the report, e.g. "commit abc1234");
 # AIFLAGS_BIN_DIR (set by the test command) supplies the debug binary for --smoke;
 # BENCH_CASES=cg runs a subset; BENCH_PROFILE=1 profiles the sidecar under the
 # fixed-concurrency load with perf and prints where its CPU goes.
@@ -46,6 +47,10 @@ die() { log "FAILED: $*"; exit 1; }
 if [ "$in_netns" = 0 ]; then
   "$bench/setup.sh"
   if [ -z "${BENCH_SIDECAR:-}" ]; then
+    # The report names the source: this commit, plus a mark if sidecar/ or
+    # api/ had uncommitted changes when it was built.
+    dirty="$(cd "$root" && git status --porcelain -- sidecar api Cargo.toml Cargo.lock 2>/dev/null | head -n1)"
+    BENCH_SIDECAR_SOURCE="commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)${dirty:+ with uncommitted changes}"
     if [ "$mode" = smoke ] && [ -x "${AIFLAGS_BIN_DIR:-}/aiflags-sidecar" ]; then
       BENCH_SIDECAR="$AIFLAGS_BIN_DIR/aiflags-sidecar"
     elif [ "$mode" = smoke ]; then
@@ -57,7 +62,7 @@ if [ "$in_netns" = 0 ]; then
       BENCH_SIDECAR="$root/target/release/aiflags-sidecar"
     fi
   fi
-  export BENCH_SIDECAR
+  export BENCH_SIDECAR BENCH_SIDECAR_SOURCE="${BENCH_SIDECAR_SOURCE:-given as $BENCH_SIDECAR}"
   args=(--in-netns)
   if [ "$mode" = smoke ]; then args+=(--smoke); fi
   if unshare --net true 2>/dev/null; then
@@ -364,12 +369,13 @@ case_f() {
 # package metadata: its code runs only as the server under test.
 litellm_version="$(compgen -G "$bench/.venv/lib/python3*/site-packages/litellm-*.dist-info" | sed -E 's/.*litellm-([^/]*)\.dist-info/\1/' | head -n1)"
 case "$sidecar_bin" in
-  */release/*) build=release ;;
-  */debug/*) build=debug ;;
-  *) build="binary $sidecar_bin" ;;
+  */release/*) build="release build" ;;
+  */debug/*) build="debug build" ;;
+  *) build="build" ;;
 esac
-versions="sidecar $("$sidecar_bin" --version | awk '{print $2}') ($build), $(nginx -v 2>&1 | sed 's|.*: ||'), LiteLLM ${litellm_version:-not installed}, $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}'), $("$oha" --version)"
+versions="sidecar $("$sidecar_bin" --version | awk '{print $2}') ($build, ${BENCH_SIDECAR_SOURCE:-unknown source}), $(nginx -v 2>&1 | sed 's|.*: ||'), LiteLLM ${litellm_version:-not installed}, $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}'), $("$oha" --version)"
 
+load_at_start="$(cut -d' ' -f1 /proc/loadavg)"
 cases="${BENCH_CASES:-abcgdef}"
 log "mode $mode; cases $cases; sidecar $sidecar_bin; work dir $work"
 for case in a b c g d e f; do
@@ -381,7 +387,7 @@ report="$bench/results/latest.md"
 if [ "$mode" = smoke ]; then report="$bench/results/smoke.md.tmp"; fi
 python3 "$bench/lib/report.py" "$results" "$report" --mode "$mode" --cases "$cases" \
   --concurrency "$concurrency" --rate "$rate" --streams "$streams" --seconds "$seconds" \
-  --metrics "$work/sidecar.metrics" --versions "$versions"
+  --metrics "$work/sidecar.metrics" --versions "$versions" --load-start "$load_at_start"
 if [ -s "$work/profile.txt" ]; then
   printf '\nProfile of the sidecar under %s connections (%s):\n' "$concurrency" "$work/perf.data"
   cat "$work/profile.txt"

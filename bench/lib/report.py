@@ -71,7 +71,7 @@ def mb(kb):
     return f"{kb / 1024:.1f} MB"
 
 
-def machine():
+def machine(load_start):
     model = "unknown"
     try:
         for line in open("/proc/cpuinfo"):
@@ -82,7 +82,8 @@ def machine():
         load1 = open("/proc/loadavg").read().split()[0]
     except (OSError, StopIteration, ValueError):
         mem_kb, load1 = 0, "?"
-    return f"{os.cpu_count()} × {model}, {mem_kb / 1024 / 1024:.0f} GiB RAM, load average {load1} at the end"
+    return (f"{os.cpu_count()} × {model}, {mem_kb / 1024 / 1024:.0f} GiB RAM, "
+            f"load average {load_start} at the start and {load1} at the end")
 
 
 def git_commit():
@@ -223,6 +224,7 @@ def main():
     p.add_argument("--seconds", type=int)
     p.add_argument("--metrics")
     p.add_argument("--versions", default="")
+    p.add_argument("--load-start", default="?")
     args = p.parse_args()
     cases = load(args.results)
     rows, problems = build(cases, args)
@@ -231,8 +233,8 @@ def main():
     lines = [
         f"# aiflags benchmark ({args.mode})",
         "",
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {git_commit()}, "
-        f"`bench/run.sh{' --smoke' if args.mode == 'smoke' else ''}`; {machine()}.",
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, harness at commit {git_commit()}, "
+        f"`bench/run.sh{' --smoke' if args.mode == 'smoke' else ''}`; {machine(args.load_start)}.",
         f"Measured: {args.versions}.",
         f"{args.seconds} s per load. Latency for streams is time to first token; added = minus "
         "(a) for requests, minus (e) for streams. Server CPU is the target's own CPU time over the "
