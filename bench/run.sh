@@ -316,7 +316,7 @@ case_c() {
   local perf_pid=
   if [ -n "${BENCH_PROFILE:-}" ]; then
     # Samples the sidecar through warm-up and most of the fixed-concurrency load.
-    perf record -F 499 -e cpu-clock --call-graph dwarf,16384 -p "$sid" -o "$work/perf.data" \
+    perf record -F 299 -e cpu-clock --call-graph dwarf,32768 -p "$sid" -o "$work/perf.data" \
       -- sleep "$((warmup + seconds - 1))" >"$work/perf.log" 2>&1 &
     perf_pid=$!
   fi

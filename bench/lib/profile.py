@@ -11,8 +11,10 @@ import sys
 # with generic arguments removed; "raw" at the full symbols, whose generic
 # arguments name the task a frame runs in; "kernel" at the leaf's DSO.
 COMPONENTS = {
-    "client-side connection task (hyper server + proxy logic)": ("raw", ("aiflags_sidecar::server::serve",)),
-    "upstream connection task (hyper client)": ("raw", ("hyper::client::conn::http1",)),
+    "client-side connection task (hyper server + proxy logic)": ("raw", (
+        "aiflags_sidecar::server::serve", "hyper::proto::h1::dispatch::Server", "hyper_util::server::conn")),
+    "upstream connection task (hyper client)": ("raw", (
+        "hyper::client::conn::http1", "hyper::proto::h1::dispatch::Client")),
     "kernel (syscalls, loopback TCP)": ("kernel", ()),
     "allocator (malloc/free/realloc)": ("path", ("malloc", "_int_free", "cfree", "realloc", "unlink_chunk")),
     "JSON parse/serialize (serde_json)": ("path", ("serde_json::",)),

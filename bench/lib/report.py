@@ -104,7 +104,7 @@ def observed_split(metrics_path):
         m = pattern.match(line)
         if m and 'flag="bench-split"' in m.group(1):
             variant = re.search(r'variant="([^"]*)"', m.group(1))
-            if variant:
+            if variant and variant.group(1):  # clients that left early have none
                 counts[variant.group(1)] = counts.get(variant.group(1), 0) + float(m.group(2))
     total = sum(counts.values())
     if not total:
