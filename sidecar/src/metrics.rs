@@ -7,6 +7,7 @@
 //! empty `flag`, `variant` and `model` labels for that reason.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
 use prometheus::{
@@ -45,10 +46,50 @@ pub struct Metrics {
     reloads: IntCounterVec,
     /// Per `(flag, variant, model)`: resolved children, so the hot path does
     /// one map lookup instead of one per family.
-    series: RwLock<HashMap<SeriesKey, Arc<Series>>>,
+    series: LabelCache<3, Series>,
+    /// The same for `requests_total`, the one family with six labels.
+    request_counters: LabelCache<6, IntCounter>,
 }
 
-type SeriesKey = (String, String, String);
+/// Resolved metric children by label values, looked up without allocating:
+/// the hot path hashes the borrowed values and compares them in place.
+struct LabelCache<const N: usize, T> {
+    map: RwLock<HashMap<u64, Bucket<N, T>>>,
+}
+
+/// Entries whose label values hash alike (almost always one).
+type Bucket<const N: usize, T> = Vec<([String; N], Arc<T>)>;
+
+impl<const N: usize, T> Default for LabelCache<N, T> {
+    fn default() -> Self {
+        LabelCache {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<const N: usize, T> LabelCache<N, T> {
+    fn get_or_insert(&self, labels: &[&str; N], make: impl FnOnce() -> T) -> Arc<T> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        labels.hash(&mut hasher);
+        let hash = hasher.finish();
+        let same = |key: &[String; N]| key.iter().zip(labels).all(|(a, b)| a == b);
+        if let Ok(map) = self.map.read()
+            && let Some((_, found)) = map.get(&hash).and_then(|v| v.iter().find(|(k, _)| same(k)))
+        {
+            return found.clone();
+        }
+        let made = Arc::new(make());
+        if let Ok(mut map) = self.map.write() {
+            let bucket = map.entry(hash).or_default();
+            match bucket.iter().find(|(k, _)| same(k)) {
+                Some((_, found)) => return found.clone(),
+                None => bucket.push((labels.map(str::to_string), made.clone())),
+            }
+        }
+        made
+    }
+}
 
 struct Series {
     duration: Histogram,
@@ -160,32 +201,25 @@ impl Metrics {
             active,
             revision_info,
             reloads,
-            series: RwLock::new(HashMap::new()),
+            series: LabelCache::default(),
+            request_counters: LabelCache::default(),
         })
     }
 
     fn series(&self, flag: &str, variant: &str, model: &str) -> Arc<Series> {
-        let key = (flag.to_string(), variant.to_string(), model.to_string());
-        if let Ok(map) = self.series.read()
-            && let Some(s) = map.get(&key)
-        {
-            return s.clone();
-        }
         let labels = [flag, variant, model];
-        let token = |t: &str| self.tokens.with_label_values(&[flag, variant, model, t]);
-        let series = Arc::new(Series {
-            duration: self.duration.with_label_values(&labels),
-            ttft: self.ttft.with_label_values(&labels),
-            input: token("input"),
-            output: token("output"),
-            cached_input: token("cached_input"),
-            reasoning: token("reasoning"),
-            cost: self.cost.with_label_values(&labels),
-        });
-        if let Ok(mut map) = self.series.write() {
-            map.insert(key, series.clone());
-        }
-        series
+        self.series.get_or_insert(&labels, || {
+            let token = |t: &str| self.tokens.with_label_values(&[flag, variant, model, t]);
+            Series {
+                duration: self.duration.with_label_values(&labels),
+                ttft: self.ttft.with_label_values(&labels),
+                input: token("input"),
+                output: token("output"),
+                cached_input: token("cached_input"),
+                reasoning: token("reasoning"),
+                cost: self.cost.with_label_values(&labels),
+            }
+        })
     }
 }
 
@@ -197,15 +231,16 @@ impl Telemetry for Metrics {
     fn request_finished(&self, o: &RequestOutcome) {
         self.active.dec();
         let code = o.status.to_string();
-        self.requests
-            .with_label_values(&[
-                &o.flag,
-                &o.variant,
-                &o.model,
-                &o.provider,
-                o.operation,
-                &code,
-            ])
+        let labels = [
+            o.flag.as_str(),
+            &o.variant,
+            &o.model,
+            &o.provider,
+            o.operation,
+            &code,
+        ];
+        self.request_counters
+            .get_or_insert(&labels, || self.requests.with_label_values(&labels))
             .inc();
         let overhead = o.duration.saturating_sub(o.upstream_duration);
         self.overhead.observe(overhead.as_secs_f64());

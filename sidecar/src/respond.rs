@@ -12,10 +12,10 @@ use crate::attempts::{Failed, Served};
 use crate::body::{ProxyBody, full};
 use crate::error::{AttemptsFailed, ProxyError};
 use crate::proxy::{Exchange, Proxy, Routed};
-use crate::sse::usage_from_response;
 use crate::stream::{FilteredStream, StreamEnd};
 use crate::telemetry::RequestOutcome;
 use crate::upstream::strip_hop_by_hop;
+use crate::usage::usage_from_bytes;
 
 /// Builds the client's response and arranges its telemetry.
 pub(crate) fn respond(
@@ -30,9 +30,7 @@ pub(crate) fn respond(
     match served {
         Served::Whole(head, bytes) => {
             let mut outcome = outcome.clone();
-            outcome.usage = serde_json::from_slice(&bytes)
-                .ok()
-                .and_then(|json| usage_from_response(operation, &json));
+            outcome.usage = usage_from_bytes(operation, &bytes);
             outcome.status = head.status.as_u16();
             outcome.finish();
             proxy.telemetry.request_finished(&outcome);

@@ -75,7 +75,22 @@ impl AnthropicCounts {
 
 /// Usage of a non-streamed response body.
 pub fn usage_from_response(op: Operation, body: &Value) -> Option<Usage> {
-    let usage = body.get("usage")?;
+    usage_from_usage(op, body.get("usage")?)
+}
+
+/// The same, straight from a response body's bytes: only the top-level
+/// `usage` object is built, the rest (the completion itself, embeddings) is
+/// skipped by the parser without being materialised.
+pub fn usage_from_bytes(op: Operation, body: &[u8]) -> Option<Usage> {
+    #[derive(serde::Deserialize)]
+    struct OnlyUsage {
+        usage: Option<Value>,
+    }
+    let only: OnlyUsage = serde_json::from_slice(body).ok()?;
+    usage_from_usage(op, &only.usage?)
+}
+
+fn usage_from_usage(op: Operation, usage: &Value) -> Option<Usage> {
     match op {
         Operation::Chat | Operation::Completions | Operation::Embeddings => openai_usage(usage),
         Operation::Responses => responses_usage(usage),
@@ -120,6 +135,26 @@ mod tests {
             cached_input_tokens: c,
             reasoning_tokens: r,
         }
+    }
+
+    #[test]
+    fn reading_only_the_usage_from_bytes_agrees_with_the_whole_parse() {
+        let body = json!({
+            "id": "x", "choices": [{"message": {"content": "usage: not this one"}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3,
+                      "prompt_tokens_details": {"cached_tokens": 2}},
+        });
+        let bytes = body.to_string();
+        assert_eq!(
+            usage_from_bytes(Operation::Chat, bytes.as_bytes()),
+            usage_from_response(Operation::Chat, &body)
+        );
+        assert_eq!(
+            usage_from_bytes(Operation::Chat, bytes.as_bytes()),
+            Some(usage(7, 3, 2, 0))
+        );
+        assert_eq!(usage_from_bytes(Operation::Chat, b"{\"id\": 1}"), None);
+        assert_eq!(usage_from_bytes(Operation::Chat, b"not json"), None);
     }
 
     #[test]
