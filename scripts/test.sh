@@ -31,3 +31,6 @@ step "end-to-end tests (official openai Node SDK)"
 
 step "fuzz: the SSE parser and the request rewrite (bounded)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" scripts/fuzz.sh
+
+step "benchmark harness, smoke mode (seconds per target, so it cannot rot)"
+bench/run.sh --smoke
