@@ -8,7 +8,7 @@
 # fixed concurrency (wrk) and once at a fixed rate of 1,000 req/s (oha, latency
 # corrected), then SSE streams:
 #   (a) nginx returning a fixed chat.completion body      (the upstream itself)
-#   (b) nginx as a plain reverse proxy in front of (a)
+#   (b) nginx as a plain reverse proxy in front of an upstream like (a)
 #   (c) the aiflags sidecar, a 90/10 flag with fallback (bench/flags.yaml),
 #       access log off like nginx's; (g) the same with its default access log
 #   (d) the LiteLLM proxy, two weighted deployments plus a fallback
