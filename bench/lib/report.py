@@ -257,6 +257,9 @@ def main():
     print(text)
     with open(args.out, "w") as f:
         f.write(text)
+    # One check per load a target had to serve, in the plain form test logs read.
+    checks = sum(len(loads) for case, loads in EXPECTED.items() if case in args.cases)
+    print(f"bench: {checks - len(problems)} passed, {len(problems)} failed")
     sys.exit(1 if problems else 0)
 
 
