@@ -77,8 +77,11 @@ fn run(workers: usize, main: impl Future<Output = std::io::Result<()>>) -> ExitC
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("AIFLAGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: in a pod they would
+    // double the size of every access-log line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -241,16 +241,16 @@ fn tls_config() -> rustls::ClientConfig {
 }
 
 /// Connection-scoped headers that must not cross a proxy (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// The client's headers minus hop-by-hop ones and `host`; the client sets
@@ -272,17 +272,21 @@ pub fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
 }
 
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
-    for name in &named {
-        headers.remove(name);
+    // Headers named in `Connection` are hop-by-hop too; most requests have none.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
+    // Constant names: no parsing per request.
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
