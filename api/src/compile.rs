@@ -295,13 +295,27 @@ fn check_variants(variants: &[Variant], errs: &mut Errors) -> Vec<CompiledVarian
                     "must be an object (a JSON merge patch onto the request body)",
                 ),
                 Some(obj) => {
-                    for reserved in ["model", "stream", "stream_options"] {
+                    for reserved in ["model", "stream"] {
                         if obj.contains_key(reserved) {
                             errs.push(
                                 format!("{path}.params.{reserved}"),
                                 format!("may not be set by params ({reserved} is chosen by the variant and the client)"),
                             );
                         }
+                    }
+                    // Other stream options may be patched, but whether the
+                    // usage chunk is asked for (and hidden) is the proxy's
+                    // call, made from what the client sent.
+                    match obj.get("stream_options") {
+                        Some(options) if !options.is_object() => errs.push(
+                            format!("{path}.params.stream_options"),
+                            "must be an object (null would delete the client's stream options)",
+                        ),
+                        Some(options) if options.get("include_usage").is_some() => errs.push(
+                            format!("{path}.params.stream_options.include_usage"),
+                            "may not be set by params (the proxy asks for usage itself and hides it from clients that did not)",
+                        ),
+                        _ => {}
                     }
                 }
             }

@@ -309,7 +309,7 @@ fn cases() -> Vec<Case> {
             }),
             cel: None,
             compile: &[
-                "spec.variants[1].params.stream_options: may not be set by params (stream_options is chosen by the variant and the client)",
+                "spec.variants[1].params.stream_options.include_usage: may not be set by params (the proxy asks for usage itself and hides it from clients that did not)",
             ],
         },
         Case {
