@@ -30,6 +30,11 @@ fn split_spec(stable: f64, candidate: f64) -> Value {
     })
 }
 
+/// One flag compiled on its own into namespace `shop`, with no previous config.
+fn compile_alone(f: &AIFeatureFlag) -> aiflags_api::Compilation {
+    compile(Some("shop"), &[FlagInput::from_resource(f)], None)
+}
+
 fn compile_one(f: &AIFeatureFlag) -> aiflags_api::CompiledFlag {
     compile_flag(&FlagInput::from_resource(f)).expect("compiles")
 }
@@ -166,50 +171,25 @@ fn an_invalid_update_keeps_the_last_valid_version_serving() {
 
 #[test]
 fn revision_follows_content_only() {
-    let a = compile(
-        Some("shop"),
-        &[FlagInput::from_resource(&flag(
-            "s",
-            1,
-            split_spec(90.0, 10.0),
-        ))],
-        None,
-    );
-    let b = compile(
-        Some("shop"),
-        &[FlagInput::from_resource(&flag(
-            "s",
-            1,
-            split_spec(90.0, 10.0),
-        ))],
-        None,
-    );
-    let c = compile(
-        Some("shop"),
-        &[FlagInput::from_resource(&flag(
-            "s",
-            1,
-            split_spec(80.0, 20.0),
-        ))],
-        None,
-    );
+    let a = compile_alone(&flag("s", 1, split_spec(90.0, 10.0)));
+    let b = compile_alone(&flag("s", 1, split_spec(90.0, 10.0)));
+    let c = compile_alone(&flag("s", 1, split_spec(80.0, 20.0)));
     assert_eq!(a.config.revision, b.config.revision);
     assert_ne!(a.config.revision, c.config.revision);
     assert_eq!(a.config.revision.len(), 16);
 }
 
+/// A tampered document whose revision matches its (tampered) content, so the
+/// sidecar's own checks are what must catch it.
+fn set_honest_revision(doc: &mut Value) {
+    let flags: Vec<aiflags_api::CompiledFlag> =
+        serde_json::from_value(doc["flags"].clone()).expect("flags");
+    doc["revision"] = json!(aiflags_api::revision_of(&flags));
+}
+
 #[test]
 fn sidecars_reject_documents_they_cannot_trust() {
-    let good = compile(
-        Some("shop"),
-        &[FlagInput::from_resource(&flag(
-            "s",
-            1,
-            split_spec(90.0, 10.0),
-        ))],
-        None,
-    )
-    .config;
+    let good = compile_alone(&flag("s", 1, split_spec(90.0, 10.0))).config;
     assert_eq!(
         SidecarConfig::from_json(good.to_json().as_bytes()),
         Ok(good.clone())
@@ -231,9 +211,7 @@ fn sidecars_reject_documents_they_cannot_trust() {
         Err(ConfigError::RevisionMismatch { .. })
     ));
     // With an honest revision the broken invariant itself is named.
-    let flags: Vec<aiflags_api::CompiledFlag> =
-        serde_json::from_value(doc["flags"].clone()).expect("flags");
-    doc["revision"] = json!(aiflags_api::revision_of(&flags));
+    set_honest_revision(&mut doc);
     assert_eq!(
         SidecarConfig::from_json(doc.to_string().as_bytes()),
         Err(ConfigError::InvalidFlag {
@@ -337,22 +315,11 @@ proptest! {
 
 #[test]
 fn sidecars_recheck_what_becomes_a_deadline_or_a_file_path() {
-    let good = compile(
-        Some("shop"),
-        &[FlagInput::from_resource(&flag(
-            "s",
-            1,
-            split_spec(90.0, 10.0),
-        ))],
-        None,
-    )
-    .config;
+    let good = compile_alone(&flag("s", 1, split_spec(90.0, 10.0))).config;
     let tamper = |edit: &dyn Fn(&mut Value)| -> Result<SidecarConfig, ConfigError> {
         let mut doc: Value = serde_json::from_str(&good.to_json()).expect("json");
         edit(&mut doc["flags"][0]);
-        let flags: Vec<aiflags_api::CompiledFlag> =
-            serde_json::from_value(doc["flags"].clone()).expect("flags");
-        doc["revision"] = json!(aiflags_api::revision_of(&flags));
+        set_honest_revision(&mut doc);
         SidecarConfig::from_json(doc.to_string().as_bytes())
     };
     let huge = tamper(&|f| f["fallback"]["deadlineMs"] = json!(u64::MAX));

@@ -141,7 +141,7 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        outcome.provider = target.label();
+        outcome.provider = target.label().to_string();
         let key = format!("{} {}", target.label(), variant.model);
         let admission = admit(proxy, &key);
         if let Admission::Rejected { retry_in } = admission {
@@ -186,15 +186,14 @@ pub(crate) async fn run(
             Err(f) => f.failure.map(|f| !target_unwell(f)),
         };
         if let Some(open) = health.and_then(|healthy| record(proxy, &key, admission, healthy)) {
-            let provider = target.label();
             proxy
                 .telemetry
-                .circuit_changed(&provider, &variant.model, open);
+                .circuit_changed(target.label(), &variant.model, open);
         }
         match result {
             Ok(served) => {
                 report_attempt(proxy, &target, variant, "ok");
-                describe(outcome, &exchange, &target, variant, attempts);
+                describe(outcome, &exchange, variant, attempts);
                 return Ok(respond(
                     proxy, &exchange, served, variant, attempts, outcome,
                 ));
@@ -210,7 +209,7 @@ pub(crate) async fn run(
             }
         }
     }
-    give_up(proxy, &exchange, last, attempts, outcome)
+    give_up(&exchange, last, attempts, outcome)
 }
 
 /// One attempt: send, then wait for a response worth committing to.
@@ -342,14 +341,12 @@ fn ms_until(from: Instant, to: Instant) -> u128 {
 fn describe(
     outcome: &mut RequestOutcome,
     exchange: &Exchange<'_>,
-    target: &Target,
     variant: &CompiledVariant,
     attempts: u32,
 ) {
     outcome.variant = exchange.chosen_name().to_string();
     outcome.model = variant.model.clone();
     outcome.pricing = variant.pricing.clone();
-    outcome.provider = target.label();
     outcome.attempts = attempts;
 }
 
@@ -366,7 +363,7 @@ fn record(proxy: &Proxy, key: &String, admission: Admission, success: bool) -> O
 
 fn report_attempt(proxy: &Proxy, target: &Target, variant: &CompiledVariant, outcome: &str) {
     proxy.telemetry.attempt_finished(&AttemptOutcome {
-        provider: &target.label(),
+        provider: target.label(),
         model: &variant.model,
         outcome: outcome.to_string(),
     });

@@ -185,7 +185,7 @@ impl Proxy {
         outcome: &mut RequestOutcome,
     ) -> Result<Routed, ProxyError> {
         let target = self.upstream.default_target(protocol);
-        outcome.provider = target.label();
+        outcome.provider = target.label().to_string();
         outcome.attempts = 1;
         let send = self.upstream.send(&target, &parts, body, false);
         let response = match tokio::time::timeout(PASS_THROUGH_HEAD_TIMEOUT, send).await {

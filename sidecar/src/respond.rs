@@ -76,13 +76,11 @@ pub(crate) fn respond(
 
 /// No attempt succeeded: the last upstream error as it was, else our own.
 pub(crate) fn give_up(
-    proxy: &Proxy,
     exchange: &Exchange<'_>,
     last: Option<(Failed, &CompiledVariant)>,
     attempts: u32,
     outcome: &mut RequestOutcome,
 ) -> Result<Routed, ProxyError> {
-    let _ = proxy;
     let Some((failed, variant)) = last else {
         return Err(AttemptsFailed {
             summary: format!("flag {} has no variant to try", exchange.flag.key),

@@ -49,12 +49,31 @@ pub struct Target {
     /// Whether this is the protocol's default upstream: only there may the
     /// app's own API key go.
     pub is_default: bool,
+    /// Computed once: every attempt uses it several times (metrics label,
+    /// circuit key, messages).
+    label: String,
 }
 
 impl Target {
+    pub fn new(
+        base: Uri,
+        protocol: Protocol,
+        credential_key: Option<String>,
+        is_default: bool,
+    ) -> Target {
+        let label = base.to_string().trim_end_matches('/').to_string();
+        Target {
+            base,
+            protocol,
+            credential_key,
+            is_default,
+            label,
+        }
+    }
+
     /// `scheme://authority[/prefix]`: the provider label and circuit key.
-    pub fn label(&self) -> String {
-        self.base.to_string().trim_end_matches('/').to_string()
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     fn uri_for(&self, path_and_query: &str) -> Result<Uri, UpstreamError> {
@@ -116,12 +135,7 @@ impl Upstream {
             Protocol::OpenAi => self.defaults.openai.clone(),
             Protocol::Anthropic => self.defaults.anthropic.clone(),
         };
-        Target {
-            base,
-            protocol,
-            credential_key: None,
-            is_default: true,
-        }
+        Target::new(base, protocol, None, true)
     }
 
     /// The variant's provider, or the default upstream for this protocol.
@@ -138,12 +152,12 @@ impl Upstream {
         let default = self.default_target(protocol).base;
         let is_default =
             base.authority() == default.authority() && base.scheme_str() == default.scheme_str();
-        Ok(Target {
+        Ok(Target::new(
             base,
             protocol,
-            credential_key: provider.credential_key.clone(),
+            provider.credential_key.clone(),
             is_default,
-        })
+        ))
     }
 
     /// Sends one request; the response head is returned as soon as it arrives.
@@ -191,7 +205,7 @@ impl Upstream {
         self.client
             .request(request)
             .await
-            .map_err(|e| UpstreamError::Connect(describe(&e, &target.label())))
+            .map_err(|e| UpstreamError::Connect(describe(&e, target.label())))
     }
 
     async fn credential(&self, key: &str) -> Result<String, UpstreamError> {
@@ -337,12 +351,7 @@ mod tests {
     use super::*;
 
     fn target(base: &str) -> Target {
-        Target {
-            base: base.parse().unwrap(),
-            protocol: Protocol::OpenAi,
-            credential_key: None,
-            is_default: true,
-        }
+        Target::new(base.parse().unwrap(), Protocol::OpenAi, None, true)
     }
 
     #[test]
