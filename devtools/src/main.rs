@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use aiflags_devtools::demo::{self, DemoArgs};
-use aiflags_sidecar::settings::ProxyArgs;
+use aiflags_sidecar::settings::source::Args;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -35,8 +35,9 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct DemoCommand {
+    /// The sidecar's own settings (`--listen`, `--admin-listen`, `--flags`, ...).
     #[command(flatten)]
-    proxy: ProxyArgs,
+    proxy: Args,
     #[command(flatten)]
     demo: DemoArgs,
 }

@@ -174,14 +174,10 @@ const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
 
 /** JSON as the sidecar re-serialises a rewritten body: serde_json's compact
  * form, keys sorted, non-ASCII as raw UTF-8 (which JSON.stringify also does). */
+/** The bytes a flag forwards: the SDK's own JSON with only the members the
+ * variant changes written anew, in place (the sidecar splices, never re-encodes). */
 function forwardedBytes(value) {
-  const sorted = (v) =>
-    Array.isArray(v)
-      ? v.map(sorted)
-      : v && typeof v === "object"
-        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted(v[k])]))
-        : v;
-  return Buffer.from(JSON.stringify(sorted(value)), "utf8");
+  return Buffer.from(JSON.stringify(value), "utf8");
 }
 
 /** An Anthropic-shaped request, as the Anthropic SDK sends it. */

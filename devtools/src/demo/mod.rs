@@ -22,11 +22,13 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use aiflags_sidecar::metrics::Metrics;
+use aiflags_sidecar::config::source::ConfigSource;
 use aiflags_sidecar::server::Sidecar;
-use aiflags_sidecar::settings::{ConfigSource, ProxyArgs, Upstreams};
+use aiflags_sidecar::settings::Settings;
+use aiflags_sidecar::settings::source::{Args, Env, Layered, Source};
+use aiflags_sidecar::telemetry::metrics::Metrics;
+use aiflags_sidecar::upstream::target::Upstreams;
 use aiflags_sidecar::usage::usage_from_response;
-use clap::Args;
 
 use crate::mock_upstream::{Behaviour, MockUpstream};
 use crate::shutdown_signal;
@@ -50,7 +52,7 @@ const EXAMPLES: [(&str, &str); 3] = [
 ];
 
 /// Settings of `demo`; the proxy's own settings (listeners, `--flags`) apply too.
-#[derive(Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Requests to send.
     #[arg(long, default_value_t = 3000)]
@@ -70,8 +72,9 @@ pub struct DemoArgs {
 const TRAFFIC: [(u32, &str); 3] = [(50, "gpt-4o-mini"), (30, "gpt-4o"), (20, "gpt-4.1")];
 
 /// Runs the demo; returns the report it printed.
-pub async fn run(proxy: &ProxyArgs, args: &DemoArgs) -> std::io::Result<Report> {
-    let config = demo_config(proxy.flags.as_deref())?;
+pub async fn run(proxy: &Args, args: &DemoArgs) -> std::io::Result<Report> {
+    let flags = Layered(vec![proxy, &Env]).get("AIFLAGS_FLAGS");
+    let config = demo_config(flags.as_deref())?;
     let dir = std::env::temp_dir().join(format!("aiflags-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config_path = dir.join("config.json");
@@ -82,7 +85,10 @@ pub async fn run(proxy: &ProxyArgs, args: &DemoArgs) -> std::io::Result<Report> 
         failing_model: Some(("claude-sonnet-4-5".into(), 4)),
     };
     let mock = MockUpstream::start_with(([127, 0, 0, 1], 0).into(), behaviour).await?;
-    let mut settings = proxy.validate().map_err(std::io::Error::other)?;
+    // The demo's config replaces --flags: the sidecar reads the compiled file.
+    let proxy = proxy.clone().set("AIFLAGS_FLAGS", "");
+    let mut settings =
+        Settings::from_source(&Layered(vec![&proxy, &Env])).map_err(std::io::Error::other)?;
     settings.source = ConfigSource::File(config_path);
     let mock_uri: Uri = mock.url().parse().map_err(std::io::Error::other)?;
     settings.upstreams = Upstreams {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aiflags_api::{SidecarConfig, TOTAL_BP};
 
-use aiflags_sidecar::pricing::{cost_usd, price_for};
+use aiflags_sidecar::telemetry::pricing::{cost_usd, price_for};
 use aiflags_sidecar::usage::Usage;
 
 /// One request as the demo's client saw it.

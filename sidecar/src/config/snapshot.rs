@@ -7,10 +7,14 @@ use std::time::SystemTime;
 
 use aiflags_api::SidecarConfig;
 
+use crate::flags::Flags;
+
 #[derive(Debug)]
 pub struct Snapshot {
     /// Already filtered to the flags whose podSelector matches this pod.
     pub config: SidecarConfig,
+    /// The same flags, resolved and indexed for the request path.
+    pub flags: Flags,
     /// Where it came from, e.g. `file:/etc/aiflags/config.json`.
     pub source: String,
     pub loaded_at: SystemTime,

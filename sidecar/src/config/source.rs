@@ -4,29 +4,52 @@
 //! Sources are polled. A poll fingerprints everything it reads (the resolved
 //! path, so kubelet's atomic `..data` symlink swap is seen, plus the content),
 //! and only a changed fingerprint reloads. A document that does not load is
-//! logged and the last good snapshot keeps serving.
+//! logged and the last good snapshot keeps serving. In local mode a changed
+//! file must read the same on two polls in a row before it is applied: an
+//! editor's save caught half-way is not a config.
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aiflags_api::{SidecarConfig, compile_manifests, parse_manifests};
+use aiflags_api::SidecarConfig;
 use tokio::sync::watch;
 
-use crate::settings::ConfigSource;
-use crate::snapshot::{Snapshot, SnapshotCell};
-use crate::telemetry::SharedTelemetry;
+use super::labels::parse_pod_labels;
+use super::local::LocalFlags;
+use super::snapshot::{Snapshot, SnapshotCell};
+use crate::flags::Flags;
+use crate::telemetry::{FlagInfo, SharedTelemetry};
+use crate::upstream::target::Upstreams;
+
+/// Where the sidecar's flags come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// The ConfigMap mounted as a volume: `config.json`, or `config.json.gz`
+    /// beside it when the operator compressed a large config.
+    File(PathBuf),
+    /// Local mode: a manifest file or a directory of them.
+    Flags(PathBuf),
+    /// No flags: everything passes through.
+    None,
+}
+
+/// The largest config document accepted, compressed or not.
+const MAX_CONFIG_BYTES: u64 = 64 << 20;
 
 /// Reads and re-reads the configured sources.
 pub struct ConfigLoader {
     source: ConfigSource,
     pod_labels: Option<PathBuf>,
-    /// What the last successful or failed poll read; unchanged means no work.
-    fingerprint: Option<u64>,
-    /// Local mode: the last compile, so an invalid flag keeps its last version.
-    previous: Option<SidecarConfig>,
+    upstreams: Upstreams,
+    /// What the last applied (or failed) poll read; unchanged means no work.
+    applied: Option<u64>,
+    /// Local mode: a fingerprint seen once, waiting to be seen again.
+    settling: Option<u64>,
+    local: LocalFlags,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,43 +64,58 @@ struct Inputs {
 }
 
 impl ConfigLoader {
-    pub fn new(source: ConfigSource, pod_labels: Option<PathBuf>) -> ConfigLoader {
+    pub fn new(
+        source: ConfigSource,
+        pod_labels: Option<PathBuf>,
+        upstreams: Upstreams,
+    ) -> ConfigLoader {
         ConfigLoader {
             source,
             pod_labels,
-            fingerprint: None,
-            previous: None,
+            upstreams,
+            applied: None,
+            settling: None,
+            local: LocalFlags::default(),
         }
     }
 
-    /// `Ok(None)` when nothing changed since the last poll.
+    /// `Ok(None)` when nothing (new) is to be applied.
     pub fn poll(&mut self) -> Result<Option<Snapshot>, LoadError> {
         let inputs = self.read()?;
         let mut hasher = DefaultHasher::new();
         inputs.files.hash(&mut hasher);
         inputs.labels.hash(&mut hasher);
         let fingerprint = hasher.finish();
-        if self.fingerprint == Some(fingerprint) {
+        if self.applied == Some(fingerprint) {
+            self.settling = None;
             return Ok(None);
         }
+        let first_load = self.applied.is_none();
+        if matches!(self.source, ConfigSource::Flags(_))
+            && !first_load
+            && self.settling != Some(fingerprint)
+        {
+            self.settling = Some(fingerprint);
+            return Ok(None);
+        }
+        self.settling = None;
         // Remember failures too: a broken document is reported once, not every poll.
-        self.fingerprint = Some(fingerprint);
-        let source = match &self.source {
-            ConfigSource::None => "none".to_string(),
-            ConfigSource::File(path) => format!("file:{}", path.display()),
-            ConfigSource::Flags(path) => format!("flags:{}", path.display()),
-        };
-        let config = match &self.source {
-            ConfigSource::None => SidecarConfig::empty(None),
+        self.applied = Some(fingerprint);
+        let (config, source) = match &self.source {
+            ConfigSource::None => (SidecarConfig::empty(None), "none".to_string()),
             ConfigSource::File(path) => {
-                let (_, bytes) = inputs
+                let (resolved, bytes) = inputs
                     .files
                     .first()
                     .ok_or_else(|| LoadError("no file".into()))?;
-                SidecarConfig::from_json(bytes)
-                    .map_err(|e| LoadError(format!("{}: {e}", path.display())))?
+                let config = decode_document(resolved, bytes)
+                    .map_err(|e| LoadError(format!("{}: {e}", resolved.display())))?;
+                (config, format!("file:{}", path.display()))
             }
-            ConfigSource::Flags(_) => self.compile(&inputs.files),
+            ConfigSource::Flags(path) => (
+                self.local.compile(&inputs.files),
+                format!("flags:{}", path.display()),
+            ),
         };
         // Without a labels file (a laptop, a plain process) there is no pod to
         // select: every flag applies, as the manifests on disk say.
@@ -85,35 +123,19 @@ impl ConfigLoader {
             Some(_) => config.for_pod(&inputs.labels),
             None => config,
         };
+        let flags = Flags::new(&config, &self.upstreams);
         Ok(Some(Snapshot {
             config,
+            flags,
             source,
             loaded_at: SystemTime::now(),
         }))
     }
 
-    fn compile(&mut self, files: &[(PathBuf, Vec<u8>)]) -> SidecarConfig {
-        let mut manifests = Vec::new();
-        for (path, bytes) in files {
-            let text = String::from_utf8_lossy(bytes);
-            let (mut found, errors) = parse_manifests(&path.display().to_string(), &text);
-            for e in errors {
-                tracing::warn!(error = %e, "skipping an invalid flag manifest");
-            }
-            manifests.append(&mut found);
-        }
-        let (config, errors) = compile_manifests(&manifests, self.previous.as_ref());
-        for e in errors {
-            tracing::warn!(error = %e, "flag does not compile; its last valid version keeps serving");
-        }
-        self.previous = Some(config.clone());
-        config
-    }
-
     fn read(&self) -> Result<Inputs, LoadError> {
         let files = match &self.source {
             ConfigSource::None => Vec::new(),
-            ConfigSource::File(path) => vec![read_resolved(path)?],
+            ConfigSource::File(path) => vec![read_config_file(path)?],
             ConfigSource::Flags(path) if path.is_dir() => {
                 let mut paths: Vec<PathBuf> = std::fs::read_dir(path)
                     .map_err(|e| LoadError(format!("{}: {e}", path.display())))?
@@ -142,12 +164,52 @@ impl ConfigLoader {
     }
 }
 
+/// The mounted config: `config.json`, else the gzip form beside it.
+fn read_config_file(path: &Path) -> Result<(PathBuf, Vec<u8>), LoadError> {
+    match read_resolved(path) {
+        Ok(found) => Ok(found),
+        Err(plain_error) => {
+            let mut gz = path.as_os_str().to_owned();
+            gz.push(".gz");
+            read_resolved(Path::new(&gz)).map_err(|_| plain_error)
+        }
+    }
+}
+
+/// A config document, plain JSON or gzip-compressed JSON.
+fn decode_document(path: &Path, bytes: &[u8]) -> Result<SidecarConfig, String> {
+    let gzip = bytes.starts_with(&[0x1f, 0x8b]) || path.extension().is_some_and(|e| e == "gz");
+    if !gzip {
+        return SidecarConfig::from_json(bytes).map_err(|e| e.to_string());
+    }
+    let mut plain = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| format!("the gzip config does not decode: {e}"))?;
+    if plain.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "the config decodes to more than {MAX_CONFIG_BYTES} bytes"
+        ));
+    }
+    SidecarConfig::from_json(&plain).map_err(|e| e.to_string())
+}
+
 /// Reads through symlinks, returning the final path so a `..data` swap to an
 /// identical document still counts as seen.
 fn read_resolved(path: &Path) -> Result<(PathBuf, Vec<u8>), LoadError> {
     let failed = |e: std::io::Error| LoadError(format!("{}: {e}", path.display()));
     let resolved = std::fs::canonicalize(path).map_err(failed)?;
-    let bytes = std::fs::read(&resolved).map_err(failed)?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(&resolved)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(failed)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(LoadError(format!(
+            "{}: larger than {MAX_CONFIG_BYTES} bytes",
+            path.display()
+        )));
+    }
     Ok((resolved, bytes))
 }
 
@@ -193,106 +255,39 @@ fn reload_once(loader: &mut ConfigLoader, cell: &SnapshotCell, telemetry: &Share
             tracing::info!(
                 revision = %revision,
                 source = %snapshot.source,
-                flags = snapshot.config.flags.len(),
+                flags = snapshot.flags.len(),
                 "config loaded"
             );
+            let infos = flag_infos(&snapshot.flags);
             cell.swap(snapshot);
-            telemetry.config_reloaded("ok", Some(&revision));
+            telemetry.config_loaded(&revision, &infos);
         }
         Err(e) => {
             let serving = cell.current().map(|s| s.config.revision.clone());
             tracing::warn!(error = %e, serving = ?serving, "config not loaded; the last good config keeps serving");
-            telemetry.config_reloaded("error", serving.as_deref());
+            telemetry.config_failed(serving.as_deref());
         }
     }
 }
 
-/// The downward-API labels file: `key="value"` lines, values quoted as Go's
-/// `%q` writes them. Lines that do not parse are skipped.
-pub fn parse_pod_labels(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|line| {
-            let (key, quoted) = line.split_once('=')?;
-            Some((key.trim().to_string(), unquote(quoted.trim())?))
+/// What the configured-state metrics show of each flag.
+fn flag_infos(flags: &Flags) -> Vec<FlagInfo> {
+    flags
+        .iter()
+        .map(|flag| FlagInfo {
+            key: flag.key.clone(),
+            enabled: flag.compiled.enabled,
+            default_variant: flag.compiled.default_variant.as_str().into(),
+            weights: flag
+                .variants
+                .iter()
+                .zip(&flag.weights)
+                .map(|(v, bp)| (v.name.clone(), *bp))
+                .collect(),
         })
         .collect()
 }
 
-/// Go `strconv.Unquote` for double-quoted strings.
-fn unquote(s: &str) -> Option<String> {
-    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        let escaped = match chars.next()? {
-            'n' => '\n',
-            't' => '\t',
-            'r' => '\r',
-            'a' => '\x07',
-            'b' => '\x08',
-            'f' => '\x0c',
-            'v' => '\x0b',
-            c @ ('\\' | '"' | '\'') => c,
-            'x' => hex_char(&mut chars, 2)?,
-            'u' => hex_char(&mut chars, 4)?,
-            'U' => hex_char(&mut chars, 8)?,
-            _ => return None,
-        };
-        out.push(escaped);
-    }
-    Some(out)
-}
-
-fn hex_char(chars: &mut std::str::Chars<'_>, digits: usize) -> Option<char> {
-    let hex: String = chars.by_ref().take(digits).collect();
-    char::from_u32(u32::from_str_radix(&hex, 16).ok()?)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pod_labels_as_kubelet_writes_them() {
-        let labels = parse_pod_labels(
-            "app=\"summarizer\"\npod-template-hash=\"7d9f\"\nnote=\"a \\\"quoted\\\" \\u00e9\\n\"\nbroken\n",
-        );
-        assert_eq!(labels["app"], "summarizer");
-        assert_eq!(labels["pod-template-hash"], "7d9f");
-        assert_eq!(labels["note"], "a \"quoted\" é\n");
-        assert_eq!(labels.len(), 3);
-    }
-
-    #[test]
-    fn unchanged_sources_do_not_reload_and_bad_documents_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.json");
-        std::fs::write(&path, SidecarConfig::empty(None).to_json()).unwrap();
-        let mut loader = ConfigLoader::new(ConfigSource::File(path.clone()), None);
-        assert!(loader.poll().unwrap().is_some());
-        assert!(loader.poll().unwrap().is_none());
-        std::fs::write(&path, r#"{"schema": "aiflags.dev/config/v9", "flags": []}"#).unwrap();
-        let err = loader.poll().unwrap_err().to_string();
-        assert!(err.contains("not supported"), "{err}");
-    }
-
-    #[test]
-    fn pod_selectors_apply_only_when_the_pod_labels_are_known() {
-        let dir = tempfile::tempdir().unwrap();
-        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-        let keys = |labels: Option<PathBuf>| -> Vec<String> {
-            let mut loader = ConfigLoader::new(ConfigSource::Flags(examples.clone()), labels);
-            let snapshot = loader.poll().unwrap().unwrap();
-            snapshot.config.flags.into_iter().map(|f| f.key).collect()
-        };
-        // Every example selects pods by label; on a laptop all of them apply.
-        assert_eq!(keys(None).len(), 3);
-        let labels = dir.path().join("labels");
-        std::fs::write(&labels, "app=\"summarizer\"\n").unwrap();
-        assert_eq!(keys(Some(labels)), ["summarizer-model"]);
-    }
-}
+#[path = "source_tests.rs"]
+mod tests;

@@ -1,30 +1,33 @@
-//! Listeners: the data plane the app's SDKs talk to, and the admin endpoints
-//! the kubelet and Prometheus use. Both drain gracefully on shutdown.
+//! The running sidecar: the data listener the app's SDKs talk to, the admin
+//! listener the kubelet and Prometheus use, and the config reloader. All
+//! three stop together and drain gracefully.
 
-use std::convert::Infallible;
-use std::future::Future;
+pub mod admin;
+pub mod conn;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
-use http::{Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::body::{ProxyBody, full};
+use self::admin::Admin;
+use self::conn::{ListenerLimits, Shutdown, fit_caps, serve};
+use crate::budget::Budget;
 use crate::circuit::BreakerSettings;
-use crate::config_source::{ConfigLoader, spawn_reloader};
-use crate::proxy::Proxy;
+use crate::config::snapshot::SnapshotCell;
+use crate::config::source::{ConfigLoader, spawn_reloader};
+use crate::record::Reporter;
+use crate::respond::StreamContext;
+use crate::route::{Limits, Route};
 use crate::settings::Settings;
-use crate::snapshot::SnapshotCell;
 use crate::telemetry::SharedTelemetry;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::metrics::Metrics;
 use crate::upstream::Upstream;
+use crate::upstream::headers::HeaderPolicy;
 
 /// A running sidecar.
 pub struct Sidecar {
@@ -36,13 +39,26 @@ pub struct Sidecar {
 
 impl Sidecar {
     /// Binds both listeners, loads the config once, and starts serving.
-    pub async fn start(settings: Settings, telemetry: SharedTelemetry) -> std::io::Result<Sidecar> {
+    pub async fn start(settings: Settings, metrics: Arc<Metrics>) -> std::io::Result<Sidecar> {
+        let access_log = match &settings.access_log {
+            Some(sink) => Some(AccessLog::start(
+                sink.clone(),
+                settings.log_format,
+                metrics.access_log_dropped.clone(),
+            )?),
+            None => None,
+        };
+        let telemetry: SharedTelemetry = metrics;
         let data = TcpListener::bind(settings.listen).await?;
         let admin = TcpListener::bind(settings.admin_listen).await?;
         let (addr, admin_addr) = (data.local_addr()?, admin.local_addr()?);
         let (stop, stopped) = watch::channel(false);
         let config = Arc::new(SnapshotCell::default());
-        let loader = ConfigLoader::new(settings.source.clone(), settings.pod_labels.clone());
+        let loader = ConfigLoader::new(
+            settings.source.clone(),
+            settings.pod_labels.clone(),
+            settings.upstreams.clone(),
+        );
         let reloader = spawn_reloader(
             loader,
             config.clone(),
@@ -50,155 +66,86 @@ impl Sidecar {
             settings.reload_interval,
             stopped.clone(),
         );
-        let upstream = Upstream::new(settings.upstreams.clone(), settings.credentials_dir.clone());
+        let upstream = Upstream::new(
+            &settings.upstreams,
+            HeaderPolicy::new(&settings.credential_headers),
+            settings.credentials_dir.clone(),
+        );
         let breaker = BreakerSettings {
             failure_threshold: settings.breaker_threshold,
             cooldown: settings.breaker_cooldown,
         };
-        let proxy = Arc::new(Proxy::new(
+        let cut_streams = CancellationToken::new();
+        let reporter = Arc::new(Reporter {
+            telemetry: telemetry.clone(),
+            access_log,
+        });
+        let route = Arc::new(Route::new(
             upstream,
             config.clone(),
             breaker,
-            telemetry.clone(),
-            settings.max_body_bytes,
+            reporter,
+            Budget::new(settings.buffer_budget_bytes),
+            Limits {
+                max_body_bytes: settings.max_body_bytes,
+                max_response_bytes: settings.max_response_bytes,
+                body_idle: settings.body_idle_timeout,
+            },
+            StreamContext {
+                drain: cut_streams.clone(),
+            },
         ));
-        let drain = settings.drain_timeout;
-        let serve_proxy = move |request| proxy.clone().serve(request);
-        let admin_state = Arc::new(Admin { config, telemetry });
+        let (data_cap, admin_cap) =
+            fit_caps(settings.max_connections, settings.admin_max_connections);
+        let limits = |name, max_connections| ListenerLimits {
+            name,
+            max_connections,
+            first_byte: settings.first_byte_timeout,
+            idle: settings.idle_timeout,
+        };
+        let shutdown = || Shutdown {
+            stop: stopped.clone(),
+            drain: settings.drain_timeout,
+            cut_streams: cut_streams.clone(),
+        };
+        let serve_data = move |request| route.clone().serve(request);
+        let admin_state = Arc::new(Admin {
+            config,
+            telemetry: telemetry.clone(),
+        });
         let serve_admin = move |request| admin_state.clone().serve(request);
-        tracing::info!(%addr, %admin_addr, "aiflags sidecar listening");
+        tracing::info!(%addr, %admin_addr, data_cap, admin_cap, "aiflags sidecar listening");
         Ok(Sidecar {
             addr,
             admin_addr,
             stop,
             tasks: vec![
                 reloader,
-                tokio::spawn(serve(data, serve_proxy, stopped.clone(), drain)),
-                tokio::spawn(serve(admin, serve_admin, stopped, drain)),
+                tokio::spawn(serve(
+                    data,
+                    serve_data,
+                    limits("data", data_cap),
+                    telemetry.clone(),
+                    shutdown(),
+                )),
+                tokio::spawn(serve(
+                    admin,
+                    serve_admin,
+                    limits("admin", admin_cap),
+                    telemetry,
+                    shutdown(),
+                )),
             ],
         })
     }
 
     /// Stops accepting, lets in-flight requests finish within the drain
-    /// timeout, then returns.
+    /// timeout, ends streams still open with an error event, then returns.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
-    }
-}
-
-/// Accepts connections until `stop`, then drains them for at most `drain`.
-pub async fn serve<S, F>(
-    listener: TcpListener,
-    service: S,
-    mut stop: watch::Receiver<bool>,
-    drain: Duration,
-) where
-    S: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
-    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
-{
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Bounded headers and a header read timeout: a slow or hostile client
-    // cannot pin a connection (the body limit is enforced per request).
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .max_headers(200);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(256 * 1024);
-    let graceful = GracefulShutdown::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => break,
-        };
-        let (stream, _) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let service = service_fn(service.clone());
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            timeout_ms = drain.as_millis(),
-            "drain timeout passed with requests still in flight"
-        );
-    }
-}
-
-/// The admin endpoints.
-struct Admin {
-    config: Arc<SnapshotCell>,
-    telemetry: SharedTelemetry,
-}
-
-impl Admin {
-    async fn serve(
-        self: Arc<Self>,
-        request: Request<Incoming>,
-    ) -> Result<Response<ProxyBody>, Infallible> {
-        let snapshot = self.config.current();
-        let (status, content_type, body) = match (request.method(), request.uri().path()) {
-            (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-            (&Method::GET, "/readyz") if snapshot.is_some() => {
-                (StatusCode::OK, "text/plain", "ready\n".to_string())
-            }
-            (&Method::GET, "/readyz") => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                "no config loaded yet\n".to_string(),
-            ),
-            (&Method::GET, "/config") => {
-                let json = match &snapshot {
-                    Some(s) => serde_json::json!({
-                        "revision": s.config.revision,
-                        "source": s.source,
-                        "loadedAt": s.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                        "flags": s.config.flags,
-                    }),
-                    None => serde_json::json!({"revision": null, "flags": []}),
-                };
-                (StatusCode::OK, "application/json", json.to_string())
-            }
-            (&Method::GET, "/metrics") => (
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.telemetry.render(),
-            ),
-            _ => (
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "not found\n".to_string(),
-            ),
-        };
-        let mut response = Response::new(full(body));
-        *response.status_mut() = status;
-        if let Ok(value) = content_type.parse() {
-            response.headers_mut().insert(header::CONTENT_TYPE, value);
-        }
-        Ok(response)
     }
 }
 

@@ -1,7 +1,13 @@
 use proptest::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
+use aiflags_api::Operation;
+use bytes::Bytes;
+
+use super::parser::MAX_EVENT_BYTES;
 use super::*;
+use crate::stream::error_event;
+use crate::usage::Usage;
 
 const CHAT_USAGE_EVENT: &str = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7,\"total_tokens\":19,\"prompt_tokens_details\":{\"cached_tokens\":4},\"completion_tokens_details\":{\"reasoning_tokens\":2}}}\n\n";
 

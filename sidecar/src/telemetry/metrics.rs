@@ -15,8 +15,8 @@ use prometheus::{
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::pricing::{cost_usd, price_for};
-use crate::telemetry::{AttemptOutcome, RequestOutcome, Telemetry};
+use super::pricing::{cost_usd, price_for};
+use super::{FlagInfo, Record, Telemetry};
 
 /// LLM calls take from tens of milliseconds to minutes.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -44,6 +44,13 @@ pub struct Metrics {
     active: IntGauge,
     revision_info: IntGaugeVec,
     reloads: IntCounterVec,
+    variant_weight: prometheus::GaugeVec,
+    flag_info: IntGaugeVec,
+    unparsed: IntCounterVec,
+    connections_refused: IntCounterVec,
+    budget_exhausted: IntCounter,
+    /// Lines the access log had no room for; the log's writer holds a clone.
+    pub access_log_dropped: IntCounter,
     /// Per `(flag, variant, model)`: resolved children, so the hot path does
     /// one map lookup instead of one per family.
     series: LabelCache<3, Series>,
@@ -187,6 +194,39 @@ impl Metrics {
             "Config loads by result",
             &["result"],
         )?;
+        let variant_weight = prometheus::GaugeVec::new(
+            Opts::new(
+                "aiflags_variant_weight_ratio",
+                "Configured share (0-1) of each variant in the config this sidecar serves",
+            ),
+            &["flag", "variant"],
+        )?;
+        registry.register(Box::new(variant_weight.clone()))?;
+        let flag_info = gauge(
+            "aiflags_flag_info",
+            "Flags this sidecar serves (value 1), with their state and default variant",
+            &["flag", "state", "default_variant"],
+        )?;
+        let unparsed = counter(
+            "aiflags_unparsed_requests_total",
+            "Requests on LLM paths whose body the sidecar could not read, passed through unflagged",
+            &["reason"],
+        )?;
+        let connections_refused = counter(
+            "aiflags_connections_refused_total",
+            "Connections refused because a listener was at its connection cap",
+            &["listener"],
+        )?;
+        let budget_exhausted = IntCounter::new(
+            "aiflags_memory_budget_exhausted_total",
+            "Requests refused with 503 because the buffered-bytes budget was spent",
+        )?;
+        registry.register(Box::new(budget_exhausted.clone()))?;
+        let access_log_dropped = IntCounter::new(
+            "aiflags_access_log_dropped_total",
+            "Access-log lines dropped because the log writer fell behind",
+        )?;
+        registry.register(Box::new(access_log_dropped.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -201,6 +241,12 @@ impl Metrics {
             active,
             revision_info,
             reloads,
+            variant_weight,
+            flag_info,
+            unparsed,
+            connections_refused,
+            budget_exhausted,
+            access_log_dropped,
             series: LabelCache::default(),
             request_counters: LabelCache::default(),
         })
@@ -228,46 +274,46 @@ impl Telemetry for Metrics {
         self.active.inc();
     }
 
-    fn request_finished(&self, o: &RequestOutcome) {
+    fn request_finished(&self, r: &Record) {
         self.active.dec();
-        let code = o.status.to_string();
+        let code = status_label(r.status);
         let labels = [
-            o.flag.as_str(),
-            &o.variant,
-            &o.model,
-            &o.provider,
-            o.operation,
-            &code,
+            &*r.flag,
+            &*r.variant,
+            &*r.model,
+            &*r.provider,
+            r.operation,
+            &*code,
         ];
         self.request_counters
             .get_or_insert(&labels, || self.requests.with_label_values(&labels))
             .inc();
-        let overhead = o.duration.saturating_sub(o.upstream_duration);
+        let overhead = r.duration.saturating_sub(r.upstream_time);
         self.overhead.observe(overhead.as_secs_f64());
-        let series = self.series(&o.flag, &o.variant, &o.model);
-        series.duration.observe(o.duration.as_secs_f64());
-        if let Some(t) = o.time_to_first_token {
+        let series = self.series(&r.flag, &r.variant, &r.model);
+        series.duration.observe(r.duration.as_secs_f64());
+        if let Some(t) = r.time_to_first_token {
             series.ttft.observe(t.as_secs_f64());
         }
-        if let Some(u) = &o.usage {
+        if let Some(u) = &r.usage {
             series.input.inc_by(u.input_tokens);
             series.output.inc_by(u.output_tokens);
             series.cached_input.inc_by(u.cached_input_tokens);
             series.reasoning.inc_by(u.reasoning_tokens);
-            if let Some(price) = price_for(&o.model, o.pricing.as_ref()) {
+            if let Some(price) = price_for(&r.model, r.pricing.as_ref()) {
                 series.cost.inc_by(cost_usd(u, &price));
             }
         }
-        for (from, to, reason) in &o.fallbacks {
+        for (from, to, reason) in &r.fallbacks {
             self.fallbacks
-                .with_label_values(&[&o.flag, from, to, reason])
+                .with_label_values(&[&*r.flag, from, to, reason])
                 .inc();
         }
     }
 
-    fn attempt_finished(&self, a: &AttemptOutcome<'_>) {
+    fn attempt_finished(&self, provider: &str, model: &str, outcome: &str) {
         self.attempts
-            .with_label_values(&[a.provider, a.model, &a.outcome])
+            .with_label_values(&[provider, model, outcome])
             .inc();
     }
 
@@ -277,12 +323,44 @@ impl Telemetry for Metrics {
             .set(i64::from(open));
     }
 
-    fn config_reloaded(&self, result: &str, revision: Option<&str>) {
-        self.reloads.with_label_values(&[result]).inc();
-        if let Some(revision) = revision {
-            self.revision_info.reset();
-            self.revision_info.with_label_values(&[revision]).set(1);
+    fn config_loaded(&self, revision: &str, flags: &[FlagInfo]) {
+        self.reloads.with_label_values(&["ok"]).inc();
+        self.revision_info.reset();
+        self.revision_info.with_label_values(&[revision]).set(1);
+        self.variant_weight.reset();
+        self.flag_info.reset();
+        for flag in flags {
+            let state = if flag.enabled { "enabled" } else { "disabled" };
+            self.flag_info
+                .with_label_values(&[&*flag.key, state, &*flag.default_variant])
+                .set(1);
+            for (variant, bp) in &flag.weights {
+                self.variant_weight
+                    .with_label_values(&[&*flag.key, &**variant])
+                    .set(f64::from(*bp) / f64::from(aiflags_api::TOTAL_BP));
+            }
         }
+    }
+
+    fn config_failed(&self, serving: Option<&str>) {
+        self.reloads.with_label_values(&["error"]).inc();
+        if serving.is_none() {
+            self.revision_info.reset();
+        }
+    }
+
+    fn request_unparsed(&self, reason: &'static str) {
+        self.unparsed.with_label_values(&[reason]).inc();
+    }
+
+    fn connection_refused(&self, listener: &'static str) {
+        self.connections_refused
+            .with_label_values(&[listener])
+            .inc();
+    }
+
+    fn budget_exhausted(&self) {
+        self.budget_exhausted.inc();
     }
 
     fn render(&self) -> String {
@@ -290,5 +368,20 @@ impl Telemetry for Metrics {
         // Encoding our own well-formed families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Status codes as label values, without allocating for the common ones.
+fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
+    match status {
+        200 => "200".into(),
+        400 => "400".into(),
+        429 => "429".into(),
+        499 => "499".into(),
+        500 => "500".into(),
+        502 => "502".into(),
+        503 => "503".into(),
+        504 => "504".into(),
+        other => other.to_string().into(),
     }
 }

@@ -6,7 +6,7 @@
 
 use aiflags_api::Pricing;
 
-use crate::sse::Usage;
+use crate::usage::Usage;
 
 /// `(model prefix, input, output, cached input)` in USD per million tokens.
 /// Longest prefix wins, so dated snapshots (`gpt-4o-2024-08-06`) inherit their
