@@ -40,7 +40,7 @@ SIDECAR = [
         "A variant of an AI feature flag is failing requests.",
         "{{ $value | humanizePercentage }} of requests to variant {{ $labels.variant }} of flag "
         "{{ $labels.flag }} in namespace {{ $labels.namespace }} ended in an error "
-        f"({q.ERROR_CODES}) after retries and fallbacks over the last 5 minutes "
+        f"({q.ERROR_CODES_TEXT}) after retries and fallbacks over the last 5 minutes "
         f"(threshold {ERROR_RATE:.0%}).",
     ),
     _rule(
@@ -82,8 +82,7 @@ SIDECAR = [
         None, "warning",
         "A sidecar rejected a config update.",
         "Sidecar {{ $labels.pod }} ({{ $labels.instance }}) in namespace {{ $labels.namespace }} "
-        "failed to load its config {{ $value | humanize }} times in the last 10 minutes; it keeps "
-        "serving its last good config.",
+        "failed to load its config in the last 10 minutes; it keeps serving its last good config.",
     ),
 ]
 
@@ -95,7 +94,7 @@ OPERATOR = [
         "15m", "warning",
         "The aiflags operator keeps failing to reconcile flags.",
         "The aiflags operator in namespace {{ $labels.namespace }} has failed reconciles with reason "
-        "{{ $labels.reason }} for 15 minutes ({{ $value | humanize }} per second).",
+        "{{ $labels.reason }} for 15 minutes.",
     ),
     _rule(
         "AIFlagsFlagInvalid",

@@ -29,7 +29,7 @@ TOTALS = [
     ),
     single(
         "Error rate",
-        f"Share of requests answered with {q.ERROR_CODES} after every retry and fallback.",
+        f"Share of requests answered with {q.ERROR_CODES_TEXT} after every retry and fallback.",
         "percentunit", [Query(q.error_ratio("", SCOPE))],
     ),
     single(
@@ -71,7 +71,7 @@ FLAGS = [
 PER_FLAG = [
     graph("Requests per second", "Requests answered, per flag.", "reqps",
           [Query(q.sum_rate("aiflags_requests_total", BY_FLAG, SCOPE), LEGEND)]),
-    graph("Error rate", f"Share of requests answered with {q.ERROR_CODES}, per flag.", "percentunit",
+    graph("Error rate", f"Share of requests answered with {q.ERROR_CODES_TEXT}, per flag.", "percentunit",
           [Query(q.error_ratio(BY_FLAG, SCOPE), LEGEND)]),
     graph("Fallback rate", "Fallback hops per request, per flag: how often the chosen model failed "
           "and the next one in the chain was tried.", "percentunit",

@@ -8,6 +8,7 @@ dashboard narrows by (e.g. `namespace=~"$namespace", flag=~"$flag"`)."""
 # once every retry and fallback was spent. 499 (the client left) is not the
 # variant's fault; other 4xx are the client's.
 ERROR_CODES = "5..|429"
+ERROR_CODES_TEXT = "5xx or 429"
 
 # Grafana's rate window: at least four scrapes.
 RATE = "$__rate_interval"

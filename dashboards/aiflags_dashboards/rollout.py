@@ -51,7 +51,7 @@ SPLIT = [
 TRAFFIC = [
     graph("Requests per second", "Requests answered, per variant.", "reqps",
           [Query(q.sum_rate("aiflags_requests_total", "variant", SCOPE), V)], width=8),
-    graph("Error rate", f"Share of each variant's requests answered with {q.ERROR_CODES} after every "
+    graph("Error rate", f"Share of each variant's requests answered with {q.ERROR_CODES_TEXT} after every "
           "retry and fallback.", "percentunit", [Query(q.error_ratio("variant", SCOPE), V)], width=8),
     graph("Served by model", "Requests per variant and the model that answered them: after a "
           "fallback a variant is served by another model.", "reqps",
