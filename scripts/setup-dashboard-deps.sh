@@ -24,3 +24,6 @@ fi
 if [ ! -d dashboards/node_modules/@grafana/schema ]; then
   (cd dashboards && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# helm renders the chart's dashboards and alerts in the tests.
+scripts/setup-helm.sh >/dev/null

@@ -20,12 +20,17 @@ RECONCILES = [
 ]
 
 ADMISSION = [
-    graph("Webhook admissions", "Pods the injection webhook admitted, by result.", "ops",
+    graph("Webhook admissions", "Pod admissions the injection webhook answered, by result "
+          "(injected, already_injected, skipped, refused, malformed).", "ops",
           [Query(q.sum_rate("aiflags_operator_webhook_admissions_total", "result", ""), "{{result}}")],
-          width=12),
+          width=8),
+    graph("Webhook answer time p50 / p99", "Time to answer one AdmissionReview; the API server "
+          "waits for it on every pod creation.", "s",
+          [Query(q.quantile(p, "aiflags_operator_webhook_duration_seconds", "", ""), f"p{n}")
+           for p, n in ((0.5, 50), (0.99, 99))], width=8),
     graph("Rollout aborts", "Rollouts the operator aborted, per flag, in each interval.", "short",
           [Query(q.increase("aiflags_operator_rollout_aborts_total", "namespace, flag", "",
-                            window=q.RATE), "{{namespace}}/{{flag}}")], width=12),
+                            window=q.RATE), "{{namespace}}/{{flag}}")], width=8),
 ]
 
 FLAGS = [

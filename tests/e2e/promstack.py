@@ -186,6 +186,10 @@ class OperatorMetrics:
             f"aiflags_operator_rollout_aborts_total{{{f}}} {n // 10}",
             f'aiflags_operator_webhook_admissions_total{{result="injected"}} {2 * n}',
             f'aiflags_operator_webhook_admissions_total{{result="skipped"}} {n}',
+            *[f'aiflags_operator_webhook_duration_seconds_bucket{{le="{le}"}} {c * n}'
+              for le, c in (("0.001", 1), ("0.01", 3), ("+Inf", 3))],
+            f"aiflags_operator_webhook_duration_seconds_sum {0.01 * n}",
+            f"aiflags_operator_webhook_duration_seconds_count {3 * n}",
             f'aiflags_operator_flag_proxies{{{f},state="total"}} 2',
             f'aiflags_operator_flag_proxies{{{f},state="at_revision"}} 2',
         ]
