@@ -20,7 +20,8 @@
 # nothing here can reach another address. Results: bench/results/latest.md
 # (a smoke run writes bench/results/smoke.md.tmp instead).
 #
-# Environment: BENCH_SIDECAR=/path/to/aiflags-sidecar skips the build
+# Environment: BENCH_SIDECAR=/path/to/aiflags-sidecar skips the build (the
+# mock upstream, aiflags-dev, is taken from the same directory or BENCH_DEV)
 # (BENCH_SIDECAR_SOURCE then labels it in the report, e.g. "commit abc1234");
 # AIFLAGS_BIN_DIR (set by the test command) supplies the debug binary for --smoke;
 # BENCH_CASES=cg runs a subset; BENCH_PROFILE=1 profiles the sidecar under the
@@ -54,11 +55,11 @@ if [ "$in_netns" = 0 ]; then
     if [ "$mode" = smoke ] && [ -x "${AIFLAGS_BIN_DIR:-}/aiflags-sidecar" ]; then
       BENCH_SIDECAR="$AIFLAGS_BIN_DIR/aiflags-sidecar"
     elif [ "$mode" = smoke ]; then
-      (cd "$root" && cargo build --quiet --locked -p aiflags-sidecar)
+      (cd "$root" && cargo build --quiet --locked -p aiflags-sidecar -p aiflags-devtools)
       BENCH_SIDECAR="$root/target/debug/aiflags-sidecar"
     else
       log "building the release sidecar"
-      (cd "$root" && cargo build --quiet --locked --release -p aiflags-sidecar)
+      (cd "$root" && cargo build --quiet --locked --release -p aiflags-sidecar -p aiflags-devtools)
       BENCH_SIDECAR="$root/target/release/aiflags-sidecar"
     fi
   fi
@@ -79,6 +80,8 @@ else
   seconds=10 warmup=2 concurrency=50 rate=1000 streams=1000 stream_secs=10 ramp=3
 fi
 sidecar_bin="${BENCH_SIDECAR:?}"
+# The mock upstream ships in the dev tools binary, built beside the sidecar.
+dev_bin="${BENCH_DEV:-$(dirname "$sidecar_bin")/aiflags-dev}"
 oha="${CARGO_HOME:-$HOME/.cargo}/bin/oha"
 litellm="$bench/.venv/bin/litellm"
 work="$bench/results/run.tmp"
@@ -279,7 +282,7 @@ need_upstream() {
 mock_sid=
 need_mock() {
   if [ -n "$mock_sid" ]; then return 0; fi
-  start mock 1 "$sidecar_bin" mock-upstream --listen "127.0.0.1:$MOCK"
+  start mock 1 "$dev_bin" mock-upstream --listen "127.0.0.1:$MOCK"
   mock_sid=$sid
   wait_ready mock "http://127.0.0.1:$MOCK/mock/requests/ready"
 }

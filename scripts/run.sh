@@ -14,9 +14,11 @@
 # Extra arguments go to the demo (e.g. --requests 10000 --exit) or the proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p aiflags-sidecar
-sidecar=target/release/aiflags-sidecar
 if [ -n "${OPENAI_API_KEY:-}" ]; then
-  exec "$sidecar" --flags examples/ --admin-listen 127.0.0.1:15090 "$@"
+  cargo build --release --quiet -p aiflags-sidecar
+  exec target/release/aiflags-sidecar --flags examples/ --admin-listen 127.0.0.1:15090 "$@"
 fi
-exec "$sidecar" --admin-listen 127.0.0.1:15090 demo "$@"
+# The demo (the sidecar in-process, the mock upstream, simulated users) lives
+# in the dev tools binary, never in the sidecar's.
+cargo build --release --quiet -p aiflags-devtools
+exec target/release/aiflags-dev demo --admin-listen 127.0.0.1:15090 "$@"

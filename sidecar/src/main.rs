@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aiflags_sidecar::metrics::Metrics;
 use aiflags_sidecar::server::{Sidecar, shutdown_signal};
-use aiflags_sidecar::settings::{Cli, Command, LogFormat, Settings, socket_addr};
+use aiflags_sidecar::settings::{Cli, LogFormat, Settings};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -17,25 +17,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::MockUpstream { listen }) = cli.command {
-        init_logging(LogFormat::Text);
-        let addr = match socket_addr(&listen) {
-            Ok(addr) => addr,
-            Err(e) => return fail(&format!("--listen: {e}")),
-        };
-        return run(
-            1,
-            async move { aiflags_sidecar::mock_upstream::run(addr).await },
-        );
-    }
-    if let Some(Command::Demo(args)) = &cli.command {
-        init_logging(LogFormat::Text);
-        let proxy = cli.proxy.clone();
-        let args = args.clone();
-        return run(1, async move {
-            aiflags_sidecar::demo::run(&proxy, &args).await.map(|_| ())
-        });
-    }
     let settings = match cli.proxy.validate() {
         Ok(settings) => settings,
         Err(e) => return fail(&e.to_string()),

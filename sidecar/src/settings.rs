@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aiflags_api::duration::parse_duration_ms;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser};
 use http::Uri;
 
 #[derive(Parser, Debug)]
@@ -18,40 +18,8 @@ use http::Uri;
     about = "Per-pod LLM proxy applying aiflags config"
 )]
 pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
     #[command(flatten)]
     pub proxy: ProxyArgs,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// A deterministic OpenAI/Anthropic-compatible upstream for tests and demos.
-    MockUpstream {
-        #[arg(long, default_value = "127.0.0.1:15081")]
-        listen: String,
-    },
-    /// The sidecar on the example flags (or --flags) in front of the built-in
-    /// upstream, driven by simulated users; prints the observed split,
-    /// fallbacks, latency, tokens and cost, then serves /metrics until Ctrl-C.
-    Demo(DemoArgs),
-}
-
-/// Settings of `demo`; the proxy's own settings (listeners, `--flags`) apply too.
-#[derive(Args, Debug, Clone)]
-pub struct DemoArgs {
-    /// Requests to send.
-    #[arg(long, default_value_t = 3000)]
-    pub requests: u32,
-    /// Distinct simulated users (each sticks to its variant).
-    #[arg(long, default_value_t = 2000)]
-    pub users: u32,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: u32,
-    /// Print the report and exit instead of serving /metrics until Ctrl-C.
-    #[arg(long)]
-    pub exit: bool,
 }
 
 /// The proxy's settings as given; see [`ProxyArgs::validate`].
@@ -374,11 +342,5 @@ mod tests {
             .unwrap();
         assert_eq!(s.source, ConfigSource::Flags("flags/".into()));
         assert_eq!(s.pod_labels, Some(PathBuf::from("/etc/podinfo/labels")));
-    }
-
-    #[test]
-    fn mock_upstream_is_a_subcommand() {
-        let cli = Cli::try_parse_from(["x", "mock-upstream", "--listen", "127.0.0.1:1"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::MockUpstream { .. })));
     }
 }

@@ -15,6 +15,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN_DIR = pathlib.Path(os.environ.get("AIFLAGS_BIN_DIR", ROOT / "target" / "debug"))
 SIDECAR = BIN_DIR / "aiflags-sidecar"
+DEV = BIN_DIR / "aiflags-dev"
 
 FLAGS = """
 apiVersion: aiflags.dev/v1alpha1
@@ -120,7 +121,7 @@ def running_stack(tmp, flags_yaml, extra_args=()):
     procs = []
     try:
         mock = subprocess.Popen(
-            [SIDECAR, "mock-upstream", "--listen", f"127.0.0.1:{mock_port}"],
+            [DEV, "mock-upstream", "--listen", f"127.0.0.1:{mock_port}"],
             stdout=logs, stderr=logs,
         )
         procs.append(mock)

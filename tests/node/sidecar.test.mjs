@@ -14,6 +14,7 @@ import OpenAI from "openai";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const binDir = process.env.AIFLAGS_BIN_DIR ?? path.join(root, "target", "debug");
 const sidecarBin = path.join(binDir, "aiflags-sidecar");
+const devBin = path.join(binDir, "aiflags-dev");
 
 const FLAGS = `
 apiVersion: aiflags.dev/v1alpha1
@@ -99,7 +100,7 @@ before(async () => {
   writeFileSync(flags, FLAGS);
   const [mockPort, port, adminPort] = [await freePort(), await freePort(), await freePort()];
   const upstream = `http://127.0.0.1:${mockPort}`;
-  const mock = spawn(sidecarBin, ["mock-upstream", "--listen", `127.0.0.1:${mockPort}`], { stdio: "ignore" });
+  const mock = spawn(devBin, ["mock-upstream", "--listen", `127.0.0.1:${mockPort}`], { stdio: "ignore" });
   children.push(mock);
   await waitUntilReady(`${upstream}/mock/requests/none`, mock);
   const sidecar = spawn(

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiflags_api::{SidecarConfig, compile_manifests, parse_manifests};
+use aiflags_devtools::mock_upstream::MockUpstream;
 use aiflags_sidecar::metrics::Metrics;
-use aiflags_sidecar::mock_upstream::MockUpstream;
 use aiflags_sidecar::server::Sidecar;
 use aiflags_sidecar::settings::Cli;
 use bytes::Bytes;

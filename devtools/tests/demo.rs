@@ -10,9 +10,15 @@ const TOLERANCE_POINTS: f64 = 3.0;
 
 #[test]
 fn the_demo_prints_the_configured_split_and_its_fallbacks() {
-    let output = Command::new(env!("CARGO_BIN_EXE_aiflags-sidecar"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["demo", "--requests", "1500", "--users", "2000", "--exit"])
+    let output = Command::new(env!("CARGO_BIN_EXE_aiflags-dev"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--requests", "1500", "--users", "2000", "--exit"])
         .env("AIFLAGS_LOG", "warn")
         .output()
         .expect("run the demo");

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use aiflags_api::{SidecarConfig, TOTAL_BP};
 
-use crate::pricing::{cost_usd, price_for};
-use crate::usage::Usage;
+use aiflags_sidecar::pricing::{cost_usd, price_for};
+use aiflags_sidecar::usage::Usage;
 
 /// One request as the demo's client saw it.
 #[derive(Clone, Debug, Default)]

@@ -1,4 +1,4 @@
-//! `aiflags-sidecar demo`: the sidecar on the example flags in front of the
+//! `aiflags-dev demo`: the sidecar on the example flags in front of the
 //! built-in upstream, driven by simulated users, on loopback only.
 //!
 //! Every variant's provider is replaced by the built-in upstream, so the demo
@@ -22,11 +22,14 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::metrics::Metrics;
+use aiflags_sidecar::metrics::Metrics;
+use aiflags_sidecar::server::Sidecar;
+use aiflags_sidecar::settings::{ConfigSource, ProxyArgs, Upstreams};
+use aiflags_sidecar::usage::usage_from_response;
+use clap::Args;
+
 use crate::mock_upstream::{Behaviour, MockUpstream};
-use crate::server::{Sidecar, shutdown_signal};
-use crate::settings::{ConfigSource, DemoArgs, ProxyArgs, Upstreams};
-use crate::usage::usage_from_response;
+use crate::shutdown_signal;
 
 pub use report::{Observed, Report, SplitRow};
 
@@ -45,6 +48,23 @@ const EXAMPLES: [(&str, &str); 3] = [
         include_str!("../../../examples/assistant-fallback.yaml"),
     ),
 ];
+
+/// Settings of `demo`; the proxy's own settings (listeners, `--flags`) apply too.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Requests to send.
+    #[arg(long, default_value_t = 3000)]
+    pub requests: u32,
+    /// Distinct simulated users (each sticks to its variant).
+    #[arg(long, default_value_t = 2000)]
+    pub users: u32,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: u32,
+    /// Print the report and exit instead of serving /metrics until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
+}
 
 /// What simulated users ask for: (share in percent, requested model).
 const TRAFFIC: [(u32, &str); 3] = [(50, "gpt-4o-mini"), (30, "gpt-4o"), (20, "gpt-4.1")];

@@ -36,9 +36,10 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::body::{BoxError, ProxyBody, full};
-use crate::rewrite::operation_for_path;
 use aiflags_api::Operation;
+use http_body_util::Full;
+
+use crate::serve::{Body as ProxyBody, BoxError};
 
 pub use replies::Reply;
 
@@ -75,7 +76,7 @@ impl MockUpstream {
             ..MockState::default()
         });
         let service = move |request| state.clone().handle(request);
-        tokio::spawn(crate::server::serve(
+        tokio::spawn(crate::serve::serve(
             listener,
             service,
             stopped,
@@ -288,6 +289,24 @@ async fn behave(
     }
 }
 
+fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|e| match e {})
+        .boxed_unsync()
+}
+
+/// The operations the mock answers, by path; anything else is echoed.
+fn operation_for_path(path: &str) -> Option<Operation> {
+    match path.strip_suffix('/').unwrap_or(path) {
+        "/v1/chat/completions" => Some(Operation::Chat),
+        "/v1/responses" => Some(Operation::Responses),
+        "/v1/completions" => Some(Operation::Completions),
+        "/v1/embeddings" => Some(Operation::Embeddings),
+        "/v1/messages" => Some(Operation::Messages),
+        _ => None,
+    }
+}
+
 fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     let body =
         json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}});
@@ -410,7 +429,7 @@ fn echo_headers(headers: &HeaderMap, bytes: &Bytes, body: &Value, path: &str) ->
 pub async fn run(listen: SocketAddr) -> std::io::Result<()> {
     let mock = MockUpstream::start(listen).await?;
     tracing::info!(addr = %mock.addr, "mock upstream listening");
-    crate::server::shutdown_signal().await;
+    crate::serve::shutdown_signal().await;
     mock.stop();
     Ok(())
 }

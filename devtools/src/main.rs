@@ -1,0 +1,73 @@
+//! aiflags-dev: the mock upstream and the demo, for people and tests.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use aiflags_devtools::demo::{self, DemoArgs};
+use aiflags_sidecar::settings::ProxyArgs;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aiflags-dev",
+    version,
+    about = "Development tools for aiflags: a mock LLM upstream and the demo"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// A deterministic OpenAI/Anthropic-compatible upstream; the model name
+    /// picks its behaviour (mock-error-500, mock-429, mock-slow-stream, ...).
+    MockUpstream {
+        #[arg(long, default_value = "127.0.0.1:15081")]
+        listen: SocketAddr,
+    },
+    /// The sidecar on the example flags (or --flags) in front of the mock
+    /// upstream, driven by simulated users; prints the observed split,
+    /// fallbacks, latency, tokens and cost, then serves /metrics until Ctrl-C.
+    Demo(Box<DemoCommand>),
+}
+
+#[derive(clap::Args, Debug)]
+struct DemoCommand {
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    #[command(flatten)]
+    demo: DemoArgs,
+}
+
+fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_env("AIFLAGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&e),
+    };
+    let result = runtime.block_on(async {
+        match Cli::parse().command {
+            Command::MockUpstream { listen } => aiflags_devtools::mock_upstream::run(listen).await,
+            Command::Demo(args) => demo::run(&args.proxy, &args.demo).await.map(|_| ()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("aiflags-dev: {error}");
+    ExitCode::FAILURE
+}
