@@ -45,8 +45,9 @@ TOTALS = [
 FLAGS = [
     grid(
         "Flags", "Each flag's state (enabled, or disabled: the kill switch) and default variant, "
-        "as the sidecars serve it.", "none",
-        [Query(f"max by (namespace, flag, state, default_variant) (aiflags_flag_info{{{SCOPE}}})",
+        "with the number of sidecars serving it so; two rows for a flag mean sidecars disagree.",
+        "short",
+        [Query(f"count by (namespace, flag, state, default_variant) (aiflags_flag_info{{{SCOPE}}})",
                instant=True)],
         {"namespace": "Namespace", "flag": "Flag", "state": "State",
          "default_variant": "Default variant", "Value": "Sidecars"},

@@ -70,11 +70,14 @@ def graph(title, description, unit, queries, width=12, height=8, stacked=False):
     return _common(panel, title, description, unit, queries, width, height)
 
 
-def single(title, description, unit, queries, width=6, height=4):
-    """A stat panel showing the last value."""
+def single(title, description, unit, queries, width=6, height=4, show_name=False):
+    """A stat panel showing the last value (or, with `show_name`, the series'
+    name: for a query whose one series' label is the answer)."""
     panel = stat.Panel().graph_mode(common.BigValueGraphMode.AREA).reduce_options(
         common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
     )
+    if show_name:
+        panel = panel.text_mode(common.BigValueTextMode.NAME).graph_mode(common.BigValueGraphMode.NONE)
     return _common(panel, title, description, unit, queries, width, height)
 
 

@@ -41,7 +41,7 @@ SPLIT = [
            [Query(q.increase("aiflags_operator_rollout_aborts_total", "", SCOPE))], width=4, height=8),
     single("Phase", "The flag's phase as the operator reports it.", "none",
            [Query(f"max by (phase) (aiflags_operator_flag_phase{{{SCOPE}}}) == 1", "{{phase}}")],
-           width=4, height=8),
+           width=4, height=8, show_name=True),
     graph("Proxies at the current revision",
           "Sidecars serving the flag's latest compiled revision, of all it applies to.", "short",
           [Query(f'sum(aiflags_operator_flag_proxies{{{SCOPE}, state="at_revision"}})', "at revision"),
