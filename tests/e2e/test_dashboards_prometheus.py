@@ -5,8 +5,8 @@ traffic from the official openai SDK: a 90/10 split with a canary whose model
 fails at first and falls back, a flag whose model always fails and falls back
 (its circuit opens), one that fails outright, streams, and a body the sidecar
 cannot read. Then the split goes to 70/30 by a config reload (one sidecar
-first fails to load a vanished file). Prometheus scrapes every second; every wait is
-on what Prometheus shows. Then each panel's query, with its variables filled
+first fails to load a vanished file). Prometheus scrapes every second; every
+wait is on what Prometheus shows. Then each panel's query, with its variables filled
 in, must parse and return data, and the split panels must show the weights.
 
 Run alone: .venv/bin/python -m pytest -q tests/e2e/test_dashboards_prometheus.py
@@ -105,8 +105,7 @@ def scraped_after(prom, moment):
     prom.wait_for('min(timestamp(up{job="aiflags-sidecar"}))', lambda t: t > moment, "a fresh scrape")
 
 
-def summarizer_count(prom):
-    return f'sum(aiflags_requests_total{{namespace="{NAMESPACE}", flag="summarizer"}})'
+SUMMARIZER_REQUESTS = f'sum(aiflags_requests_total{{namespace="{NAMESPACE}", flag="summarizer"}})'
 
 
 def send_failing(clients):
@@ -138,7 +137,7 @@ def send_phase(prom, clients, first_user, sent):
                 client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers)
             user += 1
         sent += USERS_PER_BATCH
-        prom.wait_for(summarizer_count(prom), lambda v, n=sent: v >= n, f"{sent} summarizer requests")
+        prom.wait_for(SUMMARIZER_REQUESTS, lambda v, n=sent: v >= n, f"{sent} summarizer requests")
     return user, sent
 
 
