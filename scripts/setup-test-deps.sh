@@ -16,3 +16,5 @@ fi
 if [ ! -d tests/node/node_modules/openai ]; then
   (cd tests/node && npm install --no-audit --no-fund --loglevel=error)
 fi
+
+scripts/setup-dashboard-deps.sh

@@ -23,11 +23,14 @@ scripts/setup-test-deps.sh
 cargo build --workspace --bins --locked
 export AIFLAGS_BIN_DIR="$root/target/debug"
 
-step "end-to-end tests (official openai Python SDK)"
+step "end-to-end tests (official openai Python SDK; dashboards and alerts against a real Prometheus, promtool, helm)"
 .venv/bin/python -m pytest -q tests/e2e
 
 step "end-to-end tests (official openai Node SDK)"
 (cd tests/node && node --test)
+
+step "dashboards against Grafana's schema (@grafana/schema)"
+(cd dashboards && node --test)
 
 step "fuzz: the SSE parser and the request rewrite (bounded)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" scripts/fuzz.sh
