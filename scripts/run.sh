@@ -4,7 +4,10 @@
 # Without OPENAI_API_KEY (no cluster, no key): the demo. The sidecar runs in
 # front of its built-in upstream, simulated users send traffic, and it prints
 # the observed split, fallbacks, latency, tokens and cost; /metrics stays up
-# on http://127.0.0.1:15090 until Ctrl-C. Nothing leaves this machine.
+# on http://127.0.0.1:15090 until Ctrl-C. The terminal shows a progress line
+# and the report; the sidecar's log (one access-log line per request) goes to
+# the file the demo names (--log-file PATH to choose it). Nothing leaves this
+# machine.
 #
 # With OPENAI_API_KEY set: the sidecar proxies to the real OpenAI API on
 # http://127.0.0.1:15080 - point your app at it with

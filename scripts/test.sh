@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check and every test, as CI runs them. Usage: scripts/test.sh
 # Installs what the tests need (Python venv, npm packages, cargo-fuzz, and the
-# benchmark's nginx/wrk/oha/LiteLLM) idempotently on first use.
+# benchmark's nginx/wrk/oha/LiteLLM/Portkey) idempotently on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -23,7 +23,7 @@ scripts/setup-test-deps.sh
 cargo build --workspace --bins --locked
 export AIFLAGS_BIN_DIR="$root/target/debug"
 
-step "end-to-end tests (official openai Python SDK; dashboards and alerts against a real Prometheus, promtool, helm)"
+step "end-to-end tests (official openai and anthropic Python SDKs; dashboards and alerts against a real Prometheus, promtool, helm)"
 .venv/bin/python -m pytest -q tests/e2e
 
 step "end-to-end tests (official openai Node SDK)"

@@ -43,12 +43,25 @@ struct DemoCommand {
 }
 
 fn main() -> ExitCode {
-    let filter = EnvFilter::try_from_env("AIFLAGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = Cli::parse();
+    match &cli.command {
+        // The demo keeps the terminal for the person: the sidecar's log goes
+        // to a file.
+        Command::Demo(args) => {
+            if let Err(e) = demo::init_logging(&args.demo.log_path()) {
+                return fail(&e);
+            }
+        }
+        Command::MockUpstream { .. } => {
+            let filter =
+                EnvFilter::try_from_env("AIFLAGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr)
+                .init();
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -57,7 +70,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     let result = runtime.block_on(async {
-        match Cli::parse().command {
+        match cli.command {
             Command::MockUpstream { listen } => aiflags_devtools::mock_upstream::run(listen).await,
             Command::Demo(args) => demo::run(&args.proxy, &args.demo).await.map(|_| ()),
         }

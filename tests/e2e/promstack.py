@@ -17,7 +17,9 @@ import urllib.request
 
 import yaml
 
-from conftest import ROOT, free_port, wait_until_ready
+import socket
+
+from conftest import ROOT, http_status, wait_until
 
 CHART = ROOT / "charts" / "aiflags"
 RULES = CHART / "alerts" / "aiflags.rules.yaml"
@@ -129,29 +131,47 @@ def scrape_config(sidecars, operator_port, namespace):
     }
 
 
+def _unused_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextlib.contextmanager
 def running_prometheus(tmp, config):
+    """Prometheus cannot report a port it chose itself, so one is picked here;
+    should another process take it first, Prometheus exits and the next
+    attempt picks again (never a silent reuse)."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise AssertionError("prometheus not found: run scripts/setup-dashboard-deps.sh")
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = open(tmp / "prometheus.log", "w")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
-        stdout=log, stderr=log,
-    )
-    try:
-        wait_until_ready(f"http://127.0.0.1:{port}/-/ready", proc)
-        yield Prometheus(f"http://127.0.0.1:{port}")
-    finally:
-        proc.terminate()
+    for attempt in range(5):
+        port = _unused_port()
+        log = open(tmp / f"prometheus-{attempt}.log", "w")
+        proc = subprocess.Popen(
+            [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
+            stdout=log, stderr=log,
+        )
+        ready = wait_until(
+            "Prometheus to be ready or exit",
+            lambda: "exited" if proc.poll() is not None else http_status(f"http://127.0.0.1:{port}/-/ready") == 200,
+        )
+        if ready == "exited":
+            log.close()
+            continue
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            yield Prometheus(f"http://127.0.0.1:{port}")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+        return
+    raise AssertionError(f"Prometheus did not start: see {tmp}/prometheus-*.log")
 
 
 class OperatorMetrics:

@@ -38,10 +38,6 @@ from promstack import (
 
 NAMESPACE = "shop"
 MESSAGES = [{"role": "user", "content": "Summarize the order history."}]
-# Families the sidecar gains on the lead's branch (aiflags_variant_weight_ratio,
-# aiflags_flag_info, aiflags_unparsed_requests_total): until that merges, the
-# panels that read them are expected to fail, and then must pass.
-COMING_TO_THE_SIDECAR = {"aiflags_variant_weight_ratio", "aiflags_flag_info", "aiflags_unparsed_requests_total"}
 USERS_PER_BATCH = 40
 BATCHES_PER_PHASE = 12
 # The observed share of a sticky split over ~480 users: three standard deviations at 30%.
@@ -220,8 +216,6 @@ OPENS_WITH = {"aiflags-overview": {}, "aiflags-rollout": CHOSEN, "aiflags-operat
 @pytest.mark.parametrize("board, chosen, panel, target", list(_cases()))
 def test_every_panel_query_returns_data(run, board, chosen, panel, target):
     missing = metrics_in(target["expr"]) - run.metric_names
-    if missing and missing <= COMING_TO_THE_SIDECAR:
-        pytest.xfail(f"{sorted(missing)} arrive with the lead's sidecar metrics")
     assert not missing, f"no series of {sorted(missing)} in Prometheus"
 
     start, end = run.phases[0.10][0], run.phases[0.30][1]
@@ -275,8 +269,6 @@ def test_the_split_panels_show_the_configured_weights(run, candidate):
         for variant, weight in expected.items():
             assert abs(shares[variant] - weight) <= TOLERANCE, (variant, shares, expr)
 
-    if "aiflags_variant_weight_ratio" not in run.metric_names:
-        pytest.xfail("aiflags_variant_weight_ratio arrives with the lead's sidecar metrics")
     configured = substitute(_panel(rollout, "Configured weight vs observed share")["targets"][0]["expr"],
                             variable_values(rollout, CHOSEN, window, window))
     assert _shares(run.prom, configured, end) == pytest.approx(expected)

@@ -5,8 +5,13 @@
 //! never sends a byte past this machine whatever the flags say. One model
 //! (`claude-sonnet-4-5`) fails every fourth request, so the assistant flag's
 //! fallback chain shows in the report.
+//!
+//! The terminal stays the person's: a progress line, then the report. The
+//! sidecar's log, one access-log line per request included, goes to a file
+//! the demo names (see [`screen`]).
 
 mod report;
+mod screen;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,6 +31,7 @@ use aiflags_sidecar::config::source::ConfigSource;
 use aiflags_sidecar::server::Sidecar;
 use aiflags_sidecar::settings::Settings;
 use aiflags_sidecar::settings::source::{Args, Env, Layered, Source};
+use aiflags_sidecar::telemetry::access_log::Sink;
 use aiflags_sidecar::telemetry::metrics::Metrics;
 use aiflags_sidecar::upstream::target::Upstreams;
 use aiflags_sidecar::usage::usage_from_response;
@@ -34,6 +40,8 @@ use crate::mock_upstream::{Behaviour, MockUpstream};
 use crate::shutdown_signal;
 
 pub use report::{Observed, Report, SplitRow};
+use screen::Progress;
+pub use screen::{default_log_file, init_logging};
 
 /// The examples, built in so the demo runs from any directory.
 const EXAMPLES: [(&str, &str); 3] = [
@@ -66,6 +74,18 @@ pub struct DemoArgs {
     /// Print the report and exit instead of serving /metrics until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
+    /// Where the sidecar's log goes (its access log: one line per request),
+    /// replaced on each run; the terminal shows only its warnings and errors.
+    /// Default: aiflags-demo.log in the temp directory.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+impl DemoArgs {
+    /// `--log-file`, or the default.
+    pub fn log_path(&self) -> PathBuf {
+        self.log_file.clone().unwrap_or_else(default_log_file)
+    }
 }
 
 /// What simulated users ask for: (share in percent, requested model).
@@ -90,6 +110,8 @@ pub async fn run(proxy: &Args, args: &DemoArgs) -> std::io::Result<Report> {
     let mut settings =
         Settings::from_source(&Layered(vec![&proxy, &Env])).map_err(std::io::Error::other)?;
     settings.source = ConfigSource::File(config_path);
+    // The access log goes to the log file, not the screen.
+    settings.access_log = Some(Sink::File(args.log_path()));
     let mock_uri: Uri = mock.url().parse().map_err(std::io::Error::other)?;
     settings.upstreams = Upstreams {
         openai: mock_uri.clone(),
@@ -99,8 +121,12 @@ pub async fn run(proxy: &Args, args: &DemoArgs) -> std::io::Result<Report> {
     let sidecar = Sidecar::start(settings, metrics).await?;
 
     eprintln!(
-        "aiflags demo: {} requests from {} simulated users through the sidecar at http://{}",
-        args.requests, args.users, sidecar.addr
+        "aiflags demo: {} requests from {} simulated users through the sidecar at http://{}\n\
+         the sidecar's log (one access-log line per request): {}",
+        args.requests,
+        args.users,
+        sidecar.addr,
+        args.log_path().display()
     );
     let results = drive(sidecar.addr.to_string(), args).await;
     let report = Report::new(&config, &results);
@@ -168,8 +194,9 @@ fn read_yaml(path: &Path) -> std::io::Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// Sends the requests, `concurrency` at a time, with a progress bar on stderr.
+/// Sends the requests, `concurrency` at a time, with a progress line on stderr.
 async fn drive(addr: String, args: &DemoArgs) -> Vec<Observed> {
+    let started = Instant::now();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1) as usize));
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
@@ -187,14 +214,14 @@ async fn drive(addr: String, args: &DemoArgs) -> Vec<Observed> {
         }));
     }
     let mut results = Vec::with_capacity(tasks.len());
-    let total = tasks.len().max(1);
+    let progress = Progress::new(tasks.len());
     for (done, task) in tasks.into_iter().enumerate() {
         if let Ok(observed) = task.await {
             results.push(observed);
         }
-        progress(done + 1, total);
+        progress.update(done + 1);
     }
-    eprintln!();
+    progress.finish(results.len(), started.elapsed());
     results
 }
 
@@ -260,19 +287,6 @@ async fn one_request(
     }
     observed.latency = started.elapsed();
     observed
-}
-
-fn progress(done: usize, total: usize) {
-    let step = (total / 50).max(1);
-    if !done.is_multiple_of(step) && done != total {
-        return;
-    }
-    let filled = done * 40 / total;
-    eprint!(
-        "\r[{}{}] {done}/{total}",
-        "#".repeat(filled),
-        " ".repeat(40 - filled)
-    );
 }
 
 /// A small deterministic generator: the same run sends the same traffic.
