@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need beyond the Rust toolchain, idempotently:
 # a Python venv with the official openai SDK and pytest, and the official openai
-# Node SDK. Safe to run again; does nothing when everything is present.
+# Node SDK, and helm v4 for the chart tests. Safe to run again; does nothing
+# when everything is present.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -16,3 +17,6 @@ fi
 if [ ! -d tests/node/node_modules/openai ]; then
   (cd tests/node && npm install --no-audit --no-fund --loglevel=error)
 fi
+
+# helm v4 (and kubectl) for the chart tests, into .tools/bin.
+scripts/setup-helm.sh

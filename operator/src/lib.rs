@@ -12,3 +12,4 @@ pub mod render;
 pub mod run;
 pub mod server;
 pub mod telemetry;
+pub mod webhook;
