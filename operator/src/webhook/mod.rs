@@ -10,6 +10,7 @@ pub mod annotations;
 pub mod config;
 pub mod inject;
 pub mod metrics;
+pub mod preview;
 pub mod quantity;
 pub mod review;
 pub mod select;
