@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check and every test, as CI runs them. Usage: scripts/test.sh
-# Installs what the tests need (Python venv, npm packages, cargo-fuzz, and the
-# benchmark's nginx/wrk/oha/LiteLLM) idempotently on first use.
+# Installs what the tests need (Python venv, npm packages, helm, cargo-fuzz, and
+# the benchmark's nginx/wrk/oha/LiteLLM) idempotently on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -25,6 +25,9 @@ export AIFLAGS_BIN_DIR="$root/target/debug"
 
 step "end-to-end tests (official openai Python SDK)"
 .venv/bin/python -m pytest -q tests/e2e
+
+step "chart tests (helm v4 lint and template, Kubernetes 1.33 schemas, the webhook's pod)"
+.venv/bin/python -m pytest -q tests/chart
 
 step "end-to-end tests (official openai Node SDK)"
 (cd tests/node && node --test)
