@@ -110,12 +110,6 @@ def test_the_schema_names_a_bad_value(values, message):
     assert message in out.stderr, out.stderr
 
 
-def test_the_chart_crd_is_the_generated_one():
-    assert (CHART / "crds" / "aifeatureflag.yaml").read_bytes() == (ROOT / "crds" / "aifeatureflag.yaml").read_bytes(), (
-        "charts/aiflags/crds/ drifted from crds/: cp crds/aifeatureflag.yaml charts/aiflags/crds/"
-    )
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_rendered_manifests_are_valid_kubernetes_1_33(variant, tmp_path):
     docs = render(variant)
