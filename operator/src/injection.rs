@@ -200,3 +200,40 @@ fn workloads_in_changed_namespaces<K: Workload>(
         stream::iter(refs)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::reflector::{self, ObjectRef};
+    use kube::runtime::watcher;
+    use tokio::sync::broadcast;
+
+    use super::workloads_in_changed_namespaces;
+
+    fn meta(namespace: &str, name: &str) -> PartialObjectMeta<Deployment> {
+        let mut meta = PartialObjectMeta::<Deployment>::default();
+        meta.metadata.namespace = Some(namespace.into());
+        meta.metadata.name = Some(name.into());
+        meta
+    }
+
+    #[tokio::test]
+    async fn a_namespace_change_reconciles_every_workload_in_it() {
+        let (store, mut writer) = reflector::store::<PartialObjectMeta<Deployment>>();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for (namespace, name) in [("shop", "a"), ("shop", "b"), ("other", "c")] {
+            writer.apply_watcher_event(&watcher::Event::InitApply(meta(namespace, name)));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let (changed, receiver) = broadcast::channel(8);
+        let refs = workloads_in_changed_namespaces(receiver, store);
+        changed.send("shop".to_string()).expect("a receiver");
+        changed.send("empty".to_string()).expect("a receiver");
+        drop(changed);
+        let mut names: Vec<String> = refs.map(|r: ObjectRef<_>| r.name).collect().await;
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+    }
+}
