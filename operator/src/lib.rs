@@ -7,8 +7,11 @@
 
 pub mod controller;
 pub mod crdgen;
+pub mod injection;
 pub mod metrics;
 pub mod render;
+pub mod restart;
 pub mod run;
 pub mod server;
 pub mod telemetry;
+pub mod webhook;

@@ -192,6 +192,11 @@ impl Metrics {
         }
     }
 
+    /// For series of other parts of the operator (the webhook's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition format served on `/metrics`.
     pub fn encode(&self) -> String {
         TextEncoder::new()

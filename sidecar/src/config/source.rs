@@ -104,12 +104,11 @@ impl ConfigLoader {
         let (config, source) = match &self.source {
             ConfigSource::None => (SidecarConfig::empty(None), "none".to_string()),
             ConfigSource::File(path) => {
-                let (resolved, bytes) = inputs
-                    .files
-                    .first()
-                    .ok_or_else(|| LoadError("no file".into()))?;
-                let config = decode_document(resolved, bytes)
-                    .map_err(|e| LoadError(format!("{}: {e}", resolved.display())))?;
+                let config = match inputs.files.first() {
+                    Some((resolved, bytes)) => decode_document(resolved, bytes)
+                        .map_err(|e| LoadError(format!("{}: {e}", resolved.display())))?,
+                    None => SidecarConfig::empty(None),
+                };
                 (config, format!("file:{}", path.display()))
             }
             ConfigSource::Flags(path) => (
@@ -135,7 +134,10 @@ impl ConfigLoader {
     fn read(&self) -> Result<Inputs, LoadError> {
         let files = match &self.source {
             ConfigSource::None => Vec::new(),
-            ConfigSource::File(path) => vec![read_config_file(path)?],
+            // No file at all: the namespace has no flags yet, so its
+            // ConfigMap (mounted optional) does not exist. That is an empty
+            // config, not an error: the sidecar is ready and passes through.
+            ConfigSource::File(path) => read_config_file(path)?.into_iter().collect(),
             ConfigSource::Flags(path) if path.is_dir() => {
                 let mut paths: Vec<PathBuf> = std::fs::read_dir(path)
                     .map_err(|e| LoadError(format!("{}: {e}", path.display())))?
@@ -164,16 +166,18 @@ impl ConfigLoader {
     }
 }
 
-/// The mounted config: `config.json`, else the gzip form beside it.
-fn read_config_file(path: &Path) -> Result<(PathBuf, Vec<u8>), LoadError> {
-    match read_resolved(path) {
-        Ok(found) => Ok(found),
-        Err(plain_error) => {
-            let mut gz = path.as_os_str().to_owned();
-            gz.push(".gz");
-            read_resolved(Path::new(&gz)).map_err(|_| plain_error)
+/// The mounted config: `config.json`, else the gzip form beside it; `None`
+/// when neither exists.
+fn read_config_file(path: &Path) -> Result<Option<(PathBuf, Vec<u8>)>, LoadError> {
+    let mut gz = path.as_os_str().to_owned();
+    gz.push(".gz");
+    let gz = PathBuf::from(gz);
+    for candidate in [path, gz.as_path()] {
+        if std::fs::metadata(candidate).is_ok() {
+            return read_resolved(candidate).map(Some);
         }
     }
+    Ok(None)
 }
 
 /// A config document, plain JSON or gzip-compressed JSON.

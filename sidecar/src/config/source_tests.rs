@@ -83,3 +83,21 @@ fn pod_selectors_apply_only_when_the_pod_labels_are_known() {
     std::fs::write(&labels, "app=\"summarizer\"\n").unwrap();
     assert_eq!(keys(Some(labels)), ["summarizer-model"]);
 }
+
+#[test]
+fn no_config_map_yet_is_an_empty_config_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    let mut loader = ConfigLoader::new(ConfigSource::File(path.clone()), None, upstreams());
+    let snapshot = loader.poll().unwrap().unwrap();
+    assert!(snapshot.flags.is_empty());
+    assert_eq!(
+        snapshot.config.revision,
+        SidecarConfig::empty(None).revision
+    );
+    // The operator writes the first flag: it loads.
+    let (manifests, _) = aiflags_api::parse_manifests("t", FLAG);
+    let (config, _) = aiflags_api::compile_manifests(&manifests, None);
+    std::fs::write(&path, config.to_json()).unwrap();
+    assert_eq!(loader.poll().unwrap().unwrap().flags.len(), 1);
+}
