@@ -1,15 +1,20 @@
 //! Accepting connections within bounds. Each listener has its own cap (the
 //! admin port's apart from the data port's, so a flood on one cannot starve
-//! the kubelet's probes on the other); past the cap a connection gets a 503
-//! and is closed. A connection must send its first byte within
-//! `first_byte`, and one with no request in flight is closed after `idle`.
+//! the other). At the cap, a new connection takes the place of the oldest
+//! idle one (no request in flight: a flood of silent connections cannot lock
+//! out the kubelet's probe or an app's next request); when every connection
+//! is busy, the new one gets a 503 and is closed. A connection must send its
+//! first byte within `first_byte`, and one with no request in flight is
+//! closed after `idle`.
 //! On shutdown, connections are asked to finish gracefully and given the
 //! drain time; streams still open then are ended with an error event.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -48,6 +53,8 @@ pub struct Shutdown {
 
 /// After the drain time, how long ended streams get to flush their error event.
 const FLUSH_GRACE: Duration = Duration::from_secs(1);
+/// How long a connection waits for the place of the one it evicted.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 /// Accepts connections until `shutdown.stop` flips, then drains them.
 pub async fn serve<S, F>(
@@ -77,6 +84,7 @@ pub async fn serve<S, F>(
         .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let open = Arc::new(Open::default());
     let (closing, closing_rx) = watch::channel(false);
     loop {
         let accepted = tokio::select! {
@@ -92,20 +100,37 @@ pub async fn serve<S, F>(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            telemetry.connection_refused(limits.name);
-            refuse(&stream, limits.max_connections);
-            continue;
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) if open.evict_oldest_idle() => {
+                telemetry.connection_shed(limits.name, "evicted");
+                None
+            }
+            Err(_) => {
+                telemetry.connection_shed(limits.name, "refused");
+                refuse(&stream, limits.max_connections);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
-        let (builder, service, limits, closing) = (
+        let (builder, service, limits, closing, permits, open) = (
             builder.clone(),
             service.clone(),
             limits.clone(),
             closing_rx.clone(),
+            permits.clone(),
+            open.clone(),
         );
         tokio::spawn(async move {
-            serve_connection(stream, &builder, service, &limits, closing).await;
+            // The evicted connection's place frees as soon as its task ends.
+            let permit = match permit {
+                Some(permit) => permit,
+                None => match tokio::time::timeout(EVICTION_WAIT, permits.acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => return refuse(&stream, limits.max_connections),
+                },
+            };
+            serve_connection(stream, &builder, service, &limits, closing, &open).await;
             drop(permit);
         });
     }
@@ -133,17 +158,23 @@ async fn serve_connection<S, F>(
     service: S,
     limits: &ListenerLimits,
     mut closing: watch::Receiver<bool>,
+    open: &Open,
 ) where
     S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(limits.first_byte, stream.peek(&mut first)).await {
-        Ok(Ok(n)) if n > 0 => {}
-        // Closed, failed, or silent past the first-byte timeout.
-        _ => return,
-    }
     let activity = Arc::new(Activity::default());
+    let evicted = CancellationToken::new();
+    let _registered = open.add(activity.clone(), evicted.clone());
+    let mut first = [0u8; 1];
+    tokio::select! {
+        peeked = tokio::time::timeout(limits.first_byte, stream.peek(&mut first)) => match peeked {
+            Ok(Ok(n)) if n > 0 => {}
+            // Closed, failed, or silent past the first-byte timeout.
+            _ => return,
+        },
+        _ = evicted.cancelled() => return,
+    }
     let tracked = {
         let activity = activity.clone();
         move |request| {
@@ -172,6 +203,7 @@ async fn serve_connection<S, F>(
                 }
                 return;
             }
+            _ = evicted.cancelled(), if !draining => return,
             _ = closing.changed(), if !draining => {
                 draining = true;
                 connection.as_mut().graceful_shutdown();
@@ -197,6 +229,54 @@ fn refuse(stream: &TcpStream, cap: usize) {
         body.len()
     );
     let _ = stream.try_write(response.as_bytes());
+}
+
+/// A listener's open connections, oldest first.
+#[derive(Default)]
+struct Open {
+    next: AtomicU64,
+    connections: Mutex<BTreeMap<u64, (Arc<Activity>, CancellationToken)>>,
+}
+
+/// Removes its connection from [`Open`] when the connection ends.
+struct Registered<'a> {
+    open: &'a Open,
+    id: u64,
+}
+
+impl Open {
+    fn add(&self, activity: Arc<Activity>, evict: CancellationToken) -> Registered<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, (activity, evict));
+        Registered { open: self, id }
+    }
+
+    /// Closes the oldest connection with no request in flight; `false` when
+    /// every connection is busy.
+    fn evict_oldest_idle(&self) -> bool {
+        let mut connections = self.lock();
+        let oldest_idle = connections
+            .iter()
+            .find(|(_, (activity, _))| activity.in_flight.load(Ordering::Acquire) == 0)
+            .map(|(id, _)| *id);
+        match oldest_idle.and_then(|id| connections.remove(&id)) {
+            Some((_, evict)) => {
+                evict.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, (Arc<Activity>, CancellationToken)>> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.open.lock().remove(&self.id);
+    }
 }
 
 /// Requests in flight on one connection, and since when it has had none.

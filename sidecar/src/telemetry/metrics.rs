@@ -47,7 +47,7 @@ pub struct Metrics {
     variant_weight: prometheus::GaugeVec,
     flag_info: IntGaugeVec,
     unparsed: IntCounterVec,
-    connections_refused: IntCounterVec,
+    connections_shed: IntCounterVec,
     budget_exhausted: IntCounter,
     /// Lines the access log had no room for; the log's writer holds a clone.
     pub access_log_dropped: IntCounter,
@@ -212,10 +212,10 @@ impl Metrics {
             "Requests on LLM paths whose body the sidecar could not read, passed through unflagged",
             &["reason"],
         )?;
-        let connections_refused = counter(
-            "aiflags_connections_refused_total",
-            "Connections refused because a listener was at its connection cap",
-            &["listener"],
+        let connections_shed = counter(
+            "aiflags_connections_shed_total",
+            "Connections shed at a listener's cap: an idle one evicted, or the new one refused",
+            &["listener", "action"],
         )?;
         let budget_exhausted = IntCounter::new(
             "aiflags_memory_budget_exhausted_total",
@@ -244,7 +244,7 @@ impl Metrics {
             variant_weight,
             flag_info,
             unparsed,
-            connections_refused,
+            connections_shed,
             budget_exhausted,
             access_log_dropped,
             series: LabelCache::default(),
@@ -353,9 +353,9 @@ impl Telemetry for Metrics {
         self.unparsed.with_label_values(&[reason]).inc();
     }
 
-    fn connection_refused(&self, listener: &'static str) {
-        self.connections_refused
-            .with_label_values(&[listener])
+    fn connection_shed(&self, listener: &'static str, action: &'static str) {
+        self.connections_shed
+            .with_label_values(&[listener, action])
             .inc();
     }
 

@@ -97,8 +97,9 @@ pub trait Telemetry: Send + Sync + 'static {
     /// A request on an LLM path whose body could not be read; `reason` is a
     /// small closed set (`encoding`, `not_json`, `not_object`, `no_model`).
     fn request_unparsed(&self, _reason: &'static str) {}
-    /// A connection refused at a listener's cap.
-    fn connection_refused(&self, _listener: &'static str) {}
+    /// A listener at its cap shed a connection: `evicted` an idle one to
+    /// make room, or `refused` the new one because every one was busy.
+    fn connection_shed(&self, _listener: &'static str, _action: &'static str) {}
     /// A request refused because the memory budget was spent.
     fn budget_exhausted(&self) {}
     /// Prometheus text exposition for `/metrics`.
