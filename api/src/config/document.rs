@@ -37,6 +37,10 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    #[error("config.json.gz is not a readable gzip stream: {0}")]
+    Gzip(String),
+    #[error("config.json.gz expands to more than {limit} bytes")]
+    TooLarge { limit: usize },
 }
 
 impl SidecarConfig {
@@ -89,10 +93,15 @@ impl SidecarConfig {
         Ok(config)
     }
 
-    /// Pretty JSON, as stored in the ConfigMap.
+    /// Pretty JSON, for people (`aiflags-operator render`).
     pub fn to_json(&self) -> String {
         // Serialising plain data with string keys cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Compact JSON, as stored in the ConfigMap (see [`super::encode_config`]).
+    pub fn to_compact_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// Keeps only the flags whose pod selector matches these pod labels.
