@@ -144,7 +144,11 @@ fn broken_gzip_is_a_clear_error() {
 fn a_gzip_bomb_is_refused_before_it_is_parsed() {
     let bomb = gzip(&vec![b' '; MAX_DECODED_BYTES + 1]);
     // Small enough to sit in a ConfigMap.
-    assert!(bomb.len() < MAX_CONFIG_MAP_BYTES, "compresses to {}", bomb.len());
+    assert!(
+        bomb.len() < MAX_CONFIG_MAP_BYTES,
+        "compresses to {}",
+        bomb.len()
+    );
     assert_eq!(
         decode_config(&bomb),
         Err(ConfigError::TooLarge {

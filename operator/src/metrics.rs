@@ -27,6 +27,8 @@ pub struct Metrics {
     flag_ready: IntGaugeVec,
     flag_weight: GaugeVec,
     config_flags: IntGaugeVec,
+    config_bytes: IntGaugeVec,
+    config_held_back: IntGaugeVec,
     /// Variants last exported per (namespace, flag), so removed ones are dropped.
     exported_variants: Mutex<BTreeMap<(String, String), Vec<String>>>,
 }
@@ -88,6 +90,20 @@ impl Metrics {
             ),
             &["namespace"],
         )?;
+        let config_bytes = IntGaugeVec::new(
+            Opts::new(
+                "aiflags_operator_config_bytes",
+                "Bytes the namespace's config takes in its ConfigMap (compressed when gzipped); the API server's limit is 1048576",
+            ),
+            &["namespace"],
+        )?;
+        let config_held_back = IntGaugeVec::new(
+            Opts::new(
+                "aiflags_operator_config_held_back_flags",
+                "Flags whose latest version is left out of the namespace's config because it would not fit",
+            ),
+            &["namespace"],
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
@@ -95,6 +111,8 @@ impl Metrics {
         registry.register(Box::new(flag_ready.clone()))?;
         registry.register(Box::new(flag_weight.clone()))?;
         registry.register(Box::new(config_flags.clone()))?;
+        registry.register(Box::new(config_bytes.clone()))?;
+        registry.register(Box::new(config_held_back.clone()))?;
         Ok(Metrics {
             registry,
             reconciles,
@@ -104,6 +122,8 @@ impl Metrics {
             flag_ready,
             flag_weight,
             config_flags,
+            config_bytes,
+            config_held_back,
             exported_variants: Mutex::default(),
         })
     }
@@ -127,9 +147,19 @@ impl Metrics {
         }
     }
 
-    pub fn config_written(&self, namespace: &str, flags: usize) {
-        let flags = i64::try_from(flags).unwrap_or(i64::MAX);
-        self.config_flags.with_label_values(&[namespace]).set(flags);
+    /// Records what a config write stored: its flags, its size, and how many
+    /// flags' latest versions it had to leave out.
+    pub fn config_written(&self, namespace: &str, flags: usize, bytes: usize, held_back: usize) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.config_flags
+            .with_label_values(&[namespace])
+            .set(gauge(flags));
+        self.config_bytes
+            .with_label_values(&[namespace])
+            .set(gauge(bytes));
+        self.config_held_back
+            .with_label_values(&[namespace])
+            .set(gauge(held_back));
     }
 
     /// Exports a flag's phase, readiness and weights from the status just written.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiflags_api::{
-    AIFeatureFlag, AIFeatureFlagSpec, AIFeatureFlagStatus, CONFIG_MAP_KEY, FlagState, Rollout,
-    SidecarConfig, Variant,
+    AIFeatureFlag, AIFeatureFlagSpec, AIFeatureFlagStatus, CONFIG_MAP_GZIP_KEY, CONFIG_MAP_KEY,
+    EncodedConfig, FlagState, Rollout, SidecarConfig, Variant, decode_config, encode_config,
 };
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -37,6 +37,10 @@ pub(crate) trait FlagBuilder: Sized {
     fn finalized(self) -> Self;
     fn deleting(self) -> Self;
     fn with_status(self, status: AIFeatureFlagStatus) -> Self;
+    /// `creationTimestamp` this many seconds after 2025-01-01.
+    fn created(self, seconds: i64) -> Self;
+    /// `bytes` of noise in the candidate's params: a flag that compresses badly.
+    fn padded(self, bytes: usize) -> Self;
 }
 
 impl FlagBuilder for AIFeatureFlag {
@@ -107,6 +111,39 @@ impl FlagBuilder for AIFeatureFlag {
         self.status = Some(status);
         self
     }
+
+    fn created(mut self, seconds: i64) -> Self {
+        let epoch: k8s_openapi::jiff::Timestamp =
+            "2025-01-01T00:00:00Z".parse().expect("timestamp");
+        let at = epoch
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(seconds))
+            .expect("in range");
+        self.meta_mut().creation_timestamp = Some(Time(at));
+        self
+    }
+
+    fn padded(mut self, bytes: usize) -> Self {
+        let seed = self
+            .name_any()
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        self.spec.variants[1].params = Some(json!({"metadata": {"note": noise(seed, bytes)}}));
+        self
+    }
+}
+
+/// `len` hex digits that do not repeat: about 4 bits of entropy per byte, so
+/// they shrink to roughly half under gzip, never to nothing.
+pub(crate) fn noise(seed: u64, len: usize) -> String {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from_digit((state % 16) as u32, 16).unwrap_or('0')
+        })
+        .collect()
 }
 
 impl Context {
@@ -243,18 +280,32 @@ impl ApiServer {
     pub(crate) async fn config_map_read(mut self, served: Option<&SidecarConfig>) -> Self {
         let (_, respond) = self.next(Method::GET, CONFIG_MAP_PATH).await;
         respond.send_response(match served {
-            Some(config) => json_response(StatusCode::OK, &desired_config_map(NAMESPACE, config)),
+            Some(config) => json_response(
+                StatusCode::OK,
+                &desired_config_map(NAMESPACE, &encode_config(config)),
+            ),
             None => api_error(404, "NotFound", "configmaps \"aiflags-config\" not found"),
         });
         self
     }
 
     /// Checks the server-side apply of the ConfigMap and returns the config it holds.
-    pub(crate) async fn config_map_applied(mut self) -> (Self, SidecarConfig) {
+    pub(crate) async fn config_map_applied(self) -> (Self, SidecarConfig) {
+        self.config_map_applied_beside(None).await
+    }
+
+    /// Checks the server-side apply of the ConfigMap: its metadata, and
+    /// exactly one form of the config, the one its size calls for. Answers
+    /// with the ConfigMap as applied plus `kept` (a key another field
+    /// manager keeps). Returns the config it holds.
+    pub(crate) async fn config_map_applied_beside(
+        mut self,
+        kept: Option<&ConfigMap>,
+    ) -> (Self, SidecarConfig) {
         let (body, respond) = self
             .next(Method::PATCH, &format!("{CONFIG_MAP_PATH}{APPLY_QUERY}"))
             .await;
-        let cm: ConfigMap = serde_json::from_value(body.clone()).expect("a ConfigMap");
+        let mut cm: ConfigMap = serde_json::from_value(body.clone()).expect("a ConfigMap");
         assert_eq!(body["apiVersion"], "v1");
         assert_eq!(body["kind"], "ConfigMap");
         assert_eq!(
@@ -265,12 +316,56 @@ impl ApiServer {
             })
         );
         let data = cm.data.clone().unwrap_or_default();
-        assert_eq!(data.keys().collect::<Vec<_>>(), [CONFIG_MAP_KEY]);
-        let config = SidecarConfig::from_json(data[CONFIG_MAP_KEY].as_bytes())
-            .expect("the ConfigMap holds a valid config");
+        let binary = cm.binary_data.clone().unwrap_or_default();
+        let stored = match (data.get(CONFIG_MAP_KEY), binary.get(CONFIG_MAP_GZIP_KEY)) {
+            (Some(json), None) => {
+                assert_eq!(data.len(), 1, "only {CONFIG_MAP_KEY}");
+                assert!(binary.is_empty(), "no binaryData beside {CONFIG_MAP_KEY}");
+                assert!(!json.contains('\n'), "compact JSON");
+                json.as_bytes().to_vec()
+            }
+            (None, Some(gzip)) => {
+                assert_eq!(binary.len(), 1, "only {CONFIG_MAP_GZIP_KEY}");
+                assert!(data.is_empty(), "no data beside {CONFIG_MAP_GZIP_KEY}");
+                gzip.0.clone()
+            }
+            _ => panic!(
+                "exactly one of data.{CONFIG_MAP_KEY} and binaryData.{CONFIG_MAP_GZIP_KEY}: {body}"
+            ),
+        };
+        let config = decode_config(&stored).expect("the ConfigMap holds a valid config");
         assert_eq!(config.namespace.as_deref(), Some(NAMESPACE));
+        assert_eq!(
+            encode_config(&config),
+            match data.get(CONFIG_MAP_KEY) {
+                Some(json) => EncodedConfig::Json(json.clone()),
+                None => EncodedConfig::Gzip {
+                    bytes: stored,
+                    json_len: config.to_compact_json().len(),
+                },
+            },
+            "the form and bytes encode_config gives"
+        );
+        if let Some(kept) = kept {
+            cm.data
+                .get_or_insert_default()
+                .extend(kept.data.clone().unwrap_or_default());
+            cm.binary_data
+                .get_or_insert_default()
+                .extend(kept.binary_data.clone().unwrap_or_default());
+        }
         respond.send_response(json_response(StatusCode::OK, &cm));
         (self, config)
+    }
+
+    /// Checks the merge patch that removes the form of the config not written.
+    pub(crate) async fn stale_key_removed(mut self, expected: Value) -> Self {
+        let (body, respond) = self
+            .next(Method::PATCH, &format!("{CONFIG_MAP_PATH}?"))
+            .await;
+        assert_eq!(body, expected);
+        respond.send_response(json_response(StatusCode::OK, &ConfigMap::default()));
+        self
     }
 
     /// Answers the ConfigMap apply with an API error of this code, worded

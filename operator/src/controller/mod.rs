@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod config_map;
+pub mod fit;
 pub mod status;
 pub mod triggers;
 
@@ -17,6 +18,8 @@ mod scenarios;
 mod tests;
 #[cfg(test)]
 mod tests_cleanup;
+#[cfg(test)]
+mod tests_size;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,7 +27,7 @@ use std::time::Duration;
 
 use aiflags_api::{
     AIFeatureFlag, AIFeatureFlagStatus, CONFIG_MAP_NAME, Compilation, FlagInput, FlagOutcome,
-    SidecarConfig, compile,
+    compile,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
@@ -39,7 +42,9 @@ use serde_json::json;
 use self::backoff::Backoff;
 use self::config_map::{
     MANAGER, desired_config_map, flags_to_compile, nothing_left_to_clean, previous_config,
+    stale_key_removal,
 };
+use self::fit::{Fitted, Limits, Refusal, fit_config};
 use self::status::{Notice, desired_status, notice_for, reconciled_part, removal_notice};
 use crate::metrics::Metrics;
 
@@ -194,7 +199,8 @@ async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<A
     let lock = ctx.namespace_lock(namespace);
     let _guard = lock.lock().await;
     let cached = ctx.flags_in(namespace);
-    let compilation = write_config(ctx, namespace, &flags_to_compile(&cached, flag, false)).await?;
+    let (compilation, fitted) =
+        write_config(ctx, namespace, &flags_to_compile(&cached, flag, false)).await?;
 
     // The cached copy is the freshest view of this flag.
     let name = flag.name_any();
@@ -209,17 +215,18 @@ async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<A
         return Ok(Action::await_change());
     }
     let outcome = compilation.flags.get(&name).cloned().unwrap_or_default();
-    let status = desired_status(current, &outcome, &compilation.config, Timestamp::now());
+    let refusal = fitted.refused.get(&name);
+    let status = desired_status(current, &outcome, refusal, &fitted.config, Timestamp::now());
     let status = if current.status.as_ref().map(reconciled_part) == Some(status.clone()) {
         status
     } else {
-        match update_status(ctx, current, &outcome, &compilation.config).await? {
+        match update_status(ctx, current, &outcome, refusal, &fitted).await? {
             Some(status) => status,
             None => return Ok(Action::await_change()),
         }
     };
     ctx.metrics.flag_observed(namespace, &name, &status);
-    tracing::info!(flag = %key(current), valid = outcome.is_valid(), revision = %compilation.config.revision, "reconciled");
+    tracing::info!(flag = %key(current), valid = outcome.is_valid(), fits = refusal.is_none(), revision = %fitted.config.revision, "reconciled");
     Ok(Action::requeue(RESYNC))
 }
 
@@ -232,7 +239,8 @@ async fn update_status(
     ctx: &Context,
     cached: &AIFeatureFlag,
     outcome: &FlagOutcome,
-    config: &SidecarConfig,
+    refusal: Option<&Refusal>,
+    fitted: &Fitted,
 ) -> Result<Option<AIFeatureFlagStatus>, Error> {
     let name = cached.name_any();
     let flags: Api<AIFeatureFlag> =
@@ -246,7 +254,7 @@ async fn update_status(
     // The spec compiled is the cached one; only the status is fresher.
     let mut flag = cached.clone();
     flag.status = fresh.status;
-    let status = desired_status(&flag, outcome, config, Timestamp::now());
+    let status = desired_status(&flag, outcome, refusal, &fitted.config, Timestamp::now());
     if flag.status.as_ref().map(reconciled_part) != Some(status.clone()) {
         let patch = Patch::Apply(json!({
             "apiVersion": AIFeatureFlag::api_version(&()),
@@ -268,11 +276,11 @@ async fn cleanup(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result
     let _guard = lock.lock().await;
     let cached = ctx.flags_in(namespace);
     let remaining = flags_to_compile(&cached, flag, true);
-    let (compilation, config_map_existed) = compile_config(ctx, namespace, &remaining).await?;
-    match apply_config(ctx, namespace, &compilation.config).await {
+    let (_, fitted, config_map_existed) = compile_config(ctx, namespace, &remaining).await?;
+    match apply_config(ctx, namespace, &fitted).await {
         Ok(()) => {
-            publish(ctx, flag, removal_notice(&compilation.config)).await;
-            tracing::info!(flag = %key(flag), revision = %compilation.config.revision, "removed from config");
+            publish(ctx, flag, removal_notice(&fitted.config)).await;
+            tracing::info!(flag = %key(flag), revision = %fitted.config.revision, "removed from config");
         }
         // Retrying could never succeed: a terminating namespace refuses to
         // create the ConfigMap again, and its finalizer would then hold the
@@ -294,19 +302,19 @@ async fn write_config(
     ctx: &Context,
     namespace: &str,
     flags: &[&AIFeatureFlag],
-) -> Result<Compilation, Error> {
-    let (compilation, _) = compile_config(ctx, namespace, flags).await?;
-    apply_config(ctx, namespace, &compilation.config).await?;
-    Ok(compilation)
+) -> Result<(Compilation, Fitted), Error> {
+    let (compilation, fitted, _) = compile_config(ctx, namespace, flags).await?;
+    apply_config(ctx, namespace, &fitted).await?;
+    Ok((compilation, fitted))
 }
 
-/// Compiles `flags` over the config now served; says whether the ConfigMap
-/// exists.
+/// Compiles `flags` over the config now served and fits the result under
+/// the ConfigMap size limit; says whether the ConfigMap exists.
 async fn compile_config(
     ctx: &Context,
     namespace: &str,
     flags: &[&AIFeatureFlag],
-) -> Result<(Compilation, bool), Error> {
+) -> Result<(Compilation, Fitted, bool), Error> {
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     let existing = config_maps.get_opt(CONFIG_MAP_NAME).await?;
     let previous = previous_config(existing.as_ref()).unwrap_or_else(|error| {
@@ -317,25 +325,59 @@ async fn compile_config(
     });
     let inputs: Vec<FlagInput> = flags.iter().map(|f| FlagInput::from_resource(f)).collect();
     let compilation = compile(Some(namespace), &inputs, previous.as_ref());
-    Ok((compilation, existing.is_some()))
+    let fitted = fit_config(
+        &compilation.config,
+        previous.as_ref(),
+        &oldest_first(flags),
+        Limits::default(),
+    );
+    Ok((compilation, fitted, existing.is_some()))
 }
 
-/// Server-side applies `config` as the namespace's ConfigMap.
-async fn apply_config(
-    ctx: &Context,
-    namespace: &str,
-    config: &SidecarConfig,
-) -> Result<(), kube::Error> {
+/// Flag names by `creationTimestamp`, then name: the order in which flags
+/// are admitted when the config does not fit.
+fn oldest_first<'a>(flags: &[&'a AIFeatureFlag]) -> Vec<&'a str> {
+    let mut by_age: Vec<_> = flags
+        .iter()
+        .filter_map(|f| {
+            let name = f.metadata.name.as_deref()?;
+            Some((f.metadata.creation_timestamp.as_ref().map(|t| t.0), name))
+        })
+        .collect();
+    by_age.sort();
+    by_age.into_iter().map(|(_, name)| name).collect()
+}
+
+/// Server-side applies `fitted` as the namespace's ConfigMap, then removes
+/// the other form of the config if anyone else kept it there.
+async fn apply_config(ctx: &Context, namespace: &str, fitted: &Fitted) -> Result<(), kube::Error> {
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-    let desired = desired_config_map(namespace, config);
-    config_maps
+    let desired = desired_config_map(namespace, &fitted.encoded);
+    let written = config_maps
         .patch(
             CONFIG_MAP_NAME,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&desired),
         )
         .await?;
-    ctx.metrics.config_written(namespace, config.flags.len());
+    if let Some(removal) = stale_key_removal(&written, &fitted.encoded) {
+        config_maps
+            .patch(
+                CONFIG_MAP_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(&removal),
+            )
+            .await?;
+    }
+    if !fitted.refused.is_empty() {
+        tracing::warn!(%namespace, refused = fitted.refused.len(), "{CONFIG_MAP_NAME} would be too large; flags held back");
+    }
+    ctx.metrics.config_written(
+        namespace,
+        fitted.config.flags.len(),
+        fitted.encoded.stored_len(),
+        fitted.refused.len(),
+    );
     Ok(())
 }
 

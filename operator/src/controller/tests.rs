@@ -12,7 +12,7 @@ use super::scenarios::Scenario;
 use super::status::desired_status;
 use super::{Context, error_policy, reconcile};
 
-fn compiled(flags: &[&AIFeatureFlag]) -> SidecarConfig {
+pub(super) fn compiled(flags: &[&AIFeatureFlag]) -> SidecarConfig {
     let inputs: Vec<FlagInput> = flags.iter().map(|f| FlagInput::from_resource(f)).collect();
     compile(Some(NAMESPACE), &inputs, None).config
 }
@@ -23,7 +23,7 @@ fn reconciled(flag: AIFeatureFlag, config: &SidecarConfig) -> AIFeatureFlag {
         .flags
         .remove("summarizer")
         .unwrap_or_default();
-    let status = desired_status(&flag, &outcome, config, Timestamp::UNIX_EPOCH);
+    let status = desired_status(&flag, &outcome, None, config, Timestamp::UNIX_EPOCH);
     flag.with_status(status)
 }
 

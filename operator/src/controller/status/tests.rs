@@ -15,7 +15,7 @@ fn status_of(
 ) -> (AIFeatureFlagStatus, SidecarConfig) {
     let compilation = compile(Some("shop"), &[FlagInput::from_resource(flag)], previous);
     let outcome = compilation.flags["summarizer"].clone();
-    let status = desired_status(flag, &outcome, &compilation.config, now);
+    let status = desired_status(flag, &outcome, None, &compilation.config, now);
     (status, compilation.config)
 }
 
@@ -232,7 +232,7 @@ fn long_notes_are_cut_to_one_kilobyte() {
         serving_generation: None,
     };
     let flag = AIFeatureFlag::test();
-    let status = desired_status(&flag, &outcome, &SidecarConfig::empty(None), at(0));
+    let status = desired_status(&flag, &outcome, None, &SidecarConfig::empty(None), at(0));
     let notice = notice_for(None, &status).expect("invalid");
     assert!(notice.note.len() <= MAX_NOTE_BYTES && notice.note.ends_with("..."));
 }
