@@ -25,6 +25,7 @@ pub(crate) const NAMESPACE: &str = "shop";
 const FLAGS_PATH: &str = "/apis/aiflags.dev/v1alpha1/namespaces/shop/aifeatureflags";
 const CONFIG_MAP_PATH: &str = "/api/v1/namespaces/shop/configmaps/aiflags-config";
 const APPLY_QUERY: &str = "?&force=true&fieldManager=aiflags-operator";
+const RBAC_PATH: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/shop";
 
 /// Small fluent builders for test flags: `AIFeatureFlag::test().disabled()`.
 pub(crate) trait FlagBuilder: Sized {
@@ -417,6 +418,70 @@ impl ApiServer {
             assert!(time.as_str().is_some_and(|t| t.ends_with('Z')), "{time}");
         }
         (self, body["status"].take())
+    }
+
+    /// Checks the server-side apply of the Role, then of the RoleBinding,
+    /// that let the namespace's service accounts read the ConfigMap.
+    pub(crate) async fn reader_applied(mut self) -> Self {
+        let path = format!("{RBAC_PATH}/roles/aiflags-config-reader{APPLY_QUERY}");
+        let (body, respond) = self.next(Method::PATCH, &path).await;
+        assert_eq!(
+            body,
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {
+                    "name": "aiflags-config-reader", "namespace": NAMESPACE,
+                    "labels": {"app.kubernetes.io/managed-by": "aiflags-operator"},
+                },
+                "rules": [{
+                    "apiGroups": [""], "resources": ["configmaps"],
+                    "resourceNames": ["aiflags-config"], "verbs": ["get", "list", "watch"],
+                }],
+            })
+        );
+        respond.send_response(json_response(StatusCode::OK, &body));
+        let path = format!("{RBAC_PATH}/rolebindings/aiflags-config-reader{APPLY_QUERY}");
+        let (body, respond) = self.next(Method::PATCH, &path).await;
+        assert_eq!(
+            body,
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {
+                    "name": "aiflags-config-reader", "namespace": NAMESPACE,
+                    "labels": {"app.kubernetes.io/managed-by": "aiflags-operator"},
+                },
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "aiflags-config-reader"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:serviceaccounts:shop"}],
+            })
+        );
+        respond.send_response(json_response(StatusCode::OK, &body));
+        self
+    }
+
+    /// Answers the apply of the Role with an API error of this code.
+    pub(crate) async fn reader_refused(mut self, code: u16) -> Self {
+        let path = format!("{RBAC_PATH}/roles/aiflags-config-reader{APPLY_QUERY}");
+        let (_, respond) = self.next(Method::PATCH, &path).await;
+        respond.send_response(api_error(code, "Forbidden", "rejected by the test"));
+        self
+    }
+
+    /// Checks the deletion of the RoleBinding, then of the Role, answering
+    /// each with `code` (200, or 404 when already gone).
+    pub(crate) async fn reader_deleted(mut self, code: u16) -> Self {
+        for kind in ["rolebindings", "roles"] {
+            let path = format!("{RBAC_PATH}/{kind}/aiflags-config-reader?");
+            let (body, respond) = self.next(Method::DELETE, &path).await;
+            assert_eq!(body, json!({}), "{kind}");
+            respond.send_response(match code {
+                200 => json_response(
+                    StatusCode::OK,
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                ),
+                _ => api_error(code, "NotFound", "not found"),
+            });
+        }
+        self
     }
 
     /// Checks an Event was created about `flag`; returns its note.

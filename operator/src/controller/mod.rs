@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod config_map;
 pub mod fit;
+pub mod rbac;
 pub mod status;
 pub mod triggers;
 
@@ -19,11 +20,13 @@ mod tests;
 #[cfg(test)]
 mod tests_cleanup;
 #[cfg(test)]
+mod tests_rbac;
+#[cfg(test)]
 mod tests_size;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aiflags_api::{
     AIFeatureFlag, AIFeatureFlagStatus, CONFIG_MAP_NAME, Compilation, FlagInput, FlagOutcome,
@@ -100,6 +103,9 @@ pub struct Context {
     /// One writer per namespace, so two flags reconciled at once cannot
     /// overwrite each other's view of the shared ConfigMap.
     namespace_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// When each namespace's Role and RoleBinding were last applied: once
+    /// per resync period is enough to repair them, not once per flag.
+    readers_applied: Mutex<HashMap<String, Instant>>,
 }
 
 impl Context {
@@ -113,7 +119,28 @@ impl Context {
             flags,
             backoff: Backoff::default(),
             namespace_locks: Mutex::default(),
+            readers_applied: Mutex::default(),
         }
+    }
+
+    /// Whether `namespace`'s Role and RoleBinding are due to be applied.
+    fn reader_due(&self, namespace: &str, now: Instant) -> bool {
+        self.readers_applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(namespace)
+            .is_none_or(|at| now.duration_since(*at) >= RESYNC)
+    }
+
+    fn reader_applied(&self, namespace: &str, at: Option<Instant>) {
+        let mut applied = self
+            .readers_applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match at {
+            Some(at) => applied.insert(namespace.to_string(), at),
+            None => applied.remove(namespace),
+        };
     }
 
     /// The cached flags of `namespace`. The cache is at least as fresh as
@@ -226,6 +253,11 @@ async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<A
         }
     };
     ctx.metrics.flag_observed(namespace, &name, &status);
+    let now = Instant::now();
+    if ctx.reader_due(namespace, now) {
+        rbac::apply_reader(&ctx.client, namespace).await?;
+        ctx.reader_applied(namespace, Some(now));
+    }
     tracing::info!(flag = %key(current), valid = outcome.is_valid(), fits = refusal.is_none(), revision = %fitted.config.revision, "reconciled");
     Ok(Action::requeue(RESYNC))
 }
@@ -279,14 +311,22 @@ async fn cleanup(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result
     let (_, fitted, config_map_existed) = compile_config(ctx, namespace, &remaining).await?;
     match apply_config(ctx, namespace, &fitted).await {
         Ok(()) => {
+            // The last flag takes the sidecars' read access with it. A flag
+            // created meanwhile applies it again in its own reconcile.
+            if remaining.is_empty() {
+                rbac::delete_reader(&ctx.client, namespace).await?;
+                ctx.reader_applied(namespace, None);
+            }
             publish(ctx, flag, removal_notice(&fitted.config)).await;
             tracing::info!(flag = %key(flag), revision = %fitted.config.revision, "removed from config");
         }
         // Retrying could never succeed: a terminating namespace refuses to
         // create the ConfigMap again, and its finalizer would then hold the
         // namespace forever.
+        // The namespace's deletion takes the Role and RoleBinding with it.
         Err(error) if nothing_left_to_clean(&error, config_map_existed) => {
             tracing::info!(flag = %key(flag), %error, "no {CONFIG_MAP_NAME} left to remove the flag from");
+            ctx.reader_applied(namespace, None);
         }
         Err(error) => return Err(error.into()),
     }

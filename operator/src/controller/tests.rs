@@ -18,7 +18,7 @@ pub(super) fn compiled(flags: &[&AIFeatureFlag]) -> SidecarConfig {
 }
 
 /// `flag` as the operator left it after serving it in `config`.
-fn reconciled(flag: AIFeatureFlag, config: &SidecarConfig) -> AIFeatureFlag {
+pub(super) fn reconciled(flag: AIFeatureFlag, config: &SidecarConfig) -> AIFeatureFlag {
     let outcome = compile(Some(NAMESPACE), &[FlagInput::from_resource(&flag)], None)
         .flags
         .remove("summarizer")

@@ -48,7 +48,8 @@ async fn a_namespace_of(count: usize) {
             .status_applied(&reconciled)
             .await;
         assert_eq!(status, healthy_status(&config.revision));
-        server.event_posted(&reconciled, "Normal", "Compiled").await;
+        let (server, _) = server.event_posted(&reconciled, "Normal", "Compiled").await;
+        server.reader_applied().await;
     });
 
     let result = reconcile(Arc::new(flags[0].clone()), ctx.clone()).await;
@@ -117,6 +118,7 @@ async fn flags_that_cannot_fit_are_held_back_and_say_so_while_the_rest_serves() 
             .event_posted(&newest, "Warning", "ConfigTooLarge")
             .await;
         assert_eq!(note, format!("nothing is served: {message}"));
+        let server = server.reader_applied().await;
 
         // The oldest flag's reconcile finds that config and keeps it as is.
         let server = server.config_map_read(Some(&config)).await;
@@ -170,7 +172,8 @@ async fn switching_form_removes_the_other_key_when_someone_kept_it() {
             .await
             .status_applied(&reconciled)
             .await;
-        server.event_posted(&reconciled, "Normal", "Compiled").await;
+        let (server, _) = server.event_posted(&reconciled, "Normal", "Compiled").await;
+        server.reader_applied().await;
     });
 
     let result = reconcile(Arc::new(flags[0].clone()), ctx).await;
@@ -196,7 +199,8 @@ async fn a_plain_switch_needs_no_removal() {
             .await
             .status_applied(&reconciled)
             .await;
-        server.event_posted(&reconciled, "Normal", "Compiled").await;
+        let (server, _) = server.event_posted(&reconciled, "Normal", "Compiled").await;
+        server.reader_applied().await;
     });
 
     let result = reconcile(Arc::new(flags[0].clone()), ctx).await;
