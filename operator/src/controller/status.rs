@@ -52,11 +52,10 @@ pub struct Notice {
 /// The status a flag should have once `config` (compiled with `outcome` for
 /// it, and without its latest version if `refusal` says so) is written: only the fields this reconcile computes, because it is
 /// server-side applied with force and would otherwise take over (and revert)
-/// fields a rollout engine owns: `currentStep`, `proxies`, `failedChecks`.
-///
-/// Other conditions are still carried over: `conditions` is an atomic list in
-/// the CRD, so applying `Ready` alone would delete them. Once the CRD makes it
-/// a map list keyed by `type`, only `Ready` should be applied.
+/// fields other writers own: `proxies` and the `Propagated` condition (the
+/// propagation pass), `currentStep` and `failedChecks` (a rollout engine).
+/// `conditions` is a map keyed by `type` in the CRD, so applying `Ready`
+/// alone leaves the other conditions to their owners.
 pub fn desired_status(
     flag: &AIFeatureFlag,
     outcome: &FlagOutcome,
@@ -78,16 +77,11 @@ pub fn desired_status(
     let refusal = refusal.filter(|_| outcome.is_valid());
 
     let ready = ready_condition(generation, outcome, refusal, previous_conditions, now);
-    let mut conditions = previous_conditions.to_vec();
-    match conditions.iter_mut().find(|c| c.type_ == READY) {
-        Some(existing) => *existing = ready,
-        None => conditions.insert(0, ready),
-    }
 
     AIFeatureFlagStatus {
         observed_generation: flag.metadata.generation,
         phase: Some(phase(serving)),
-        conditions,
+        conditions: vec![ready],
         serving_generation: serving.map(|f| f.generation),
         config_revision: serving.map(|_| config.revision.clone()),
         current_weights: serving.map(|f| {
@@ -115,6 +109,12 @@ pub fn desired_status(
 /// status write is due without counting other owners' fields as drift.
 pub fn reconciled_part(status: &AIFeatureFlagStatus) -> AIFeatureFlagStatus {
     AIFeatureFlagStatus {
+        conditions: status
+            .conditions
+            .iter()
+            .filter(|c| c.type_ == READY)
+            .cloned()
+            .collect(),
         current_step: None,
         proxies: None,
         failed_checks: None,

@@ -121,6 +121,7 @@ fn with_rollout_fields(flag: AIFeatureFlag) -> AIFeatureFlag {
     status.proxies = Some(ProxyCount {
         total: 3,
         at_revision: 2,
+        ..Default::default()
     });
     status.failed_checks = Some(1);
     flag.with_status(status)
