@@ -8,6 +8,7 @@
 pub mod controller;
 pub mod crdgen;
 pub mod metrics;
+pub mod propagation;
 pub mod render;
 pub mod run;
 pub mod server;

@@ -29,6 +29,9 @@ pub struct Metrics {
     config_flags: IntGaugeVec,
     config_bytes: IntGaugeVec,
     config_held_back: IntGaugeVec,
+    config_revision: IntGaugeVec,
+    /// Revision last exported per namespace, so the old series is dropped.
+    exported_revisions: Mutex<BTreeMap<String, String>>,
     /// Variants last exported per (namespace, flag), so removed ones are dropped.
     exported_variants: Mutex<BTreeMap<(String, String), Vec<String>>>,
 }
@@ -104,6 +107,13 @@ impl Metrics {
             ),
             &["namespace"],
         )?;
+        let config_revision = IntGaugeVec::new(
+            Opts::new(
+                "aiflags_operator_config_revision_info",
+                "The config revision the operator last wrote in the namespace (value 1)",
+            ),
+            &["namespace", "revision"],
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
@@ -113,6 +123,7 @@ impl Metrics {
         registry.register(Box::new(config_flags.clone()))?;
         registry.register(Box::new(config_bytes.clone()))?;
         registry.register(Box::new(config_held_back.clone()))?;
+        registry.register(Box::new(config_revision.clone()))?;
         Ok(Metrics {
             registry,
             reconciles,
@@ -124,6 +135,8 @@ impl Metrics {
             config_flags,
             config_bytes,
             config_held_back,
+            config_revision,
+            exported_revisions: Mutex::default(),
             exported_variants: Mutex::default(),
         })
     }
@@ -147,9 +160,35 @@ impl Metrics {
         }
     }
 
-    /// Records what a config write stored: its flags, its size, and how many
-    /// flags' latest versions it had to leave out.
-    pub fn config_written(&self, namespace: &str, flags: usize, bytes: usize, held_back: usize) {
+    /// The registry every family is in; other parts register their own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Records what a config write stored: its revision, its flags, its
+    /// size, and how many flags' latest versions it had to leave out.
+    pub fn config_written(
+        &self,
+        namespace: &str,
+        revision: &str,
+        flags: usize,
+        bytes: usize,
+        held_back: usize,
+    ) {
+        let mut revisions = self
+            .exported_revisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = revisions.insert(namespace.to_string(), revision.to_string())
+            && old != revision
+        {
+            let _ = self
+                .config_revision
+                .remove_label_values(&[namespace, old.as_str()]);
+        }
+        self.config_revision
+            .with_label_values(&[namespace, revision])
+            .set(1);
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.config_flags
             .with_label_values(&[namespace])

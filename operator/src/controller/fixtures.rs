@@ -484,6 +484,34 @@ impl ApiServer {
         self
     }
 
+    /// Checks the propagation pass's server-side apply of `flag`'s status:
+    /// its own field manager, only `proxies` and `Propagated`. Returns the
+    /// status with `lastTransitionTime` checked and removed.
+    pub(crate) async fn propagation_applied(mut self, flag: &AIFeatureFlag) -> (Self, Value) {
+        let path = format!(
+            "{FLAGS_PATH}/{}/status?&force=true&fieldManager=aiflags-operator-propagation",
+            flag.name_any()
+        );
+        let (mut body, respond) = self.next(Method::PATCH, &path).await;
+        assert_eq!(body["apiVersion"], "aiflags.dev/v1alpha1");
+        assert_eq!(body["kind"], "AIFeatureFlag");
+        let status = body["status"].as_object_mut().expect("a status");
+        let fields: Vec<&str> = status.keys().map(String::as_str).collect();
+        assert!(
+            fields == ["conditions", "proxies"] || fields == ["conditions"],
+            "only proxies and Propagated: {fields:?}"
+        );
+        let conditions = status["conditions"].as_array_mut().expect("conditions");
+        assert_eq!(conditions.len(), 1, "only Propagated");
+        let time = conditions[0]
+            .as_object_mut()
+            .and_then(|c| c.remove("lastTransitionTime"))
+            .expect("lastTransitionTime");
+        assert!(time.as_str().is_some_and(|t| t.ends_with('Z')), "{time}");
+        respond.send_response(json_response(StatusCode::OK, flag));
+        (self, body["status"].take())
+    }
+
     /// Checks an Event was created about `flag`; returns its note.
     pub(crate) async fn event_posted(
         mut self,

@@ -10,9 +10,10 @@ pub mod fit;
 pub mod rbac;
 pub mod status;
 pub mod triggers;
+pub mod written;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
@@ -49,6 +50,7 @@ use self::config_map::{
 };
 use self::fit::{Fitted, Limits, Refusal, fit_config};
 use self::status::{Notice, desired_status, notice_for, reconciled_part, removal_notice};
+use self::written::WrittenConfigs;
 use crate::metrics::Metrics;
 
 /// Keeps a deleted flag until it has left its namespace's config.
@@ -96,6 +98,8 @@ pub struct Context {
     /// Who the Events say published them.
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
+    /// The config last written per namespace, for the propagation pass.
+    pub written: Arc<WrittenConfigs>,
     /// The controller's cache of every flag: a reconcile reads its
     /// namespace's flags here instead of listing them from the API.
     flags: Store<AIFeatureFlag>,
@@ -116,6 +120,7 @@ impl Context {
             client,
             reporter: MANAGER.into(),
             metrics,
+            written: Arc::default(),
             flags,
             backoff: Backoff::default(),
             namespace_locks: Mutex::default(),
@@ -316,6 +321,7 @@ async fn cleanup(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result
             if remaining.is_empty() {
                 rbac::delete_reader(&ctx.client, namespace).await?;
                 ctx.reader_applied(namespace, None);
+                ctx.written.remove(namespace);
             }
             publish(ctx, flag, removal_notice(&fitted.config)).await;
             tracing::info!(flag = %key(flag), revision = %fitted.config.revision, "removed from config");
@@ -327,6 +333,7 @@ async fn cleanup(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result
         Err(error) if nothing_left_to_clean(&error, config_map_existed) => {
             tracing::info!(flag = %key(flag), %error, "no {CONFIG_MAP_NAME} left to remove the flag from");
             ctx.reader_applied(namespace, None);
+            ctx.written.remove(namespace);
         }
         Err(error) => return Err(error.into()),
     }
@@ -414,10 +421,12 @@ async fn apply_config(ctx: &Context, namespace: &str, fitted: &Fitted) -> Result
     }
     ctx.metrics.config_written(
         namespace,
+        &fitted.config.revision,
         fitted.config.flags.len(),
         fitted.encoded.stored_len(),
         fitted.refused.len(),
     );
+    ctx.written.set(namespace, fitted.config.clone());
     Ok(())
 }
 
