@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod config_map;
+mod context;
 pub mod fit;
 pub mod rbac;
 pub mod status;
@@ -14,6 +15,8 @@ pub mod written;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod mock_api;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
@@ -25,8 +28,7 @@ mod tests_rbac;
 #[cfg(test)]
 mod tests_size;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiflags_api::{
@@ -37,21 +39,18 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::Store;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use self::backoff::Backoff;
 use self::config_map::{
     MANAGER, desired_config_map, flags_to_compile, nothing_left_to_clean, previous_config,
     stale_key_removal,
 };
+pub use self::context::Context;
 use self::fit::{Fitted, Limits, Refusal, fit_config};
 use self::status::{Notice, desired_status, notice_for, reconciled_part, removal_notice};
-use self::written::WrittenConfigs;
-use crate::metrics::Metrics;
 
 /// Keeps a deleted flag until it has left its namespace's config.
 pub const FINALIZER: &str = "aiflags.dev/config";
@@ -88,98 +87,6 @@ impl Error {
                 _ => "finalizer",
             },
             Error::NoNamespace(_) => "no_namespace",
-        }
-    }
-}
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    /// Who the Events say published them.
-    pub reporter: Reporter,
-    pub metrics: Arc<Metrics>,
-    /// The config last written per namespace, for the propagation pass.
-    pub written: Arc<WrittenConfigs>,
-    /// The controller's cache of every flag: a reconcile reads its
-    /// namespace's flags here instead of listing them from the API.
-    flags: Store<AIFeatureFlag>,
-    backoff: Backoff,
-    /// One writer per namespace, so two flags reconciled at once cannot
-    /// overwrite each other's view of the shared ConfigMap.
-    namespace_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// When each namespace's Role and RoleBinding were last applied: once
-    /// per resync period is enough to repair them, not once per flag.
-    readers_applied: Mutex<HashMap<String, Instant>>,
-}
-
-impl Context {
-    /// `flags` is the reflector store of the controller that runs the
-    /// reconciles (`Controller::store`).
-    pub fn new(client: Client, metrics: Arc<Metrics>, flags: Store<AIFeatureFlag>) -> Self {
-        Context {
-            client,
-            reporter: MANAGER.into(),
-            metrics,
-            written: Arc::default(),
-            flags,
-            backoff: Backoff::default(),
-            namespace_locks: Mutex::default(),
-            readers_applied: Mutex::default(),
-        }
-    }
-
-    /// Whether `namespace`'s Role and RoleBinding are due to be applied.
-    fn reader_due(&self, namespace: &str, now: Instant) -> bool {
-        self.readers_applied
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(namespace)
-            .is_none_or(|at| now.duration_since(*at) >= RESYNC)
-    }
-
-    fn reader_applied(&self, namespace: &str, at: Option<Instant>) {
-        let mut applied = self
-            .readers_applied
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match at {
-            Some(at) => applied.insert(namespace.to_string(), at),
-            None => applied.remove(namespace),
-        };
-    }
-
-    /// The cached flags of `namespace`. The cache is at least as fresh as
-    /// the flag being reconciled (the controller takes it from there), and
-    /// any flag that changes later is reconciled again itself.
-    fn flags_in(&self, namespace: &str) -> Vec<Arc<AIFeatureFlag>> {
-        self.flags
-            .state_filter(|f| f.metadata.namespace.as_deref() == Some(namespace))
-    }
-
-    fn namespace_lock(&self, namespace: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.namespace_locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(namespace.to_string())
-            .or_default()
-            .clone()
-    }
-
-    /// Drops `namespace`'s entry once its last flag is gone, so the map does
-    /// not grow with every namespace that ever had a flag. Only if no other
-    /// reconcile holds or awaits `lock`: each of those owns a clone, taken
-    /// under the map's lock, so under it the count cannot rise meanwhile.
-    /// A reconcile that comes later creates a fresh entry; the caller must
-    /// not touch the config after this.
-    fn forget_namespace_lock(&self, namespace: &str, lock: &Arc<tokio::sync::Mutex<()>>) {
-        let mut locks = self
-            .namespace_locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // One in the map, one the caller's.
-        let unshared = Arc::strong_count(lock) == 2;
-        if unshared && locks.get(namespace).is_some_and(|l| Arc::ptr_eq(l, lock)) {
-            locks.remove(namespace);
         }
     }
 }
