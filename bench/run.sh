@@ -11,16 +11,21 @@
 #   (b) nginx as a plain reverse proxy in front of an upstream like (a)
 #   (c) the aiflags sidecar, a 90/10 flag with fallback (bench/flags.yaml),
 #       access log off like nginx's; (g) the same with its default access log
+#   (i) the same sidecar serving 1,000 flags, each with a model glob, the one
+#       the load matches last (bench/lib/many_flags.py)
 #   (d) the LiteLLM proxy, two weighted deployments plus a fallback
+#   (h) the Portkey gateway, the same split and fallback (bench/portkey/config.json)
 #   (e) SSE streams straight to the sidecar's mock upstream
 #   (f) the same streams through the sidecar
 # The server under test runs alone on core 0 (nginx: 1 worker process; sidecar:
-# --workers 1; LiteLLM: 1 worker); load generator and upstream share core 1.
+# --workers 1; LiteLLM: 1 worker; Portkey: one Node process); load generator
+# and upstream share core 1.
 # Measurements run in a private network namespace holding only loopback, so
 # nothing here can reach another address. Results: bench/results/latest.md
 # (a smoke run writes bench/results/smoke.md.tmp instead).
 #
-# Environment: BENCH_SIDECAR=/path/to/aiflags-sidecar skips the build
+# Environment: BENCH_SIDECAR=/path/to/aiflags-sidecar skips the build (the
+# mock upstream, aiflags-dev, is taken from the same directory or BENCH_DEV)
 # (BENCH_SIDECAR_SOURCE then labels it in the report, e.g. "commit abc1234");
 # AIFLAGS_BIN_DIR (set by the test command) supplies the debug binary for --smoke;
 # BENCH_CASES=cg runs a subset; BENCH_PROFILE=1 profiles the sidecar under the
@@ -54,11 +59,11 @@ if [ "$in_netns" = 0 ]; then
     if [ "$mode" = smoke ] && [ -x "${AIFLAGS_BIN_DIR:-}/aiflags-sidecar" ]; then
       BENCH_SIDECAR="$AIFLAGS_BIN_DIR/aiflags-sidecar"
     elif [ "$mode" = smoke ]; then
-      (cd "$root" && cargo build --quiet --locked -p aiflags-sidecar)
+      (cd "$root" && cargo build --quiet --locked -p aiflags-sidecar -p aiflags-devtools)
       BENCH_SIDECAR="$root/target/debug/aiflags-sidecar"
     else
       log "building the release sidecar"
-      (cd "$root" && cargo build --quiet --locked --release -p aiflags-sidecar)
+      (cd "$root" && cargo build --quiet --locked --release -p aiflags-sidecar -p aiflags-devtools)
       BENCH_SIDECAR="$root/target/release/aiflags-sidecar"
     fi
   fi
@@ -78,9 +83,15 @@ if [ "$mode" = smoke ]; then
 else
   seconds=10 warmup=2 concurrency=50 rate=1000 streams=1000 stream_secs=10 ramp=3
 fi
+# Flags in case (i)'s config, the smoke run included: it is the config's size
+# that is under test, and loading 1,000 flags takes well under a second.
+many_flags=1000
 sidecar_bin="${BENCH_SIDECAR:?}"
+# The mock upstream ships in the dev tools binary, built beside the sidecar.
+dev_bin="${BENCH_DEV:-$(dirname "$sidecar_bin")/aiflags-dev}"
 oha="${CARGO_HOME:-$HOME/.cargo}/bin/oha"
 litellm="$bench/.venv/bin/litellm"
+portkey="$bench/portkey/node_modules/@portkey-ai/gateway/build/start-server.js"
 work="$bench/results/run.tmp"
 results="$work/results.jsonl"
 rm -rf "$work"
@@ -90,14 +101,16 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 # Fixed ports are safe: the namespace is ours alone.
 UPSTREAM_DIRECT=18100 UPSTREAM=18101 NGINX_PROXY=18102 SIDECAR=18103 SIDECAR_ADMIN=18104
-LITELLM=18105 MOCK=18106
+LITELLM=18105 MOCK=18106 PORTKEY=18107
 
 # The request every non-streaming load sends, and the API key every client
 # presents (LiteLLM insists on a master key; the others ignore it). The load
-# generators read both from the environment.
+# generators read both from the environment, and one extra header when a case
+# sets BENCH_EXTRA_HEADER ("name: value"; Portkey takes its config that way).
 BENCH_BODY="$(<"$bench/lib/request.json")"
 BENCH_KEY="sk-bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-export BENCH_BODY BENCH_KEY
+BENCH_EXTRA_HEADER=
+export BENCH_BODY BENCH_KEY BENCH_EXTRA_HEADER
 
 # Every server runs in its own session, so stopping it by session id takes
 # nginx's worker or Python's children with it.
@@ -146,20 +159,33 @@ wait_ready() {
   die "$name did not become ready at $url within ${limit}s"
 }
 
-# check_chat CASE URL [HEADER]: one request must come back 200 as a chat.completion
-# (and with HEADER, when given), or the target does not serve and the run fails.
+# extra_header_args: curl/oha arguments for BENCH_EXTRA_HEADER, if set.
+extra_header_args() {
+  if [ -n "$BENCH_EXTRA_HEADER" ]; then printf '%s\0' -H "$BENCH_EXTRA_HEADER"; fi
+}
+
+# check_chat CASE URL [HEADER [VALUE]]: one request must come back 200 as a
+# chat.completion (and with HEADER, equal to VALUE when given), or the target
+# does not serve as configured and the run fails.
 check_chat() {
-  local name="($1)" url="$2" header="${3:-}" out="$work/check-$1"
-  local code
+  local name="($1)" url="$2" header="${3:-}" want="${4:-}" out="$work/check-$1"
+  local code extra=()
+  mapfile -d '' extra < <(extra_header_args)
   code="$(curl -sS -o "$out.body" -D "$out.head" -w '%{http_code}' --max-time 10 \
-    -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_KEY" \
+    -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_KEY" "${extra[@]}" \
     -d "$BENCH_BODY" "$url/v1/chat/completions")" || code=000
   if [ "$code" != 200 ] || ! grep -q '"chat.completion"' "$out.body"; then
     head -c 600 "$out.body" >&2 || true
     die "$name answered $code instead of a chat.completion"
   fi
-  if [ -n "$header" ] && ! grep -qi "^$header:" "$out.head"; then
-    die "$name answered without the $header header: the bench flag was not applied"
+  if [ -z "$header" ]; then return 0; fi
+  local got
+  got="$(grep -i "^$header:" "$out.head" | head -n1 | cut -d: -f2- | tr -d ' \r')"
+  if [ -z "$got" ]; then
+    die "$name answered without the $header header: its routing config was not applied"
+  fi
+  if [ -n "$want" ] && [ "$got" != "$want" ]; then
+    die "$name answered $header: $got, not $want"
   fi
 }
 
@@ -200,16 +226,19 @@ load_concurrency() {
 }
 
 load_rate() {
-  local case="$1" server="$2" url="$3"
+  local case="$1" server="$2" url="$3" extra=()
+  mapfile -d '' extra < <(extra_header_args)
   measure "$case" "$server" "rate" python3 "$bench/lib/oha_json.py" "$oha" \
     -z "${seconds}s" -q "$rate" -c 50 --latency-correction \
-    -m POST -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_KEY" \
+    -m POST -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_KEY" "${extra[@]}" \
     -d "$BENCH_BODY" "$url/v1/chat/completions"
 }
 
+# memory CASE SID [KIND]: the server's memory now, as load KIND ("memory", the
+# default, after the loads; "idle", after one sanity request and no load).
 memory() {
-  local case="$1" server="$2"
-  record "$(usage_of "$server" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["case"]=sys.argv[1]; d["load"]="memory"; print(json.dumps(d))' "$case")"
+  local case="$1" server="$2" kind="${3:-memory}"
+  record "$(usage_of "$server" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["case"]=sys.argv[1]; d["load"]=sys.argv[2]; print(json.dumps(d))' "$case" "$kind")"
 }
 
 nginx_conf() { # nginx_conf NAME PORT LOCATION_BODY
@@ -248,20 +277,22 @@ nginx_conf nginx-proxy "$NGINX_PROXY" "      proxy_pass http://chat;
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";"
 
-# bench_target CASE NAME URL SID: sanity request, both loads, memory.
+# bench_target CASE NAME URL SID: idle memory, both loads, memory. The
+# caller has sent the sanity request.
 bench_target() {
   log "($1) $2: fixed concurrency $concurrency, then $rate req/s, ${seconds}s each"
+  memory "$1" "$4" idle
   load_concurrency "$1" "$4" "$3"
   load_rate "$1" "$4" "$3"
   memory "$1" "$4"
   echo "{\"case\":\"$1\",\"load\":\"name\",\"name\":\"$2\"}" >>"$results"
 }
 
-# start_sidecar NAME UPSTREAM_PORT [AIFLAGS_LOG]: the access log is off unless
-# asked for, as nginx's is here.
+# start_sidecar NAME UPSTREAM_PORT [AIFLAGS_LOG [FLAGS]]: the access log is off
+# unless asked for, as nginx's is here; FLAGS defaults to bench/flags.yaml.
 start_sidecar() {
   start "$1" 0 env AIFLAGS_LOG="${3:-info,aiflags::access=off}" "$sidecar_bin" --listen "127.0.0.1:$SIDECAR" --admin-listen "127.0.0.1:$SIDECAR_ADMIN" \
-    --flags "$bench/flags.yaml" --workers 1 \
+    --flags "${4:-$bench/flags.yaml}" --workers 1 \
     --openai-upstream "http://127.0.0.1:$2" --anthropic-upstream "http://127.0.0.1:$2"
   wait_ready "$1" "http://127.0.0.1:$SIDECAR_ADMIN/readyz"
 }
@@ -279,13 +310,14 @@ need_upstream() {
 mock_sid=
 need_mock() {
   if [ -n "$mock_sid" ]; then return 0; fi
-  start mock 1 "$sidecar_bin" mock-upstream --listen "127.0.0.1:$MOCK"
+  start mock 1 "$dev_bin" mock-upstream --listen "127.0.0.1:$MOCK"
   mock_sid=$sid
   wait_ready mock "http://127.0.0.1:$MOCK/mock/requests/ready"
 }
 
 stream_load() { # stream_load CASE NAME URL SID
   log "($1) $2: $streams concurrent SSE streams"
+  memory "$1" "$4" idle
   measure "$1" "$4" streams python3 "$bench/lib/streams.py" "$3/v1/chat/completions" mock-slow-stream \
     --clients "$streams" --duration "$stream_secs" --ramp "$ramp"
   memory "$1" "$4"
@@ -312,7 +344,7 @@ case_b() {
 case_c() {
   need_upstream
   start_sidecar sidecar "$UPSTREAM"
-  check_chat c "http://127.0.0.1:$SIDECAR" x-aiflags-variant
+  check_chat c "http://127.0.0.1:$SIDECAR" x-aiflags-flag bench-split
   local perf_pid=
   if [ -n "${BENCH_PROFILE:-}" ]; then
     # Samples the sidecar through warm-up and most of the fixed-concurrency load.
@@ -332,8 +364,18 @@ case_c() {
 case_g() { # the sidecar as shipped: one access-log line per request on stderr
   need_upstream
   start_sidecar sidecar-logging "$UPSTREAM" info
-  check_chat g "http://127.0.0.1:$SIDECAR" x-aiflags-variant
+  check_chat g "http://127.0.0.1:$SIDECAR" x-aiflags-flag bench-split
   bench_target g "aiflags sidecar, access log on" "http://127.0.0.1:$SIDECAR" "$sid"
+  stop "$sid"
+}
+
+case_i() { # (c) with 1,000 flags, the one the load matches last
+  need_upstream
+  python3 "$bench/lib/many_flags.py" "$many_flags" >"$work/flags-many.yaml"
+  start_sidecar sidecar-many-flags "$UPSTREAM" "" "$work/flags-many.yaml"
+  check_chat i "http://127.0.0.1:$SIDECAR" x-aiflags-flag bench-split
+  bench_target i "aiflags sidecar, $(python3 -c "print(f'{$many_flags:,}')") flags" "http://127.0.0.1:$SIDECAR" "$sid"
+  curl -fsS --max-time 5 "http://127.0.0.1:$SIDECAR_ADMIN/config" >"$work/many-flags.config" || true
   stop "$sid"
 }
 
@@ -353,6 +395,23 @@ case_d() {
   stop "$sid"
 }
 
+case_h() {
+  need_upstream
+  # Portkey takes its routing config per request, in a header; the load
+  # generators send it with every request. The gateway runs offline: no
+  # account, no cache backend, no UI (--headless), production mode, and
+  # bench/lib/loopback-only.cjs keeps it on loopback even outside the namespace.
+  BENCH_EXTRA_HEADER="x-portkey-config: $(sed "s|@UPSTREAM@|http://127.0.0.1:$UPSTREAM/v1|g" "$bench/portkey/config.json" | tr -d '\n ')"
+  export BENCH_EXTRA_HEADER
+  start portkey 0 env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy -u REDIS_CONNECTION_STRING \
+    NODE_ENV=production node --require "$bench/lib/loopback-only.cjs" "$portkey" --port="$PORTKEY" --headless
+  wait_ready portkey "http://127.0.0.1:$PORTKEY/" 60
+  check_chat h "http://127.0.0.1:$PORTKEY" x-portkey-last-used-option-index
+  bench_target h "Portkey gateway" "http://127.0.0.1:$PORTKEY" "$sid"
+  stop "$sid"
+  BENCH_EXTRA_HEADER=
+}
+
 case_e() {
   need_mock
   stream_load e "SSE direct to mock upstream" "http://127.0.0.1:$MOCK" "$mock_sid"
@@ -365,20 +424,21 @@ case_f() {
   stop "$sid"
 }
 
-# What was measured, for the report's header. LiteLLM's version comes from its
-# package metadata: its code runs only as the server under test.
+# What was measured, for the report's header. LiteLLM's and Portkey's versions
+# come from their package metadata: their code runs only as servers under test.
 litellm_version="$(compgen -G "$bench/.venv/lib/python3*/site-packages/litellm-*.dist-info" | sed -E 's/.*litellm-([^/]*)\.dist-info/\1/' | head -n1)"
+portkey_version="$(sed -nE 's/^  "version": "([^"]*)".*/\1/p' "$bench/portkey/node_modules/@portkey-ai/gateway/package.json" 2>/dev/null | head -n1)"
 case "$sidecar_bin" in
   */release/*) build="release build" ;;
   */debug/*) build="debug build" ;;
   *) build="build" ;;
 esac
-versions="sidecar $("$sidecar_bin" --version | awk '{print $2}') ($build, ${BENCH_SIDECAR_SOURCE:-unknown source}), $(nginx -v 2>&1 | sed 's|.*: ||'), LiteLLM ${litellm_version:-not installed}, $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}'), $("$oha" --version)"
+versions="sidecar $("$sidecar_bin" --version | awk '{print $2}') ($build, ${BENCH_SIDECAR_SOURCE:-unknown source}), $(nginx -v 2>&1 | sed 's|.*: ||'), LiteLLM ${litellm_version:-not installed}, Portkey gateway ${portkey_version:-not installed} on Node $(node --version 2>/dev/null | tr -d v), $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}'), $("$oha" --version)"
 
 load_at_start="$(cut -d' ' -f1 /proc/loadavg)"
-cases="${BENCH_CASES:-abcgdef}"
+cases="${BENCH_CASES:-abcigdhef}"
 log "mode $mode; cases $cases; sidecar $sidecar_bin; work dir $work"
-for case in a b c g d e f; do
+for case in a b c i g d h e f; do
   if [[ "$cases" == *"$case"* ]]; then "case_$case"; fi
 done
 

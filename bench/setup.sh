@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
 # Installs what the benchmark needs, idempotently: nginx, wrk, curl, ip (Debian),
 # oha (crates.io: fixed-rate load with latency correction) into ~/.cargo/bin,
-# and the LiteLLM proxy (PyPI) in bench/.venv. Does nothing that is already there.
-# Usage: bench/setup.sh [--no-litellm]
+# the LiteLLM proxy (PyPI) in bench/.venv and the Portkey gateway (npm) in
+# bench/portkey/node_modules. Does nothing that is already there.
+# Usage: bench/setup.sh [--no-litellm] [--no-portkey]
 set -euo pipefail
 bench="$(cd "$(dirname "$0")" && pwd)"
 
-want_litellm=1
-if [ "${1:-}" = "--no-litellm" ]; then want_litellm=0; fi
+want_litellm=1 want_portkey=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-litellm) want_litellm=0 ;;
+    --no-portkey) want_portkey=0 ;;
+    *) echo "usage: bench/setup.sh [--no-litellm] [--no-portkey]" >&2; exit 2 ;;
+  esac
+done
 
 # Versions resolved when the harness was written; pinned so runs compare.
 OHA_VERSION=1.16.0
 # 1.108.7: the newest whose [proxy] extra resolves from PyPI (later ones need an
 # unpublished litellm-proxy package); well clear of the compromised 1.82.7/1.82.8.
 LITELLM_VERSION="${LITELLM_VERSION:-1.108.7}"
+# The version bench/portkey/package-lock.json pins (checked below against what
+# node_modules holds; change both together).
+PORTKEY_VERSION=1.15.2
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 timed() {
@@ -62,4 +72,20 @@ if [ "$want_litellm" = 1 ] && ! litellm_installed; then
     "$bench/.venv/bin/pip" install --quiet --disable-pip-version-check "litellm[proxy]==$LITELLM_VERSION"
   }
   timed "litellm install" install_litellm
+fi
+
+# Portkey: exactly the lock file's packages, and none of their install scripts
+# (the gateway's own is a patch-package call with nothing to patch). Checked
+# by reading its package.json: its code runs only inside run.sh's namespace.
+portkey_installed() {
+  local manifest="$bench/portkey/node_modules/@portkey-ai/gateway/package.json"
+  [ -f "$manifest" ] && grep -q "\"version\": \"$PORTKEY_VERSION\"" "$manifest"
+}
+if [ "$want_portkey" = 1 ] && ! portkey_installed; then
+  command -v node >/dev/null || { log "node (20 or later) is needed for the Portkey gateway"; exit 1; }
+  log "npm ci @portkey-ai/gateway@$PORTKEY_VERSION into bench/portkey"
+  install_portkey() {
+    (cd "$bench/portkey" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  }
+  timed "portkey install" install_portkey
 fi

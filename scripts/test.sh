@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check and every test, as CI runs them. Usage: scripts/test.sh
-# Installs what the tests need (Python venv, npm packages, cargo-fuzz, and the
-# benchmark's nginx/wrk/oha/LiteLLM) idempotently on first use.
+# Installs what the tests need (Python venv, npm packages, helm, Prometheus,
+# cargo-fuzz, and the benchmark's nginx/wrk/oha/LiteLLM/Portkey) idempotently
+# on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -23,11 +24,17 @@ scripts/setup-test-deps.sh
 cargo build --workspace --bins --locked
 export AIFLAGS_BIN_DIR="$root/target/debug"
 
-step "end-to-end tests (official openai Python SDK)"
+step "end-to-end tests (official openai and anthropic Python SDKs; dashboards and alerts against a real Prometheus, promtool, helm)"
 .venv/bin/python -m pytest -q tests/e2e
+
+step "chart tests (helm v4 lint and template, Kubernetes 1.33 schemas, the webhook's pod)"
+.venv/bin/python -m pytest -q tests/chart
 
 step "end-to-end tests (official openai Node SDK)"
 (cd tests/node && node --test)
+
+step "dashboards against Grafana's schema (@grafana/schema)"
+(cd dashboards && node --test)
 
 step "fuzz: the SSE parser and the request rewrite (bounded)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" scripts/fuzz.sh

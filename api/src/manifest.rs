@@ -4,8 +4,6 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::Deserialize;
-
 use crate::compile::{FlagInput, compile};
 use crate::config::SidecarConfig;
 use crate::crd::AIFeatureFlag;
@@ -40,13 +38,14 @@ impl fmt::Display for ManifestError {
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// Parses every YAML document of `text`. Documents of other kinds are skipped,
-/// so a file may hold a Deployment beside its flags.
+/// so a file may hold a Deployment beside its flags. Each document is parsed
+/// on its own: a syntax error costs that document, not the ones after it.
 pub fn parse_manifests(source: &str, text: &str) -> (Vec<Manifest>, Vec<ManifestError>) {
     let mut flags = Vec::new();
     let mut errors = Vec::new();
-    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (index, doc) in documents(text).into_iter().enumerate() {
         let origin = format!("{source} (document {})", index + 1);
-        let value = match serde_yaml::Value::deserialize(doc) {
+        let value = match serde_yaml::from_str::<serde_yaml::Value>(doc) {
             Ok(serde_yaml::Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
@@ -55,8 +54,7 @@ pub fn parse_manifests(source: &str, text: &str) -> (Vec<Manifest>, Vec<Manifest
                     flag: None,
                     message: format!("invalid YAML: {e}"),
                 });
-                // A syntax error leaves the rest of the stream unreadable.
-                break;
+                continue;
             }
         };
         if value.get("kind").and_then(|k| k.as_str()) != Some("AIFeatureFlag") {
@@ -113,6 +111,47 @@ pub fn parse_manifests(source: &str, text: &str) -> (Vec<Manifest>, Vec<Manifest
         }
     }
     (flags, errors)
+}
+
+/// The documents of a YAML stream: split at `---` marker lines (a marker at
+/// the start of a line always begins a document, even after a block scalar)
+/// and cut at `...` end markers. A blank preamble before the first marker is
+/// not a document.
+fn documents(text: &str) -> Vec<&str> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    let mut ended = false;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let is_marker =
+            content == "---" || content.starts_with("--- ") || content.starts_with("---\t");
+        if is_marker {
+            if offset > start || ended {
+                docs.push(&text[start..offset]);
+            }
+            start = offset;
+            ended = false;
+        } else if content == "..." || content.starts_with("... ") {
+            docs.push(&text[start..offset]);
+            ended = true;
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    if start < text.len() {
+        docs.push(&text[start..]);
+    }
+    // A preamble of nothing but blank lines and comments before the first marker.
+    if let Some(first) = docs.first()
+        && docs.len() > 1
+        && first
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        docs.remove(0);
+    }
+    docs
 }
 
 fn qualified_name(flag: &AIFeatureFlag) -> String {
@@ -209,6 +248,42 @@ mod tests {
             "{}",
             shown[3]
         );
+    }
+
+    #[test]
+    fn a_syntax_error_costs_only_its_own_document() {
+        let second = FLAG.replace("{name: f}", "{name: g}");
+        let text = format!("---\n{FLAG}---\nkey: [unclosed\n---\n{second}...\n");
+        let (flags, errors) = parse_manifests("f.yaml", &text);
+        let names: Vec<_> = flags
+            .iter()
+            .map(|m| m.flag.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["f", "g"]);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("f.yaml (document 2): invalid YAML"),
+            "{}",
+            errors[0]
+        );
+        assert_eq!(flags[1].source, "f.yaml (document 3)");
+    }
+
+    #[test]
+    fn block_scalars_and_markers_split_as_yaml_does() {
+        let text = "a: |\n  --- not a marker\n---\nb: 1\n...\n# trailing comment\n";
+        assert_eq!(
+            documents(text),
+            vec![
+                "a: |\n  --- not a marker\n",
+                "---\nb: 1\n",
+                "# trailing comment\n"
+            ]
+        );
+        assert_eq!(documents("# c\n---\na: 1\n"), vec!["---\na: 1\n"]);
+        assert_eq!(documents(""), Vec::<&str>::new());
     }
 
     #[test]

@@ -7,9 +7,12 @@
 
 pub mod controller;
 pub mod crdgen;
+pub mod injection;
 pub mod metrics;
 pub mod propagation;
 pub mod render;
+pub mod restart;
 pub mod run;
 pub mod server;
 pub mod telemetry;
+pub mod webhook;

@@ -1,15 +1,21 @@
-//! aiflags-operator: `run` the controller, print the CRD (`crdgen`), or
-//! compile flags offline (`render`).
+//! aiflags-operator: `run` the controller (and the injection webhook),
+//! print the CRD (`crdgen`), compile flags offline (`render`), or show what
+//! the webhook would do to a pod (`inject`).
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use aiflags_operator::crdgen::crd_yaml;
+use aiflags_operator::injection::InjectionOptions;
 use aiflags_operator::render::{read_sources, render};
 use aiflags_operator::run::{RunOptions, run};
 use aiflags_operator::telemetry::{self, LogFormat};
+use aiflags_operator::webhook::config::InjectionConfig;
+use aiflags_operator::webhook::preview::{parse_labels, preview};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -29,6 +35,25 @@ enum Command {
         /// Log line format; the level comes from RUST_LOG (default info).
         #[arg(long, env = "AIFLAGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Serve the injection webhook (HTTPS, POST /mutate-pods) on this address.
+        #[arg(long, env = "AIFLAGS_WEBHOOK_LISTEN")]
+        webhook_listen: Option<SocketAddr>,
+        /// Directory with the webhook's tls.crt and tls.key; reloaded when they change.
+        #[arg(
+            long,
+            env = "AIFLAGS_WEBHOOK_CERT_DIR",
+            default_value = "/etc/aiflags-operator/tls"
+        )]
+        webhook_cert_dir: PathBuf,
+        /// The injection config (JSON; the chart renders it). Default: built-in defaults.
+        #[arg(long, env = "AIFLAGS_INJECTION_CONFIG")]
+        injection_config: Option<PathBuf>,
+        /// Least time between two workload restarts offered for injection, cluster-wide.
+        #[arg(long, env = "AIFLAGS_RESTART_SPACING", default_value = "30s", value_parser = parse_duration)]
+        restart_spacing: Duration,
+        /// Never restart workloads for injection, whatever their annotations say.
+        #[arg(long, env = "AIFLAGS_DISABLE_RESTARTS")]
+        disable_restarts: bool,
     },
     /// Print the AIFeatureFlag CustomResourceDefinition as YAML.
     Crdgen,
@@ -39,6 +64,31 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Print a Pod manifest as the injection webhook would admit it, and what
+    /// it would warn about; exit 1 if it would admit the pod without the sidecar
+    /// for a reason the pod can fix.
+    Inject {
+        /// A Pod manifest (YAML or JSON); `-` reads stdin.
+        #[arg(short = 'f', long = "filename")]
+        path: PathBuf,
+        /// The injection config (JSON), as the operator reads it.
+        #[arg(long, env = "AIFLAGS_INJECTION_CONFIG")]
+        injection_config: Option<PathBuf>,
+        /// A label of the pod's namespace, key=value. Repeatable.
+        #[arg(long = "namespace-label")]
+        namespace_labels: Vec<String>,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    aiflags_api::duration::parse_duration_ms(text).map(Duration::from_millis)
+}
+
+fn injection_config(path: Option<&PathBuf>) -> Result<InjectionConfig, Vec<String>> {
+    match path {
+        Some(path) => InjectionConfig::load(path),
+        None => Ok(InjectionConfig::default()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -46,7 +96,31 @@ fn main() -> ExitCode {
         Command::Run {
             metrics_listen,
             log_format,
-        } => run_controller(metrics_listen, log_format),
+            webhook_listen,
+            webhook_cert_dir,
+            injection_config: config_path,
+            restart_spacing,
+            disable_restarts,
+        } => {
+            let config = match injection_config(config_path.as_ref()) {
+                Ok(config) => config,
+                Err(errors) => return fail(&errors),
+            };
+            let options = RunOptions {
+                metrics_listen,
+                injection: InjectionOptions {
+                    config,
+                    webhook: webhook_listen.map(|listen| (listen, webhook_cert_dir)),
+                    restart_spacing: (!disable_restarts).then_some(restart_spacing),
+                },
+            };
+            run_controller(options, log_format)
+        }
+        Command::Inject {
+            path,
+            injection_config: config_path,
+            namespace_labels,
+        } => inject(&path, config_path.as_ref(), &namespace_labels),
         Command::Crdgen => match crd_yaml() {
             Ok(yaml) => print_stdout(&yaml),
             Err(error) => fail(&[format!("error: serializing the CRD: {error}")]),
@@ -65,7 +139,45 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_controller(metrics_listen: SocketAddr, log_format: LogFormat) -> ExitCode {
+fn inject(path: &PathBuf, config_path: Option<&PathBuf>, namespace_labels: &[String]) -> ExitCode {
+    let config = match injection_config(config_path) {
+        Ok(config) => config,
+        Err(errors) => return fail(&errors),
+    };
+    let labels = match parse_labels(namespace_labels) {
+        Ok(labels) => labels,
+        Err(errors) => return fail(&errors),
+    };
+    let manifest = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let manifest = match manifest {
+        Ok(text) => text,
+        Err(error) => return fail(&[format!("error: reading {}: {error}", path.display())]),
+    };
+    match preview(&manifest, &labels, &config) {
+        Ok(preview) => {
+            let mut stderr = std::io::stderr().lock();
+            for note in &preview.notes {
+                let _ = writeln!(stderr, "{note}");
+            }
+            match serde_yaml::to_string(&preview.pod) {
+                Ok(yaml) => print_stdout(&yaml),
+                Err(error) => fail(&[format!("error: writing the pod: {error}")]),
+            }
+        }
+        Err(problems) => {
+            let mut lines =
+                vec!["the webhook would admit this pod without the aiflags proxy:".to_string()];
+            lines.extend(problems.into_iter().map(|p| format!("  {p}")));
+            fail(&lines)
+        }
+    }
+}
+
+fn run_controller(options: RunOptions, log_format: LogFormat) -> ExitCode {
     if let Err(error) = telemetry::init(log_format) {
         return fail(&[format!("error: initialising logs: {error}")]);
     }
@@ -73,7 +185,7 @@ fn run_controller(metrics_listen: SocketAddr, log_format: LogFormat) -> ExitCode
         Ok(runtime) => runtime,
         Err(error) => return fail(&[format!("error: starting the runtime: {error}")]),
     };
-    match runtime.block_on(run(RunOptions { metrics_listen })) {
+    match runtime.block_on(run(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "operator failed");

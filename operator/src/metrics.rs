@@ -160,11 +160,6 @@ impl Metrics {
         }
     }
 
-    /// The registry every family is in; other parts register their own.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     /// Records what a config write stored: its revision, its flags, its
     /// size, and how many flags' latest versions it had to leave out.
     pub fn config_written(
@@ -259,6 +254,11 @@ impl Metrics {
                 .flag_weight
                 .remove_label_values(&[namespace, flag, variant.as_str()]);
         }
+    }
+
+    /// For series of other parts of the operator (the webhook's, propagation's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The text exposition format served on `/metrics`.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aiflags_api::{AIFeatureFlag, CONFIG_MAP_NAME};
 use anyhow::Context as _;
 use futures::{FutureExt, Stream, StreamExt, stream};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::controller::config_map::managed_selector;
 use crate::controller::triggers::flags_to_refresh;
 use crate::controller::{Context, error_policy, reconcile};
+use crate::injection::{self, InjectionOptions};
 use crate::metrics::Metrics;
 use crate::propagation::metrics::PropagationMetrics;
 use crate::propagation::{self, Propagation, proxy_pods};
@@ -23,6 +24,7 @@ use crate::server::{self, Probe};
 
 pub struct RunOptions {
     pub metrics_listen: SocketAddr,
+    pub injection: InjectionOptions,
 }
 
 /// Runs until SIGTERM or ctrl-c, then lets reconciles in flight finish.
@@ -46,9 +48,22 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         .await
         .context("listing AIFeatureFlags; is the CRD installed? (kubectl apply -f crds/)")?;
 
+    let injection = injection::start(
+        client.clone(),
+        options.injection,
+        &metrics,
+        shutdown.clone(),
+    )
+    .await
+    .context("starting sidecar injection")?;
+
     let controller = Controller::new(flags, watcher::Config::default().any_semantic());
     let store = controller.store();
-    tokio::spawn(mark_ready(store.clone(), probe));
+    tokio::spawn(mark_ready(
+        store.clone(),
+        injection.namespaces.clone(),
+        probe,
+    ));
     // A changed or deleted ConfigMap re-reconciles the flags of its
     // namespace that need it: statuses learn the new revision and manual
     // edits are undone.
@@ -76,6 +91,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         })
         .await;
     tracing::info!("controller stopped");
+    for task in injection.tasks {
+        task.await.context("injection task")?;
+    }
     server.await.context("metrics server task")?;
     Ok(())
 }
@@ -99,11 +117,17 @@ fn config_map_triggers(
         .flat_map(move |event| stream::iter(flags_to_refresh(&flags.state(), &event)))
 }
 
-async fn mark_ready(store: Store<AIFeatureFlag>, probe: Arc<Probe>) {
-    if store.wait_until_ready().await.is_ok() {
-        tracing::info!("initial list of AIFeatureFlags done; ready");
-        probe.set_ready();
+/// Ready once the flags are listed and, when injection runs, the namespaces
+/// too (the webhook decides by their labels).
+async fn mark_ready(store: Store<AIFeatureFlag>, namespaces: Store<Namespace>, probe: Arc<Probe>) {
+    if store.wait_until_ready().await.is_err() {
+        return;
     }
+    // With injection off nothing writes the namespace store, whose writer
+    // is gone at once: that error means "nothing to wait for".
+    let _ = namespaces.wait_until_ready().await;
+    tracing::info!("initial lists done; ready");
+    probe.set_ready();
 }
 
 /// Resolves on ctrl-c or SIGTERM (what the kubelet sends before killing the pod).

@@ -1,4 +1,5 @@
-//! `crds/aifeatureflag.yaml` must be exactly what `crdgen` prints.
+//! `crds/aifeatureflag.yaml`, and the chart's copy of it, must be exactly
+//! what `crdgen` prints.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test helpers may fail loudly
 
@@ -14,6 +15,20 @@ fn crd_is_up_to_date() {
         committed == generated,
         "crds/aifeatureflag.yaml is out of date with the AIFeatureFlag types; regenerate it:\n\
          \n    cargo run -p aiflags-operator -- crdgen > crds/aifeatureflag.yaml\n"
+    );
+}
+
+#[test]
+fn the_chart_ships_the_same_crd() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/aiflags/crds/aifeatureflag.yaml");
+    let shipped = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let generated = aiflags_operator::crdgen::crd_yaml().expect("the CRD serializes");
+    assert!(
+        shipped == generated,
+        "charts/aiflags/crds/aifeatureflag.yaml is out of date; regenerate it:\n\
+         \n    cargo run -p aiflags-operator -- crdgen > charts/aiflags/crds/aifeatureflag.yaml\n"
     );
 }
 

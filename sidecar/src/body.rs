@@ -1,10 +1,12 @@
-//! Body types shared by the server, the proxy and the upstream client.
+//! Body types shared by the server, the request path and the upstream client.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
-use hyper::body::Body;
-
-use crate::error::ProxyError;
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use hyper::body::{Body, Frame, SizeHint};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -25,21 +27,59 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
-/// Reads a whole request body, refusing more than `limit` bytes.
-pub async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ProxyError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    // A declared length past the limit is refused before reading a byte of it.
-    if body.size_hint().lower() > limit as u64 {
-        return Err(ProxyError::BodyTooLarge { limit });
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ProxyError::BodyTooLarge { limit })
+/// A body made of pieces, most of them slices of one buffer: what a spliced
+/// request is. Cloning it clones reference counts, not bytes.
+#[derive(Clone, Debug, Default)]
+pub struct Rope {
+    chunks: VecDeque<Bytes>,
+    len: u64,
+}
+
+impl Rope {
+    pub fn new(chunks: Vec<Bytes>) -> Rope {
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        Rope {
+            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
+            len,
         }
-        Err(e) => Err(ProxyError::ReadBody(e.to_string())),
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// All the pieces as one contiguous buffer (tests, fuzzing).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = bytes::BytesMut::with_capacity(self.len as usize);
+        self.chunks.iter().for_each(|c| out.extend_from_slice(c));
+        out.freeze()
+    }
+}
+
+impl Body for Rope {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let next = self.chunks.pop_front();
+        if let Some(chunk) = &next {
+            self.len -= chunk.len() as u64;
+        }
+        Poll::Ready(next.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
     }
 }

@@ -143,15 +143,6 @@ impl<K: Eq + Hash + Clone> Breakers<K> {
         }
     }
 
-    /// Targets currently not closed, for the `circuit_open` gauge.
-    pub fn open_keys(&self) -> Vec<K> {
-        self.lock()
-            .iter()
-            .filter(|(_, state)| !matches!(state, State::Closed { .. }))
-            .map(|(key, _)| key.clone())
-            .collect()
-    }
-
     fn after_cooldown(&self, now: Instant) -> Instant {
         now.checked_add(self.settings.cooldown).unwrap_or(now)
     }

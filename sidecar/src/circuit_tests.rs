@@ -36,7 +36,6 @@ fn opens_after_consecutive_failures() {
     fail(&b, "a", t0);
     fail(&b, "a", t0);
     assert_eq!(b.try_acquire(&"a", t0), Admission::Allowed);
-    assert!(b.open_keys().is_empty());
     fail(&b, "a", t0);
     assert_eq!(
         b.try_acquire(&"a", t0 + Duration::from_secs(10)),
@@ -44,7 +43,6 @@ fn opens_after_consecutive_failures() {
             retry_in: Duration::from_secs(20)
         }
     );
-    assert_eq!(b.open_keys(), vec!["a"]);
     assert_eq!(b.try_acquire(&"other", t0), Admission::Allowed);
 }
 
@@ -92,7 +90,6 @@ fn probe_success_closes() {
     let probe = b.try_acquire(&"a", later);
     b.record(&"a", probe, true, later);
     assert_eq!(b.try_acquire(&"a", later), Admission::Allowed);
-    assert!(b.open_keys().is_empty());
 }
 
 #[test]

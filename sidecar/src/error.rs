@@ -1,13 +1,18 @@
 //! The proxy's own errors and the one place that maps them to HTTP responses.
 //!
 //! Responses use OpenAI's error JSON shape with type `aiflags_error`, so SDKs
-//! surface the message to the application unchanged.
+//! surface the message to the application unchanged. Anything a client sent
+//! that a message echoes is clipped to printable ASCII first.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 
-use crate::body::ProxyBody;
+use crate::body::{ProxyBody, full};
+use crate::budget::Budget;
+use crate::request::ReadError;
+use crate::upstream::target::BadTarget;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -18,35 +23,52 @@ pub enum ProxyError {
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     ReadBody(String),
+    #[error("{0}")]
+    BadTarget(#[from] BadTarget),
     #[error(
         "flag {flag:?} named in the x-aiflags-flag header is not in this sidecar's config \
          (revision {revision}); check the flag name and its podSelector"
     )]
     UnknownFlag { flag: String, revision: String },
-    #[error("{0}")]
-    Upstream(#[from] AttemptsFailed),
-}
-
-/// Every attempt failed without an upstream response to hand back.
-#[derive(Debug, thiserror::Error)]
-#[error("{summary}: {last}")]
-pub struct AttemptsFailed {
-    /// e.g. "all 3 attempts failed"
-    pub summary: String,
-    /// What went wrong last, without secrets.
-    pub last: String,
-    /// The last failure was a timeout: 504 rather than 502.
-    pub timed_out: bool,
+    #[error(
+        "the sidecar's buffer budget ({limit} bytes, --buffer-budget-bytes / \
+         AIFLAGS_BUFFER_BUDGET_BYTES) is spent by requests in flight; retry shortly"
+    )]
+    Busy { limit: usize },
+    #[error("{summary}: {last}")]
+    Upstream {
+        /// e.g. "all 3 attempts failed"
+        summary: String,
+        /// What went wrong last, without secrets.
+        last: String,
+        status: StatusCode,
+    },
 }
 
 impl ProxyError {
-    fn status(&self) -> StatusCode {
+    pub fn budget(budget: &Arc<Budget>) -> ProxyError {
+        ProxyError::Busy {
+            limit: budget.limit(),
+        }
+    }
+
+    /// A request body read that failed.
+    pub fn reading(error: ReadError, limit: usize, budget: &Arc<Budget>) -> ProxyError {
+        match error {
+            ReadError::TooLarge => ProxyError::BodyTooLarge { limit },
+            ReadError::Budget => ProxyError::budget(budget),
+            ReadError::Broken(e) => ProxyError::ReadBody(e),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::ReadBody(_) => StatusCode::BAD_REQUEST,
-            ProxyError::UnknownFlag { .. } => StatusCode::BAD_REQUEST,
-            ProxyError::Upstream(e) if e.timed_out => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::ReadBody(_) | ProxyError::BadTarget(_) | ProxyError::UnknownFlag { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Upstream { status, .. } => *status,
         }
     }
 
@@ -54,16 +76,28 @@ impl ProxyError {
         match self {
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::ReadBody(_) => "bad_request_body",
+            ProxyError::BadTarget(_) => "bad_request_target",
             ProxyError::UnknownFlag { .. } => "unknown_flag",
-            ProxyError::Upstream(e) if e.timed_out => "upstream_timeout",
-            ProxyError::Upstream(_) => "upstream_unavailable",
+            ProxyError::Busy { .. } => "buffer_budget_exhausted",
+            ProxyError::Upstream { status, .. } if *status == StatusCode::GATEWAY_TIMEOUT => {
+                "upstream_timeout"
+            }
+            ProxyError::Upstream { status, .. } if *status == StatusCode::SERVICE_UNAVAILABLE => {
+                "buffer_budget_exhausted"
+            }
+            ProxyError::Upstream { .. } => "upstream_unavailable",
         }
+    }
+
+    /// The error as OpenAI-shaped JSON.
+    pub fn body(&self) -> Bytes {
+        error_json(&self.to_string(), self.code())
     }
 
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
-        let body = error_json(&self.to_string(), self.code());
-        let mut response = Response::new(Full::new(body).map_err(|e| match e {}).boxed_unsync());
+        let body = self.body();
+        let mut response = Response::new(full(body));
         *response.status_mut() = status;
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -81,8 +115,30 @@ pub fn error_json(message: &str, code: &str) -> Bytes {
     Bytes::from(value.to_string())
 }
 
+/// Client-supplied text fit to echo in a message or a log line: printable
+/// ASCII only (anything else becomes `?`), at most `max` characters.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if text.chars().nth(max).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use http_body_util::BodyExt;
+
     use super::*;
 
     #[tokio::test]
@@ -101,13 +157,23 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_are_gateway_timeouts() {
-        let failed = |timed_out| AttemptsFailed {
+    fn statuses_follow_the_cause() {
+        let upstream = |status| ProxyError::Upstream {
             summary: "all 2 attempts failed".into(),
             last: "x".into(),
-            timed_out,
+            status,
         };
-        assert_eq!(ProxyError::from(failed(true)).status(), 504);
-        assert_eq!(ProxyError::from(failed(false)).status(), 502);
+        assert_eq!(upstream(StatusCode::GATEWAY_TIMEOUT).status(), 504);
+        assert_eq!(upstream(StatusCode::BAD_GATEWAY).status(), 502);
+        assert_eq!(ProxyError::Busy { limit: 1 }.status(), 503);
+        assert_eq!(ProxyError::BadTarget(BadTarget::Connect).status(), 400);
+    }
+
+    #[test]
+    fn echoed_text_is_printable_and_bounded() {
+        assert_eq!(printable("abc def", 16), "abc def");
+        assert_eq!(printable("a\nb=c\u{1b}[31m", 16), "a?b=c?[31m");
+        assert_eq!(printable("éé", 16), "??");
+        assert_eq!(printable(&"x".repeat(300), 4), "xxxx...");
     }
 }

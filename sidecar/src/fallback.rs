@@ -1,20 +1,22 @@
-//! Planning the attempts of one request: which variants, in which order, and
-//! how long to wait before each retry. The shell sleeps and sends; nothing here
-//! does I/O or reads a clock.
+//! The fallback decision as a pure state machine: given what happened to the
+//! last attempt, what to do next — send to a target, wait, or give up. The
+//! attempt loop sleeps and sends; nothing here does I/O or reads a clock.
 //!
-//! Waiting is for retries of the *same* target only: its `Retry-After`, or
-//! exponential backoff. Moving down the chain to a different target goes at
-//! once, since the failed target's `Retry-After` describes that target's limits,
-//! not the next one's, and the per-target circuit breaker already keeps a
-//! failing target from being hammered.
+//! Targets are the chosen variant, then each `fallback.chain` variant
+//! (skipping the chosen one, duplicates and unknown names), each tried
+//! `1 + retries` times. Waiting is for retries of the *same* target only: its
+//! `Retry-After`, or exponential backoff with jitter. Moving down the chain
+//! goes at once, since the failed target's `Retry-After` describes that
+//! target's limits, not the next one's, and the per-target circuit breaker
+//! already keeps a failing target from being hammered.
 
 use std::time::{Duration, SystemTime};
 
-use aiflags_api::{CompiledFlag, Failure};
+use aiflags_api::Failure;
 use http::HeaderMap;
+use tokio::time::Instant;
 
-/// Bound on retries per target, whatever a hand-written config says, so a plan
-/// stays small (the CRD allows at most 5).
+/// Bound on retries per target, whatever a hand-written config says.
 pub const MAX_RETRIES: u32 = 10;
 
 /// First retry waits between half of this and this.
@@ -24,33 +26,141 @@ const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// A `Retry-After` beyond this is treated as this; longer than any deadline.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// Variant indices to try, in order: the chosen one `1 + retries` times, then
-/// each `fallback.chain` variant (skipping the chosen one, duplicates and
-/// unknown names) `1 + retries` times each. An out-of-range `chosen` is
-/// skipped, leaving the chain.
-pub fn attempt_plan(flag: &CompiledFlag, chosen: usize) -> Vec<usize> {
-    let tries = flag.fallback.retries.min(MAX_RETRIES) as usize + 1;
-    let mut targets: Vec<usize> = Vec::new();
-    let chain = flag
-        .fallback
-        .chain
-        .iter()
-        .filter_map(|name| flag.variants.iter().position(|v| &v.name == name));
-    for index in std::iter::once(chosen).chain(chain) {
-        if index < flag.variants.len() && !targets.contains(&index) {
-            targets.push(index);
+/// What the attempt loop does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Send an attempt to this variant.
+    Send(usize),
+    /// Sleep this long, then report [`Event::Waited`].
+    Wait(Duration),
+    /// Stop: nothing more to try, or no time left.
+    GiveUp,
+}
+
+/// What happened since the last [`Step`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The request arrived: the first step.
+    Start,
+    /// The wait asked for is over.
+    Waited,
+    /// The attempt failed. `covered`: the flag's `fallback.on` names this
+    /// failure, so retrying or falling back may help.
+    Failed {
+        covered: bool,
+        retry_after: Option<Duration>,
+    },
+    /// The target could not be tried at all (its circuit is open, or it is
+    /// misconfigured): move on to the next one without retrying it.
+    Skipped,
+}
+
+/// One request's way through its targets.
+#[derive(Clone, Debug)]
+pub struct FallbackChain {
+    /// Variant indices in the order they are tried, each once.
+    targets: Vec<usize>,
+    /// Attempts allowed per target: `1 + retries`.
+    tries: u32,
+    /// Index into `targets` of the current one.
+    position: usize,
+    /// Attempts made on the current target.
+    tries_here: u32,
+    deadline: Instant,
+    done: bool,
+}
+
+impl FallbackChain {
+    /// `chosen`, then `chain` (variant indices), among `variant_count`
+    /// variants, `1 + retries` times each, until `deadline`.
+    pub fn new(
+        chosen: usize,
+        chain: &[usize],
+        variant_count: usize,
+        retries: u32,
+        deadline: Instant,
+    ) -> FallbackChain {
+        let mut targets: Vec<usize> = Vec::with_capacity(chain.len() + 1);
+        for index in std::iter::once(chosen).chain(chain.iter().copied()) {
+            if index < variant_count && !targets.contains(&index) {
+                targets.push(index);
+            }
+        }
+        FallbackChain {
+            targets,
+            tries: retries.min(MAX_RETRIES) + 1,
+            position: 0,
+            tries_here: 0,
+            deadline,
+            done: false,
         }
     }
-    targets
-        .into_iter()
-        .flat_map(|index| std::iter::repeat_n(index, tries))
-        .collect()
+
+    /// The variant indices this chain may try, in order.
+    pub fn targets(&self) -> &[usize] {
+        &self.targets
+    }
+
+    /// The next step after `event`, at `now`; `random` spreads backoff.
+    pub fn next(&mut self, event: Event, now: Instant, random: u32) -> Step {
+        if self.done {
+            return Step::GiveUp;
+        }
+        let step = match event {
+            Event::Start | Event::Waited => self.send_current(),
+            Event::Skipped => self.move_on(),
+            Event::Failed { covered: false, .. } => Step::GiveUp,
+            Event::Failed {
+                covered: true,
+                retry_after,
+            } if self.tries_here < self.tries => {
+                let remaining = self.deadline.saturating_duration_since(now);
+                match next_delay(self.tries_here - 1, retry_after, remaining, random) {
+                    Some(wait) => Step::Wait(wait),
+                    None => self.move_on(),
+                }
+            }
+            Event::Failed { covered: true, .. } => self.move_on(),
+        };
+        // Nothing is sent once the deadline has passed.
+        let step = match step {
+            Step::Send(_) if now >= self.deadline => Step::GiveUp,
+            other => other,
+        };
+        if let Step::Send(_) = step {
+            self.tries_here += 1;
+        }
+        self.done = step == Step::GiveUp;
+        step
+    }
+
+    fn send_current(&self) -> Step {
+        self.targets
+            .get(self.position)
+            .map_or(Step::GiveUp, |t| Step::Send(*t))
+    }
+
+    fn move_on(&mut self) -> Step {
+        self.position += 1;
+        self.tries_here = 0;
+        self.send_current()
+    }
 }
 
 /// Any error status is a failure; whether it triggers a retry or fallback is
 /// `CompiledFallback::applies_to`'s call, so `fallback.on: ["404"]` works.
 pub fn classify_status(status: u16) -> Option<Failure> {
     (status >= 400).then_some(Failure::Status(status))
+}
+
+/// Whether a failure says the target itself is unwell, whatever the flag's
+/// `fallback.on` says: a flag that retries on 400s must not open a provider's
+/// circuit because its clients send bad requests.
+pub fn target_unwell(failure: Failure) -> bool {
+    match failure {
+        Failure::Timeout | Failure::Connect => true,
+        Failure::Status(s) => s == 429 || s >= 500,
+    }
 }
 
 /// Exponential backoff with "equal jitter": step `n` (0 for the first retry)
@@ -94,8 +204,7 @@ pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duratio
 
 /// The wait before retry `retry_number` (0 for the first) of the same target:
 /// the upstream's `Retry-After` if it gave one, else [`backoff`]. `None` means
-/// the wait would not leave time for the attempt before the deadline: give up
-/// on this target.
+/// the wait would not leave time for the attempt before the deadline.
 pub fn next_delay(
     retry_number: u32,
     retry_after: Option<Duration>,

@@ -1,39 +1,8 @@
-use aiflags_api::{CompiledFallback, CompiledVariant, FailureClass};
+use aiflags_api::{CompiledFallback, FailureClass};
 use http::HeaderValue;
 use proptest::prelude::*;
 
 use super::*;
-
-fn flag(variants: &[&str], chain: &[&str], retries: u32) -> CompiledFlag {
-    CompiledFlag {
-        key: "f".into(),
-        namespace: None,
-        generation: 1,
-        enabled: true,
-        pod_selector: None,
-        models: Vec::new(),
-        operations: Vec::new(),
-        default_variant: variants.first().map(|v| v.to_string()).unwrap_or_default(),
-        variants: variants
-            .iter()
-            .map(|name| CompiledVariant {
-                name: name.to_string(),
-                model: format!("model-{name}"),
-                params: None,
-                provider: None,
-                pricing: None,
-            })
-            .collect(),
-        sticky_by: Vec::new(),
-        weights: variants.iter().map(|_| 0).collect(),
-        targeting: Vec::new(),
-        fallback: CompiledFallback {
-            chain: chain.iter().map(|c| c.to_string()).collect(),
-            retries,
-            ..CompiledFallback::default()
-        },
-    }
-}
 
 fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
@@ -43,26 +12,129 @@ fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
     map
 }
 
+const FAILED: Event = Event::Failed {
+    covered: true,
+    retry_after: None,
+};
+
+/// Drives a chain where every attempt fails with `event`, sleeping no time:
+/// the sequence of steps until it gives up.
+fn run(chain: &mut FallbackChain, now: Instant, event: Event) -> Vec<Step> {
+    let mut steps = vec![chain.next(Event::Start, now, 0)];
+    while let Some(last) = steps.last().copied() {
+        let next = match last {
+            Step::GiveUp => break,
+            Step::Wait(_) => chain.next(Event::Waited, now, 0),
+            Step::Send(_) => chain.next(event, now, 0),
+        };
+        steps.push(next);
+    }
+    steps
+}
+
+fn sends(steps: &[Step]) -> Vec<usize> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Send(i) => Some(*i),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn plan_tries_the_chosen_variant_then_the_chain() {
-    let f = flag(&["stable", "candidate", "backup"], &["stable", "backup"], 1);
-    assert_eq!(attempt_plan(&f, 1), vec![1, 1, 0, 0, 2, 2]);
+fn tries_the_chosen_variant_then_the_chain_with_retries() {
+    let now = Instant::now();
+    let deadline = now + Duration::from_secs(60);
+    let mut chain = FallbackChain::new(1, &[0, 2], 3, 1, deadline);
+    let steps = run(&mut chain, now, FAILED);
+    assert_eq!(sends(&steps), vec![1, 1, 0, 0, 2, 2]);
+    // A wait (backoff) only before a retry of the same variant.
+    assert!(matches!(steps[1], Step::Wait(_)));
+    assert_eq!(
+        steps[3],
+        Step::Send(0),
+        "moving down the chain goes at once"
+    );
+    assert_eq!(steps.last(), Some(&Step::GiveUp));
     // The chosen variant is not tried again when the chain names it.
-    assert_eq!(attempt_plan(&f, 0), vec![0, 0, 2, 2]);
+    let mut chain = FallbackChain::new(0, &[0, 2], 3, 1, deadline);
+    assert_eq!(sends(&run(&mut chain, now, FAILED)), vec![0, 0, 2, 2]);
 }
 
 #[test]
-fn plan_skips_duplicates_and_unknown_names() {
-    let f = flag(&["a", "b"], &["b", "b", "missing", "a"], 0);
-    assert_eq!(attempt_plan(&f, 0), vec![0, 1]);
-    assert_eq!(attempt_plan(&f, 7), vec![1, 0]);
-    assert_eq!(attempt_plan(&flag(&["a"], &[], 0), 0), vec![0]);
+fn duplicates_and_unknown_variants_are_skipped() {
+    let now = Instant::now();
+    let deadline = now + Duration::from_secs(60);
+    let chain = FallbackChain::new(0, &[1, 1, 9, 0], 2, 0, deadline);
+    assert_eq!(chain.targets(), &[0, 1]);
+    let mut chain = FallbackChain::new(7, &[1, 0], 2, 0, deadline);
+    assert_eq!(sends(&run(&mut chain, now, FAILED)), vec![1, 0]);
 }
 
 #[test]
-fn plan_bounds_retries() {
-    let f = flag(&["a"], &[], u32::MAX);
-    assert_eq!(attempt_plan(&f, 0).len(), MAX_RETRIES as usize + 1);
+fn retries_are_bounded_whatever_the_config_says() {
+    let now = Instant::now();
+    let mut chain = FallbackChain::new(0, &[], 1, u32::MAX, now + Duration::from_secs(3600));
+    assert_eq!(
+        sends(&run(&mut chain, now, FAILED)).len(),
+        MAX_RETRIES as usize + 1
+    );
+}
+
+#[test]
+fn an_uncovered_failure_gives_up_and_a_skip_moves_on() {
+    let now = Instant::now();
+    let deadline = now + Duration::from_secs(60);
+    let mut chain = FallbackChain::new(0, &[1], 2, 3, deadline);
+    assert_eq!(chain.next(Event::Start, now, 0), Step::Send(0));
+    let uncovered = Event::Failed {
+        covered: false,
+        retry_after: None,
+    };
+    assert_eq!(chain.next(uncovered, now, 0), Step::GiveUp);
+    assert_eq!(
+        chain.next(Event::Start, now, 0),
+        Step::GiveUp,
+        "giving up is final"
+    );
+    let mut chain = FallbackChain::new(0, &[1], 2, 3, deadline);
+    chain.next(Event::Start, now, 0);
+    assert_eq!(
+        chain.next(Event::Skipped, now, 0),
+        Step::Send(1),
+        "an open circuit is not retried"
+    );
+}
+
+#[test]
+fn retry_after_is_honoured_within_the_deadline() {
+    let now = Instant::now();
+    let mut chain = FallbackChain::new(0, &[1], 2, 1, now + Duration::from_secs(10));
+    chain.next(Event::Start, now, 0);
+    let asked = |secs| Event::Failed {
+        covered: true,
+        retry_after: Some(Duration::from_secs(secs)),
+    };
+    assert_eq!(
+        chain.next(asked(3), now, 0),
+        Step::Wait(Duration::from_secs(3))
+    );
+    assert_eq!(
+        chain.next(Event::Waited, now + Duration::from_secs(3), 0),
+        Step::Send(0)
+    );
+    // The wait would not fit before the deadline: on to the next target.
+    let mut chain = FallbackChain::new(0, &[1], 2, 1, now + Duration::from_secs(10));
+    chain.next(Event::Start, now, 0);
+    assert_eq!(chain.next(asked(30), now, 0), Step::Send(1));
+    // Nothing is sent once the deadline has passed.
+    let mut chain = FallbackChain::new(0, &[1], 2, 1, now + Duration::from_secs(10));
+    chain.next(Event::Start, now, 0);
+    assert_eq!(
+        chain.next(Event::Skipped, now + Duration::from_secs(10), 0),
+        Step::GiveUp
+    );
 }
 
 #[test]
@@ -153,18 +225,64 @@ proptest! {
     }
 
     #[test]
-    fn plans_list_each_target_in_one_run(chosen in 0usize..5, chain in prop::collection::vec(0usize..6, 0..6), retries in 0u32..4) {
-        let names = ["a", "b", "c", "d", "e", "zz"];
-        let chain: Vec<&str> = chain.iter().map(|i| names[*i]).collect();
-        let f = flag(&names[..5], &chain, retries);
-        let plan = attempt_plan(&f, chosen);
-        prop_assert_eq!(plan.first(), Some(&chosen));
-        let runs: Vec<&[usize]> = plan.chunk_by(|a, b| a == b).collect();
-        prop_assert!(runs.iter().all(|run| run.len() == retries as usize + 1));
-        let mut targets: Vec<usize> = runs.iter().map(|run| run[0]).collect();
-        targets.sort_unstable();
-        targets.dedup();
-        prop_assert_eq!(targets.len(), runs.len());
+    fn a_chain_keeps_its_promises(
+        chosen in 0usize..5,
+        chain in prop::collection::vec(0usize..7, 0..6),
+        retries in 0u32..4,
+        deadline_ms in 0u64..5_000,
+        events in prop::collection::vec((any::<bool>(), any::<bool>(), prop::option::of(0u64..3_000), 0u64..400, any::<u32>()), 1..40),
+    ) {
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(deadline_ms);
+        let mut machine = FallbackChain::new(chosen, &chain, 5, retries, deadline);
+        let targets = machine.targets().to_vec();
+        let mut now = start;
+        let mut step = machine.next(Event::Start, now, 0);
+        let mut sent: Vec<usize> = Vec::new();
+        let mut last_failed = false;
+        for (covered, skip, retry_after, elapsed, random) in events {
+            match step {
+                Step::GiveUp => {
+                    prop_assert_eq!(machine.next(Event::Waited, now, random), Step::GiveUp);
+                    break;
+                }
+                Step::Wait(wait) => {
+                    // Waits come only after a failure, and fit before the deadline.
+                    prop_assert!(last_failed);
+                    prop_assert!(now + wait < deadline);
+                    now += wait;
+                    step = machine.next(Event::Waited, now, random);
+                    // …and are followed by a retry of the same target.
+                    if let Step::Send(i) = step {
+                        prop_assert_eq!(Some(&i), sent.last());
+                    }
+                }
+                Step::Send(i) => {
+                    prop_assert!(now < deadline, "sent after the deadline");
+                    prop_assert!(i < 5);
+                    if sent.is_empty() && chosen < 5 {
+                        prop_assert_eq!(i, chosen, "the chosen variant goes first");
+                    }
+                    // Targets are visited in order, each in one run.
+                    if let Some(previous) = sent.last() && *previous != i {
+                        prop_assert!(!sent.contains(&i));
+                        let position = |t: usize| targets.iter().position(|x| *x == t);
+                        prop_assert!(position(i) > position(*previous));
+                    }
+                    sent.push(i);
+                    prop_assert!(sent.iter().filter(|t| **t == i).count() <= retries as usize + 1);
+                    now += Duration::from_millis(elapsed);
+                    let event = if skip {
+                        Event::Skipped
+                    } else {
+                        Event::Failed { covered, retry_after: retry_after.map(Duration::from_millis) }
+                    };
+                    last_failed = !skip;
+                    step = machine.next(event, now, random);
+                }
+            }
+        }
+        prop_assert!(sent.len() <= targets.len() * (retries as usize + 1));
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! aiflags-sidecar: parse settings, build the proxy, run until SIGTERM.
+//! aiflags-sidecar: read settings, build the sidecar, run until SIGTERM.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use aiflags_sidecar::metrics::Metrics;
 use aiflags_sidecar::server::{Sidecar, shutdown_signal};
-use aiflags_sidecar::settings::{Cli, Command, LogFormat, Settings, socket_addr};
+use aiflags_sidecar::settings::source::{Env, Layered};
+use aiflags_sidecar::settings::{Cli, Settings};
+use aiflags_sidecar::telemetry::access_log::Format;
+use aiflags_sidecar::telemetry::metrics::Metrics;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -16,51 +18,15 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // The command line wins over the environment.
     let cli = Cli::parse();
-    if let Some(Command::MockUpstream { listen }) = cli.command {
-        init_logging(LogFormat::Text);
-        let addr = match socket_addr(&listen) {
-            Ok(addr) => addr,
-            Err(e) => return fail(&format!("--listen: {e}")),
-        };
-        return run(
-            1,
-            async move { aiflags_sidecar::mock_upstream::run(addr).await },
-        );
-    }
-    if let Some(Command::Demo(args)) = &cli.command {
-        init_logging(LogFormat::Text);
-        let proxy = cli.proxy.clone();
-        let args = args.clone();
-        return run(1, async move {
-            aiflags_sidecar::demo::run(&proxy, &args).await.map(|_| ())
-        });
-    }
-    let settings = match cli.proxy.validate() {
+    let settings = match Settings::from_source(&Layered(vec![&cli.args, &Env])) {
         Ok(settings) => settings,
-        Err(e) => return fail(&e.to_string()),
+        Err(e) => return fail(&e),
     };
     init_logging(settings.log_format);
-    run(settings.workers, serve(settings))
-}
-
-/// Serves until SIGTERM or ctrl-c, then drains.
-async fn serve(settings: Settings) -> std::io::Result<()> {
-    let drain = settings.drain_timeout;
-    let metrics = Metrics::new().map_err(std::io::Error::other)?;
-    let sidecar = Sidecar::start(settings, Arc::new(metrics)).await?;
-    shutdown_signal().await;
-    tracing::info!(
-        drain_ms = drain.as_millis(),
-        "shutting down: draining in-flight requests"
-    );
-    sidecar.shutdown().await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// A sidecar gets a fraction of a core: one worker runs a current-thread runtime.
-fn run(workers: usize, main: impl Future<Output = std::io::Result<()>>) -> ExitCode {
+    let workers = settings.workers;
+    // A sidecar gets a fraction of a core: one worker runs a current-thread runtime.
     let runtime = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -71,31 +37,43 @@ fn run(workers: usize, main: impl Future<Output = std::io::Result<()>>) -> ExitC
             .enable_all()
             .build()
     };
-    let result = match runtime {
-        Ok(runtime) => runtime.block_on(main),
-        Err(e) => Err(e),
-    };
+    let result = runtime.and_then(|runtime| runtime.block_on(serve(settings)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e.to_string()),
+        Err(e) => fail(&e),
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Serves until SIGTERM or ctrl-c, then drains.
+async fn serve(settings: Settings) -> std::io::Result<()> {
+    let drain = settings.drain_timeout;
+    let metrics = Arc::new(Metrics::new().map_err(std::io::Error::other)?);
+    let sidecar = Sidecar::start(settings, metrics).await?;
+    shutdown_signal().await;
+    tracing::info!(
+        drain_ms = drain.as_millis(),
+        "shutting down: draining in-flight requests"
+    );
+    sidecar.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging(format: Format) {
     let filter = EnvFilter::try_from_env("AIFLAGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only for a person at a terminal: in a pod they would
-    // double the size of every access-log line.
+    // double the size of every line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        Format::Text => builder.init(),
+        Format::Json => builder.json().init(),
     }
 }
 
-fn fail(message: &str) -> ExitCode {
-    eprintln!("aiflags-sidecar: {message}");
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("aiflags-sidecar: {error}");
     ExitCode::FAILURE
 }

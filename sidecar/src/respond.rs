@@ -1,157 +1,273 @@
-//! Turning the attempt loop's result into the client's response: the
-//! `x-aiflags-*` headers, the stream body that reports when it ends, or the
-//! last failure when nothing succeeded.
+//! The client's response, from whatever the route ended with: a served
+//! attempt (whole or streamed), the last failure when nothing succeeded, a
+//! pass-through answer, or the proxy's own error. Each one's body carries the
+//! request's record and reports it when it ends; flagged responses say what
+//! happened in `x-aiflags-*` headers.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use aiflags_api::{CompiledVariant, Failure};
+use bytes::Bytes;
 use http::response::Parts as ResponseParts;
-use http::{HeaderValue, Response, header};
+use http::{HeaderMap, HeaderValue, Response, header};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::Sleep;
 
-use crate::attempts::{Failed, Served};
-use crate::body::{ProxyBody, full};
-use crate::error::{AttemptsFailed, ProxyError};
-use crate::proxy::{Exchange, Proxy, Routed};
-use crate::stream::{FilteredStream, StreamEnd};
-use crate::telemetry::RequestOutcome;
-use crate::upstream::strip_hop_by_hop;
+use crate::attempts::{Exchange, GaveUp, Served, ServedBody, give_up_status};
+use crate::body::{BoxError, ProxyBody, boxed};
+use crate::error::ProxyError;
+use crate::record::{End, Recorded, ReportOnce, Tracked, WholeBody};
+use crate::stream::{FilteredStream, StreamSetup};
+use crate::telemetry::Record;
+use crate::upstream::headers::strip_hop_by_hop;
 use crate::usage::usage_from_bytes;
 
-/// Builds the client's response and arranges its telemetry.
-pub(crate) fn respond(
-    proxy: &Proxy,
+/// What streams need from the sidecar.
+#[derive(Clone)]
+pub struct StreamContext {
+    pub drain: tokio_util::sync::CancellationToken,
+}
+
+/// A served attempt.
+pub fn served(
     exchange: &Exchange<'_>,
     served: Served,
-    variant: &CompiledVariant,
-    attempts: u32,
-    outcome: &RequestOutcome,
-) -> Routed {
-    let operation = exchange.operation;
-    match served {
-        Served::Whole(head, bytes) => {
-            let mut outcome = outcome.clone();
-            outcome.usage = usage_from_bytes(operation, &bytes);
-            outcome.status = head.status.as_u16();
-            outcome.finish();
-            proxy.telemetry.request_finished(&outcome);
-            let response = with_headers(head, full(bytes), exchange, variant, attempts);
-            Routed {
-                response,
-                reports_itself: true,
-            }
+    mut report: ReportOnce,
+    ctx: &StreamContext,
+) -> Response<ProxyBody> {
+    let Served {
+        mut head,
+        body,
+        variant,
+        strip_usage_chunk,
+    } = served;
+    let serving = exchange.flag.variant(variant);
+    let attempts = report.record().attempts;
+    {
+        let record = report.record();
+        describe(record, exchange, variant);
+        record.status = head.status.as_u16();
+        record.pricing = serving.and_then(|v| v.pricing.clone());
+    }
+    strip_hop_by_hop(&mut head.headers);
+    // The body may have been decoded or filtered; hyper sets the length it has.
+    head.headers.remove(header::CONTENT_LENGTH);
+    let body = match body {
+        ServedBody::Whole(bytes, reservation) => {
+            report.record().usage = usage_from_bytes(exchange.operation, &bytes);
+            // The bytes stay held against the budget until they are sent.
+            boxed(Recorded::new(WholeBody::held(bytes, reservation), report))
         }
-        Served::Stream {
-            head,
+        ServedBody::Stream {
             first,
             body,
-            strip_usage,
+            decoder,
         } => {
-            let mut outcome = outcome.clone();
-            outcome.status = head.status.as_u16();
-            outcome.time_to_first_token = outcome.started.map(|s| s.elapsed());
-            let telemetry = proxy.telemetry.clone();
-            let streaming_since = std::time::Instant::now();
-            let on_end = Box::new(move |end: StreamEnd, usage| {
-                // The body's lifetime is the upstream generating tokens.
-                outcome.upstream_duration += streaming_since.elapsed();
-                outcome.usage = usage;
-                outcome.stream_error = end == StreamEnd::Broken;
-                if end == StreamEnd::ClientGone {
-                    outcome.status = 499;
-                }
-                outcome.finish();
-                telemetry.request_finished(&outcome);
-            });
-            let idle = Duration::from_millis(exchange.flag.fallback.per_attempt_timeout_ms);
-            let stream = FilteredStream::new(operation, first, body, strip_usage, idle, on_end);
-            let body = http_body_util::BodyExt::boxed_unsync(stream);
-            let response = with_headers(head, body, exchange, variant, attempts);
-            Routed {
-                response,
-                reports_itself: true,
+            if decoder.is_some() {
+                head.headers.remove(header::CONTENT_ENCODING);
             }
+            let record = report.record();
+            record.time_to_first_token = Some(record.started.elapsed());
+            let setup = StreamSetup {
+                operation: exchange.operation,
+                strip_usage_chunk,
+                idle_timeout: Duration::from_millis(
+                    exchange.flag.compiled.fallback.per_attempt_timeout_ms,
+                ),
+                drain: ctx.drain.clone(),
+                decoder,
+            };
+            boxed(Recorded::new(
+                FilteredStream::new(first, body, setup),
+                report,
+            ))
         }
-    }
+    };
+    let mut response = Response::from_parts(head, body);
+    set_aiflags_headers(response.headers_mut(), exchange, variant, attempts);
+    response
 }
 
 /// No attempt succeeded: the last upstream error as it was, else our own.
-pub(crate) fn give_up(
+pub fn gave_up(
     exchange: &Exchange<'_>,
-    last: Option<(Failed, &CompiledVariant)>,
-    attempts: u32,
-    outcome: &mut RequestOutcome,
-) -> Result<Routed, ProxyError> {
-    let Some((failed, variant)) = last else {
-        return Err(AttemptsFailed {
-            summary: format!("flag {} has no variant to try", exchange.flag.key),
-            last: "check the flag's variants".into(),
-            timed_out: false,
-        }
-        .into());
+    gave_up: GaveUp,
+    mut report: ReportOnce,
+) -> Response<ProxyBody> {
+    let attempts = report.record().attempts;
+    let Some((failed, variant)) = gave_up.last else {
+        let error = ProxyError::Upstream {
+            summary: format!("flag {} has no variant it could try", exchange.flag.key),
+            last: "check the flag's variants and fallback chain".into(),
+            status: http::StatusCode::BAD_GATEWAY,
+        };
+        return own_error(error, report, Some((exchange, exchange.chosen)));
     };
-    outcome.variant = exchange.chosen_name().to_string();
-    outcome.model = variant.model.clone();
-    outcome.attempts = attempts;
-    if let Some((head, bytes)) = failed.response {
-        let response = with_headers(head, full(bytes), exchange, variant, attempts);
-        return Ok(Routed {
-            response,
-            reports_itself: false,
-        });
+    describe(report.record(), exchange, variant);
+    if let Some((mut head, bytes)) = failed.response {
+        report.record().status = head.status.as_u16();
+        strip_hop_by_hop(&mut head.headers);
+        head.headers.remove(header::CONTENT_LENGTH);
+        let mut response =
+            Response::from_parts(head, boxed(Recorded::new(WholeBody::new(bytes), report)));
+        set_aiflags_headers(response.headers_mut(), exchange, variant, attempts);
+        return response;
     }
     let summary = match attempts {
         0 => "no attempt could be made".to_string(),
         1 => "the only attempt failed".to_string(),
         n => format!("all {n} attempts failed"),
     };
-    Err(AttemptsFailed {
+    let error = ProxyError::Upstream {
         summary,
         last: failed.message,
-        timed_out: failed.failure == Some(Failure::Timeout),
-    }
-    .into())
+        status: give_up_status(failed.cause),
+    };
+    own_error(error, report, Some((exchange, variant)))
 }
 
-/// The `x-aiflags-*` headers for a response the proxy made itself.
-pub(crate) fn set_aiflags_headers(response: &mut Response<ProxyBody>, outcome: &RequestOutcome) {
-    if outcome.flag.is_empty() {
-        return;
-    }
-    let headers = response.headers_mut();
-    let attempts = outcome.attempts.to_string();
-    for (name, value) in [
-        ("x-aiflags-flag", outcome.flag.as_str()),
-        ("x-aiflags-variant", outcome.variant.as_str()),
-        ("x-aiflags-model", outcome.model.as_str()),
-        ("x-aiflags-attempts", attempts.as_str()),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
+/// The proxy's own answer; about a flag when `about` says which.
+pub fn own_error(
+    error: ProxyError,
+    mut report: ReportOnce,
+    about: Option<(&Exchange<'_>, usize)>,
+) -> Response<ProxyBody> {
+    tracing::debug!(error = %error, "request answered by the proxy");
+    let status = error.status();
+    let attempts = report.record().attempts;
+    {
+        let record = report.record();
+        record.status = status.as_u16();
+        if let Some((exchange, variant)) = about {
+            describe(record, exchange, variant);
         }
     }
+    let mut response = Response::new(boxed(Recorded::new(WholeBody::new(error.body()), report)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some((exchange, variant)) = about {
+        set_aiflags_headers(response.headers_mut(), exchange, variant, attempts);
+    }
+    response
 }
 
-fn with_headers(
-    mut head: ResponseParts,
-    body: ProxyBody,
-    exchange: &Exchange<'_>,
-    variant: &CompiledVariant,
-    attempts: u32,
+/// A pass-through answer: the upstream's head and body as they are, the body
+/// bounded by an idle timeout.
+pub fn passed_through(
+    response: Response<Incoming>,
+    mut report: ReportOnce,
+    idle: Duration,
 ) -> Response<ProxyBody> {
+    let (mut head, body): (ResponseParts, Incoming) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
-    // The body may have been re-framed or filtered; hyper sets the length it has.
-    head.headers.remove(header::CONTENT_LENGTH);
-    let headers = &mut head.headers;
+    report.record().status = head.status.as_u16();
+    Response::from_parts(
+        head,
+        boxed(Recorded::new(IdleBody::new(body, idle), report)),
+    )
+}
+
+/// Labels a request: `variant` is the one the split chose (so a canary's
+/// fallbacks count against the canary), `model` the one that served.
+fn describe(record: &mut Record, exchange: &Exchange<'_>, serving: usize) {
+    let flag = exchange.flag;
+    record.flag = flag.key.clone();
+    if let Some(chosen) = flag.variant(exchange.chosen) {
+        record.variant = chosen.name.clone();
+    }
+    if let Some(serving) = flag.variant(serving) {
+        record.model = serving.model.clone();
+    }
+}
+
+/// `x-aiflags-flag`, `-variant` (the assignment), `-model` (what served), `-attempts`.
+fn set_aiflags_headers(
+    headers: &mut HeaderMap,
+    exchange: &Exchange<'_>,
+    serving: usize,
+    attempts: u32,
+) {
+    headers.insert("x-aiflags-attempts", HeaderValue::from(attempts));
+    let flag = exchange.flag;
     let mut set = |name: &'static str, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }
     };
-    set("x-aiflags-flag", &exchange.flag.key);
-    // The variant is the user's assignment (what an A/B analysis groups by);
-    // the model is what served it, which differs after a fallback.
-    set("x-aiflags-variant", exchange.chosen_name());
-    set("x-aiflags-model", &variant.model);
-    set("x-aiflags-attempts", &attempts.to_string());
-    Response::from_parts(head, body)
+    set("x-aiflags-flag", &flag.key);
+    if let Some(chosen) = flag.variant(exchange.chosen) {
+        set("x-aiflags-variant", &chosen.name);
+    }
+    if let Some(serving) = flag.variant(serving) {
+        set("x-aiflags-model", &serving.model);
+    }
+}
+
+/// A body that fails when its source goes quiet for too long: pass-through
+/// bodies, in either direction, cannot pin a connection forever.
+pub struct IdleBody<B> {
+    body: B,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    timed_out: bool,
+}
+
+impl<B> IdleBody<B> {
+    pub fn new(body: B, idle: Duration) -> IdleBody<B> {
+        IdleBody {
+            body,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            timed_out: false,
+        }
+    }
+}
+
+impl<B> Body for IdleBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    this.timed_out = true;
+                    let message = format!("the body sent nothing for {}s", this.idle.as_secs());
+                    return Poll::Ready(Some(Err(message.into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Tracked for IdleBody<Incoming> {
+    fn settle(&mut self, record: &mut Record, end: End) {
+        record.stream_error = self.timed_out || end == End::Broken;
+    }
 }

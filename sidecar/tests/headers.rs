@@ -5,7 +5,7 @@
 
 mod support;
 
-use aiflags_sidecar::mock_upstream::MockUpstream;
+use aiflags_devtools::mock_upstream::MockUpstream;
 use support::Stack;
 
 fn flag_with_provider(base_url: &str) -> String {

@@ -28,7 +28,7 @@ spec:
 /// as long as the test holds them.
 type Keyed = (
     Stack,
-    aiflags_sidecar::mock_upstream::MockUpstream,
+    aiflags_devtools::mock_upstream::MockUpstream,
     tempfile::TempDir,
 );
 
@@ -36,7 +36,7 @@ async fn keyed_stack(labels: &str) -> Keyed {
     // The variant's provider is a second mock, so the default upstream is
     // provably not used.
     let provider =
-        aiflags_sidecar::mock_upstream::MockUpstream::start("127.0.0.1:0".parse().unwrap())
+        aiflags_devtools::mock_upstream::MockUpstream::start("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
     let secrets = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 
-use aiflags_sidecar::mock_upstream::MockUpstream;
+use aiflags_devtools::mock_upstream::MockUpstream;
 use futures::StreamExt;
 use process::SidecarProcess;
 use support::{Stack, TestClient};

@@ -1,12 +1,19 @@
 """Fixtures for the sidecar end-to-end tests: the built binaries, a mock
-upstream and a sidecar in front of it, on free loopback ports. Nothing here
-touches the internet: both upstream overrides point at the mock."""
+upstream and a sidecar in front of it. Nothing here touches the internet: both
+upstream overrides point at the mock.
+
+Every process listens on port 0 and the test reads the address it got from its
+startup log line, so no port is picked, closed and hoped to be still free.
+Nothing waits on a clock: a test waits for a log line, a metric or a response,
+with a patience limit that only turns a hang into a failure."""
 
 import contextlib
+import json
 import os
 import pathlib
-import socket
+import re
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -15,140 +22,160 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN_DIR = pathlib.Path(os.environ.get("AIFLAGS_BIN_DIR", ROOT / "target" / "debug"))
 SIDECAR = BIN_DIR / "aiflags-sidecar"
+DEV = BIN_DIR / "aiflags-dev"
+# The flags the Python and Node suites share.
+SHARED_FLAGS = ROOT / "tests" / "fixtures" / "flags.yaml"
 
-FLAGS = """
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: chat-model}
-spec:
-  match: {models: ["gpt-4o-mini"], operations: [chat, completions]}
-  defaultVariant: stable
-  variants:
-    - {name: stable, model: gpt-4o-mini}
-    - {name: candidate, model: gpt-4.1-mini, params: {temperature: 0.2}}
-  rollout:
-    stickyBy: ["header:x-user-id", "body:user"]
-    weights: {stable: 0, candidate: 100}
----
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: responses-model}
-spec:
-  match: {models: ["gpt-4o"], operations: [responses]}
-  defaultVariant: new
-  variants:
-    - {name: new, model: gpt-4.1}
-  rollout:
-    weights: {new: 100}
----
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: embeddings-model}
-spec:
-  match: {models: ["text-embedding-3-small"]}
-  defaultVariant: large
-  variants:
-    - {name: large, model: text-embedding-3-large}
-  rollout:
-    weights: {large: 100}
----
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: claude-model}
-spec:
-  match: {models: ["claude-3-5-haiku-*"], operations: [messages]}
-  defaultVariant: sonnet
-  variants:
-    - {name: sonnet, model: claude-sonnet-4-5}
-  rollout:
-    weights: {sonnet: 100}
----
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: fragile-model}
-spec:
-  match: {models: ["fragile"]}
-  defaultVariant: primary
-  variants:
-    - {name: primary, model: mock-error-500}
-    - {name: backup, model: gpt-4o-mini}
-  rollout:
-    weights: {primary: 100, backup: 0}
-  fallback:
-    on: ["5xx", connect, timeout]
-    chain: [backup]
-"""
+# Long enough for a debug build on a busy 2-core machine; only ever reached
+# when something hangs.
+PATIENCE = 60
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def wait_until(what, check, patience=PATIENCE, every=0.02):
+    """Polls `check()` until it returns something truthy, and returns that."""
+    deadline = time.monotonic() + patience
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {patience}s waiting for {what}")
+        time.sleep(every)
 
 
-def wait_until_ready(url, proc, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+class Process:
+    """A child process whose merged stdout/stderr is read line by line, kept
+    for `wait_for` and copied to a log file."""
+
+    def __init__(self, name, args, log_path):
+        self.name = name
+        self.log_path = log_path
+        self._lines = []
+        self._changed = threading.Condition()
+        self._eof = False
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace")
+        self._reader = threading.Thread(target=self._read, name=f"{name}-log", daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        with open(self.log_path, "w") as log:
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
+                with self._changed:
+                    self._lines.append(line.rstrip("\n"))
+                    self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    def lines(self):
+        with self._changed:
+            return list(self._lines)
+
+    def wait_for(self, what, match, patience=PATIENCE):
+        """Waits for the first line for which `match(line)` is truthy and
+        returns that value; fails if the process exits first."""
+        deadline = time.monotonic() + patience
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self._lines[seen:]:
+                    found = match(line)
+                    if found:
+                        return found
+                seen = len(self._lines)
+                if self._eof:
+                    tail = "\n".join(self._lines[-20:])
+                    raise AssertionError(
+                        f"{self.name} exited ({self.proc.wait()}) before logging {what}:\n{tail}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{self.name} did not log {what} within {patience}s")
+                self._changed.wait(left)
+
+    def stop(self):
+        """SIGTERM, then waits for the exit and the last log line."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} not ready within {timeout}s")
+            self.proc.wait(timeout=PATIENCE)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=PATIENCE)
+
+
+def log_fields(line):
+    """The structured fields of one log line: `fields` of a JSON line, or the
+    `key=value` pairs of a text line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return dict(re.findall(r'(\w+)=("[^"]*"|\S+)', line))
+    return record.get("fields", {}) if isinstance(record, dict) else {}
+
+
+def listening(message):
+    """A matcher for the startup line that carries `message`; returns its fields."""
+    return lambda line: log_fields(line) if message in line else None
 
 
 class Stack:
-    def __init__(self, sidecar_port, admin_port, mock_port):
-        self.base = f"http://127.0.0.1:{sidecar_port}"
-        self.admin = f"http://127.0.0.1:{admin_port}"
-        self.mock = f"http://127.0.0.1:{mock_port}"
+    def __init__(self, sidecar, mock, addr, admin_addr, mock_addr):
+        self.sidecar = sidecar
+        self.mock_process = mock
+        self.base = f"http://{addr}"
+        self.admin = f"http://{admin_addr}"
+        self.mock = f"http://{mock_addr}"
+
+
+def http_status(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except OSError:
+        return None
 
 
 @contextlib.contextmanager
-def running_stack(tmp, flags_yaml, extra_args=()):
-    """A mock upstream and a sidecar serving `flags_yaml` in front of it."""
-    if not SIDECAR.exists():
-        pytest.fail(f"{SIDECAR} not found: run cargo build --bins or set AIFLAGS_BIN_DIR")
-    flags = tmp / "flags.yaml"
-    flags.write_text(flags_yaml)
-    mock_port, port, admin_port = free_port(), free_port(), free_port()
-    logs = open(tmp / "processes.log", "w")
-    procs = []
+def running_stack(tmp, flags, extra_args=()):
+    """A mock upstream and a sidecar serving `flags` (a path, or YAML text
+    written to a file in `tmp`) in front of it."""
+    for binary in (SIDECAR, DEV):
+        if not binary.exists():
+            pytest.fail(f"{binary} not found: run cargo build -p aiflags-sidecar -p aiflags-devtools "
+                        "or set AIFLAGS_BIN_DIR")
+    if isinstance(flags, str):
+        path = tmp / "flags.yaml"
+        path.write_text(flags)
+        flags = path
+    started = []
     try:
-        mock = subprocess.Popen(
-            [SIDECAR, "mock-upstream", "--listen", f"127.0.0.1:{mock_port}"],
-            stdout=logs, stderr=logs,
-        )
-        procs.append(mock)
-        wait_until_ready(f"http://127.0.0.1:{mock_port}/mock/requests/none", mock)
-        upstream = f"http://127.0.0.1:{mock_port}"
-        sidecar = subprocess.Popen(
-            [SIDECAR, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}",
-             "--flags", str(flags), "--openai-upstream", upstream, "--anthropic-upstream", upstream,
-             *extra_args],
-            stdout=logs, stderr=logs,
-        )
-        procs.append(sidecar)
-        wait_until_ready(f"http://127.0.0.1:{admin_port}/readyz", sidecar)
-        yield Stack(port, admin_port, mock_port)
+        mock = Process("mock upstream", [DEV, "mock-upstream", "--listen", "127.0.0.1:0"], tmp / "mock.log")
+        started.append(mock)
+        mock_addr = mock.wait_for("its address", listening("mock upstream listening"))["addr"]
+        upstream = f"http://{mock_addr}"
+        sidecar = Process("sidecar", [
+            SIDECAR, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--flags", str(flags),
+            "--openai-upstream", upstream, "--anthropic-upstream", upstream, *extra_args,
+        ], tmp / "sidecar.log")
+        started.append(sidecar)
+        fields = sidecar.wait_for("its addresses", listening("aiflags sidecar listening"))
+        stack = Stack(sidecar, mock, fields["addr"], fields["admin_addr"], mock_addr)
+        wait_until("the sidecar to be ready", lambda: http_status(f"{stack.admin}/readyz") == 200)
+        yield stack
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        logs.close()
+        for process in reversed(started):
+            process.stop()
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("aiflags"), FLAGS) as s:
+    """One sidecar on the shared flags for the tests that read only responses
+    and headers, never counters."""
+    with running_stack(tmp_path_factory.mktemp("aiflags"), SHARED_FLAGS) as s:
         yield s
 
 

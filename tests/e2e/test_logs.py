@@ -2,9 +2,6 @@
 content: the sidecar never logs prompts, completions or credentials."""
 
 import json
-import time
-
-import pytest
 
 from conftest import running_stack
 
@@ -25,16 +22,16 @@ SECRET_PROMPT = "my password is hunter2, summarise it"
 API_KEY = "sk-very-secret-key-42"
 
 
-def access_lines(log_path):
-    lines = []
-    for line in log_path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("target") == "aiflags::access":
-            lines.append(record)
-    return lines
+def access_record(line):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if record.get("target") == "aiflags::access" else None
+
+
+def access_lines(lines):
+    return [r for r in map(access_record, lines) if r]
 
 
 def test_each_request_gets_one_json_access_line_without_content(tmp_path):
@@ -50,9 +47,13 @@ def test_each_request_gets_one_json_access_line_without_content(tmp_path):
         stream = sdk.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": SECRET_PROMPT}], stream=True)
         streamed_text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-        time.sleep(0.2)  # the stream's line is written when its body ends
-    log = tmp_path / "processes.log"
-    records = access_lines(log)
+        # The stream's line is written when its body ends, which may be just
+        # after the client has read the last chunk.
+        stack.sidecar.wait_for("the stream's access line",
+                               lambda line: (access_record(line) or {}).get("fields", {}).get("ttft_ms"))
+    # The sidecar has exited (drained): every line it would write is in.
+    lines = stack.sidecar.lines()
+    records = access_lines(lines)
     assert len(records) == 2, records
     first = records[0]["fields"]
     assert first["request_id"] == "req-e2e-1"
@@ -61,6 +62,6 @@ def test_each_request_gets_one_json_access_line_without_content(tmp_path):
     second = records[1]["fields"]
     assert len(second["request_id"]) == 16, "a request without an id gets one"
     assert second["ttft_ms"] is not None and second["stream_error"] is False
-    text = log.read_text()
+    text = "\n".join(lines) + stack.mock_process.log_path.read_text()
     for secret in (SECRET_PROMPT, "hunter2", API_KEY, reply.choices[0].message.content, streamed_text):
         assert secret not in text, f"{secret!r} leaked into the logs"

@@ -2,8 +2,9 @@
 the right labels and exact values: real openai SDK requests through a real
 sidecar, then a scrape of its /metrics.
 
-This module runs its own sidecar so that the counts are exactly what these
-tests sent."""
+Each test runs its own sidecar (a debug build starts in well under a second),
+so every count is exactly what that test sent and no test depends on another's
+traffic or on the breaker state another left behind."""
 
 import json
 import re
@@ -11,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from conftest import running_stack
+from conftest import running_stack, wait_until
 
 FLAGS = """
 apiVersion: aiflags.dev/v1alpha1
@@ -64,14 +65,14 @@ SERIES = re.compile(r'^(?P<name>[a-z_]+)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$'
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-@pytest.fixture(scope="module")
-def metered(tmp_path_factory):
+@pytest.fixture
+def metered(tmp_path):
     args = ["--breaker-threshold", "2", "--breaker-cooldown", "1h"]
-    with running_stack(tmp_path_factory.mktemp("metrics"), FLAGS, args) as stack:
+    with running_stack(tmp_path, FLAGS, args) as stack:
         yield stack
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sdk(metered):
     import openai
 
@@ -94,10 +95,28 @@ def scrape(stack):
     return samples
 
 
+def settled(stack):
+    """A scrape once no request is in flight: a request (a stream above all)
+    is counted when its body ends, which can be just after the client read
+    the last byte."""
+    def idle():
+        samples = scrape(stack)
+        return samples if value(samples, "aiflags_active_requests") == 0 else None
+
+    return wait_until("no request in flight", idle)
+
+
 def value(samples, name, **labels):
     matches = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls]
     assert matches, f"no sample {name}{labels}"
     return sum(matches)
+
+
+def grown(after, before, name, **labels):
+    """How much a counter grew between two scrapes; a series that did not
+    exist before counts from 0."""
+    earlier = [v for (n, ls), v in before.items() if n == name and set(labels.items()) <= ls]
+    return value(after, name, **labels) - sum(earlier)
 
 
 def mock_output_tokens(model):
@@ -119,7 +138,7 @@ def test_the_metrics_tell_the_whole_story(metered, sdk):
     assert all(c.usage is None for c in chunks)
     hidden_input = int(hidden.headers["x-mock-body-bytes"]) // 4 + 1
 
-    samples = scrape(metered)
+    samples = settled(metered)
     flag = dict(flag="metered", variant="stable", model="gpt-4o-mini")
     assert value(samples, "aiflags_requests_total", **flag, provider=provider, operation="chat", code="200") == 4
     expected_input = sum(u.prompt_tokens for u in seen_usage) + hidden_input
@@ -142,7 +161,7 @@ def test_the_metrics_tell_the_whole_story(metered, sdk):
 def test_a_variant_price_override_sets_the_cost(metered, sdk):
     completion = sdk.chat.completions.create(model="house", messages=MESSAGES)
     usage = completion.usage
-    samples = scrape(metered)
+    samples = settled(metered)
     expected = (usage.prompt_tokens * 1.5 + usage.completion_tokens * 4) / 1e6
     assert value(samples, "aiflags_cost_usd_total", flag="house", variant="own", model="house-llm") == pytest.approx(
         expected, rel=1e-9)
@@ -154,7 +173,7 @@ def test_fallbacks_count_once_per_hop_and_open_the_circuit(metered, sdk):
         assert raw.headers["x-aiflags-variant"] == "primary"
         assert raw.headers["x-aiflags-model"] == "gpt-4o-mini"
         assert raw.headers["x-aiflags-attempts"] == "2"
-    samples = scrape(metered)
+    samples = settled(metered)
     hop = dict(flag="fragile", from_model="mock-error-500", to_model="gpt-4o-mini", reason="status_500")
     assert value(samples, "aiflags_fallbacks_total", **hop) == 2
     assert value(samples, "aiflags_upstream_attempts_total", model="mock-error-500", outcome="status_500") == 2
@@ -163,7 +182,7 @@ def test_fallbacks_count_once_per_hop_and_open_the_circuit(metered, sdk):
 
     # With the circuit open the failing target is skipped, and that is what the metrics say.
     sdk.chat.completions.create(model="fragile", messages=MESSAGES)
-    samples = scrape(metered)
+    samples = settled(metered)
     assert value(samples, "aiflags_upstream_attempts_total", model="mock-error-500", outcome="circuit_open") == 1
     assert value(samples, "aiflags_upstream_attempts_total", model="mock-error-500", outcome="status_500") == 2
     # Requests count against the variant the split chose, served by the backup model:
@@ -178,7 +197,7 @@ def test_pass_through_traffic_is_counted_without_request_labels(metered):
                                      headers={"content-type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert "x-aiflags-flag" not in response.headers
-    samples = scrape(metered)
+    samples = settled(metered)
     assert value(samples, "aiflags_requests_total", flag="", variant="", model="", operation="chat", code="200") == 1
     assert not any("someone-elses-model-123" in str(labels) for _, labels in samples), "a client-chosen label value"
 
@@ -186,18 +205,17 @@ def test_pass_through_traffic_is_counted_without_request_labels(metered):
 def test_the_config_revision_is_exported(metered):
     with urllib.request.urlopen(f"{metered.admin}/config", timeout=5) as response:
         revision = json.load(response)["revision"]
-    samples = scrape(metered)
+    samples = settled(metered)
     assert value(samples, "aiflags_config_revision_info", revision=revision) == 1
     assert value(samples, "aiflags_config_reloads_total", result="ok") == 1
 
 
 def test_streams_do_not_count_their_generation_time_as_overhead(metered, sdk):
-    before = scrape(metered)
+    before = settled(metered)
     list(sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
-    after = scrape(metered)
-    added = value(after, "aiflags_proxy_overhead_seconds_sum") - value(before, "aiflags_proxy_overhead_seconds_sum")
-    duration = value(after, "aiflags_request_duration_seconds_sum", flag="metered") - value(
-        before, "aiflags_request_duration_seconds_sum", flag="metered")
+    after = settled(metered)
+    added = grown(after, before, "aiflags_proxy_overhead_seconds_sum")
+    duration = grown(after, before, "aiflags_request_duration_seconds_sum", flag="metered")
     # The mock paces its chunks 5 ms apart: tens of milliseconds of generation.
     assert duration > 0.02
     assert added < duration / 2, f"overhead {added}s of a {duration}s stream"
@@ -205,18 +223,18 @@ def test_streams_do_not_count_their_generation_time_as_overhead(metered, sdk):
 
 def test_a_client_that_gives_up_is_counted_once_as_499(metered, sdk):
     import openai
-    import time
 
+    # The mock holds this model's response head for 3 s; the client leaves first.
     impatient = sdk.with_options(timeout=0.3)
     with pytest.raises(openai.APITimeoutError):
         impatient.chat.completions.create(model="sluggish", messages=MESSAGES)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        samples = scrape(metered)
+
+    def abandoned():
+        samples = settled(metered)
         gone = [v for (n, ls), v in samples.items()
                 if n == "aiflags_requests_total" and ("flag", "sluggish") in ls and ("code", "499") in ls]
-        if gone:
-            break
-        time.sleep(0.05)
-    assert gone == [1], "the abandoned request was not reported as 499"
-    assert value(samples, "aiflags_active_requests") == 0
+        return (samples, gone) if gone else None
+
+    samples, gone = wait_until("the abandoned request's 499", abandoned)
+    assert gone == [1], "the abandoned request was counted more than once"
+    assert value(samples, "aiflags_requests_total", flag="sluggish") == 1, "and under another code too"

@@ -1,12 +1,15 @@
 // The official openai Node SDK, unchanged, through the sidecar in front of the
-// built-in mock upstream. Nothing leaves loopback.
+// built-in mock upstream, serving the flags the Python suite uses too
+// (tests/fixtures/flags.yaml). Nothing leaves loopback.
+//
+// Both processes listen on port 0 and the suite reads the addresses they got
+// from their startup log lines: no port is picked, closed and hoped free.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { createInterface } from "node:readline";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
@@ -14,78 +17,50 @@ import OpenAI from "openai";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const binDir = process.env.AIFLAGS_BIN_DIR ?? path.join(root, "target", "debug");
 const sidecarBin = path.join(binDir, "aiflags-sidecar");
+const devBin = path.join(binDir, "aiflags-dev");
+const flagsFile = path.join(root, "tests", "fixtures", "flags.yaml");
 
-const FLAGS = `
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: chat-model}
-spec:
-  match: {models: ["gpt-4o-mini"]}
-  defaultVariant: stable
-  variants:
-    - {name: stable, model: gpt-4o-mini}
-    - {name: candidate, model: gpt-4.1-mini}
-  rollout:
-    weights: {stable: 0, candidate: 100}
----
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: embeddings-model}
-spec:
-  match: {models: ["text-embedding-3-small"]}
-  defaultVariant: large
-  variants:
-    - {name: large, model: text-embedding-3-large}
-  rollout:
-    weights: {large: 100}
----
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: responses-model}
-spec:
-  match: {models: ["gpt-4.1"], operations: [responses]}
-  defaultVariant: next
-  variants:
-    - {name: current, model: gpt-4.1}
-    - {name: next, model: gpt-5-mini}
-  rollout:
-    weights: {current: 0, next: 100}
----
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: claude-model}
-spec:
-  match: {models: ["claude-3-5-haiku-*"], operations: [messages]}
-  defaultVariant: sonnet
-  variants:
-    - {name: sonnet, model: claude-sonnet-4-5}
-  rollout:
-    weights: {sonnet: 100}
-`;
+// Only ever reached when something hangs.
+const PATIENCE_MS = 60_000;
 
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
+/** Starts `bin`, reads its log (stderr) line by line, and resolves with the
+ * `key=value` fields of the first line that contains `message`. */
+function startAndWaitFor(bin, args, message) {
+  const child = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
+  children.push(child);
+  const tail = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${path.basename(bin)} did not log "${message}" within ${PATIENCE_MS} ms:\n${tail.join("\n")}`)),
+      PATIENCE_MS,
+    );
+    // The reader keeps draining the pipe after the line, so the child never blocks on it.
+    createInterface({ input: child.stderr }).on("line", (line) => {
+      tail.push(line);
+      if (tail.length > 20) tail.shift();
+      if (line.includes(message)) {
+        clearTimeout(timer);
+        resolve(Object.fromEntries([...line.matchAll(/(\w+)=(\S+)/g)].map((m) => [m[1], m[2]])));
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${path.basename(bin)} exited with ${code} before logging "${message}":\n${tail.join("\n")}`));
     });
   });
+}
 
-async function waitUntilReady(url, child) {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${child.spawnfile} exited with ${child.exitCode}`);
+async function waitUntilReady(url) {
+  const deadline = Date.now() + PATIENCE_MS;
+  for (;;) {
     try {
-      const response = await fetch(url);
-      if (response.ok) return;
+      if ((await fetch(url)).ok) return;
     } catch {
-      // not listening yet
+      // not serving yet
     }
-    await new Promise((r) => setTimeout(r, 50));
+    if (Date.now() > deadline) throw new Error(`${url} not ready within ${PATIENCE_MS} ms`);
+    await new Promise((r) => setTimeout(r, 20));
   }
-  throw new Error(`${url} not ready within 30s`);
 }
 
 const children = [];
@@ -93,29 +68,28 @@ let client;
 let sidecarBase;
 
 before(async () => {
-  assert.ok(existsSync(sidecarBin), `${sidecarBin} not found: run cargo build --bins`);
-  const dir = mkdtempSync(path.join(tmpdir(), "aiflags-node-"));
-  const flags = path.join(dir, "flags.yaml");
-  writeFileSync(flags, FLAGS);
-  const [mockPort, port, adminPort] = [await freePort(), await freePort(), await freePort()];
-  const upstream = `http://127.0.0.1:${mockPort}`;
-  const mock = spawn(sidecarBin, ["mock-upstream", "--listen", `127.0.0.1:${mockPort}`], { stdio: "ignore" });
-  children.push(mock);
-  await waitUntilReady(`${upstream}/mock/requests/none`, mock);
-  const sidecar = spawn(
+  for (const bin of [sidecarBin, devBin]) {
+    assert.ok(existsSync(bin), `${bin} not found: run cargo build -p aiflags-sidecar -p aiflags-devtools`);
+  }
+  const mock = await startAndWaitFor(devBin, ["mock-upstream", "--listen", "127.0.0.1:0"], "mock upstream listening");
+  const upstream = `http://${mock.addr}`;
+  const sidecar = await startAndWaitFor(
     sidecarBin,
-    ["--listen", `127.0.0.1:${port}`, "--admin-listen", `127.0.0.1:${adminPort}`, "--flags", flags,
+    ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--flags", flagsFile,
      "--openai-upstream", upstream, "--anthropic-upstream", upstream],
-    { stdio: "ignore" },
+    "aiflags sidecar listening",
   );
-  children.push(sidecar);
-  await waitUntilReady(`http://127.0.0.1:${adminPort}/readyz`, sidecar);
-  sidecarBase = `http://127.0.0.1:${port}`;
+  await waitUntilReady(`http://${sidecar.admin_addr}/readyz`);
+  sidecarBase = `http://${sidecar.addr}`;
   client = new OpenAI({ baseURL: `${sidecarBase}/v1`, apiKey: "sk-node-test", maxRetries: 0, timeout: 30_000 });
 });
 
-after(() => {
+after(async () => {
+  const exits = children
+    .filter((child) => child.exitCode === null && child.signalCode === null)
+    .map((child) => new Promise((resolve) => child.once("exit", resolve)));
   for (const child of children) child.kill("SIGTERM");
+  await Promise.all(exits);
 });
 
 const messages = [{ role: "user", content: "Say hi — ünïcødé 🌍" }];
@@ -126,6 +100,7 @@ test("chat plain: the app sees the variant's model and the aiflags headers", asy
   assert.equal(response.headers.get("x-aiflags-variant"), "candidate");
   assert.equal(response.headers.get("x-aiflags-model"), "gpt-4.1-mini");
   assert.equal(response.headers.get("x-aiflags-attempts"), "1");
+  assert.equal(response.headers.get("x-mock-temperature"), "0.2", "the variant's params were not applied");
   assert.equal(data.model, "gpt-4.1-mini");
   assert.match(data.choices[0].message.content, /gpt-4\.1-mini/);
 });
@@ -173,14 +148,10 @@ const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
 
 /** JSON as the sidecar re-serialises a rewritten body: serde_json's compact
  * form, keys sorted, non-ASCII as raw UTF-8 (which JSON.stringify also does). */
+/** The bytes a flag forwards: the SDK's own JSON with only the members the
+ * variant changes written anew, in place (the sidecar splices, never re-encodes). */
 function forwardedBytes(value) {
-  const sorted = (v) =>
-    Array.isArray(v)
-      ? v.map(sorted)
-      : v && typeof v === "object"
-        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted(v[k])]))
-        : v;
-  return Buffer.from(JSON.stringify(sorted(value)), "utf8");
+  return Buffer.from(JSON.stringify(value), "utf8");
 }
 
 /** An Anthropic-shaped request, as the Anthropic SDK sends it. */
@@ -273,7 +244,7 @@ test("a 1 MB prompt goes through the flag whole", bounded, async () => {
   const { data, response } = await client.chat.completions.create(sent).withResponse();
   assert.equal(data.model, "gpt-4.1-mini");
   assert.ok(data.usage.prompt_tokens > 250_000, `prompt_tokens ${data.usage.prompt_tokens}`);
-  const expected = forwardedBytes({ ...sent, model: "gpt-4.1-mini" });
+  const expected = forwardedBytes({ ...sent, model: "gpt-4.1-mini", temperature: 0.2 });
   assert.ok(expected.length > 1_000_000);
   assert.equal(response.headers.get("x-mock-body-bytes"), String(expected.length));
   assert.equal(response.headers.get("x-mock-body-sha256"), sha256(expected));
@@ -285,8 +256,8 @@ test("non-ASCII content reaches the upstream intact through a flag", bounded, as
   const sent = { messages: [{ role: "user", content: nonAscii }], model: "gpt-4o-mini", user: "ünïcødé-user" };
   const { data, response } = await client.chat.completions.create(sent).withResponse();
   assert.equal(data.model, "gpt-4.1-mini");
-  // The app's body with only the model rewritten, every character unchanged.
-  const expected = forwardedBytes({ ...sent, model: "gpt-4.1-mini" });
+  // The app's body with the variant's model and params, every character unchanged.
+  const expected = forwardedBytes({ ...sent, model: "gpt-4.1-mini", temperature: 0.2 });
   assert.equal(response.headers.get("x-mock-body-bytes"), String(expected.length));
   assert.equal(response.headers.get("x-mock-body-sha256"), sha256(expected));
 });

@@ -1,8 +1,10 @@
 //! Propagation: which config revision the sidecars serve, written per flag
 //! as `status.proxies` and the `Propagated` condition.
 //!
-//! The operator keeps a cache of the cluster's running pods that carry the
-//! `aiflags-proxy` container (one watch, pods stripped to a few fields), and
+//! The operator keeps a cache of the cluster's running injected pods (one
+//! watch, by the webhook's label `aiflags.dev/proxy=injected`; pods
+//! stripped to a few fields, and only those with the `aiflags-proxy`
+//! container kept), and
 //! every few seconds runs a pass: it asks the sidecars that are due which
 //! revision they serve (`GET http://<podIP>:<adminPort>/metrics`, bounded
 //! concurrency, a timeout per request), then writes the status of each flag
@@ -252,11 +254,14 @@ async fn write_status(
     result.map(drop)
 }
 
-/// The cluster's running pods that carry a sidecar, stripped, in a store
-/// kept current by a watch; the returned future drives the watch.
+/// The cluster's running pods the webhook injected (by its label; the
+/// sidecar container is checked too), stripped, in a store kept current by
+/// a watch; the returned future drives the watch.
 pub fn proxy_pods(client: Client) -> (Store<Pod>, impl Future<Output = ()> + Send + 'static) {
     let (store, writer) = reflector::store();
-    let running = watcher::Config::default().fields("status.phase=Running");
+    let running = watcher::Config::default()
+        .labels(&pods::injected_selector())
+        .fields("status.phase=Running");
     let events = watcher(Api::<Pod>::all(client), running)
         .default_backoff()
         .filter_map(|event| {

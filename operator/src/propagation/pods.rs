@@ -10,7 +10,14 @@ use kube::runtime::watcher::Event;
 
 /// Name of the injected sidecar container (a native sidecar, or a regular
 /// container on clusters without them).
-pub const SIDECAR_CONTAINER: &str = "aiflags-proxy";
+pub use crate::webhook::inject::CONTAINER_NAME as SIDECAR_CONTAINER;
+use crate::webhook::inject::{PROXY_LABEL, PROXY_LABEL_VALUE};
+
+/// The label selector of the pods the webhook injected: the pod watch asks
+/// the API server for those only.
+pub fn injected_selector() -> String {
+    format!("{PROXY_LABEL}={PROXY_LABEL_VALUE}")
+}
 /// The sidecar's admin port when its settings do not say otherwise.
 pub const DEFAULT_ADMIN_PORT: u16 = 15090;
 /// The setting that names the admin listener, `host:port`.

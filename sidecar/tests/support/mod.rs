@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiflags_api::{SidecarConfig, compile_manifests, parse_manifests};
-use aiflags_sidecar::metrics::Metrics;
-use aiflags_sidecar::mock_upstream::MockUpstream;
+use aiflags_devtools::mock_upstream::MockUpstream;
 use aiflags_sidecar::server::Sidecar;
-use aiflags_sidecar::settings::Cli;
+use aiflags_sidecar::settings::{Cli, Settings};
+use aiflags_sidecar::telemetry::metrics::Metrics;
 use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderMap, Request, StatusCode};
@@ -169,7 +169,9 @@ impl StackBuilder {
             }
         }
         args.extend(self.args);
-        let settings = Cli::try_parse_from(args).unwrap().proxy.validate().unwrap();
+        // The command line only: a test never reads the real environment.
+        let cli = Cli::try_parse_from(args).unwrap();
+        let settings = Settings::from_source(&cli.args).unwrap();
         let sidecar = Sidecar::start(settings, Arc::new(Metrics::new().unwrap()))
             .await
             .unwrap();

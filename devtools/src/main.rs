@@ -1,0 +1,87 @@
+//! aiflags-dev: the mock upstream and the demo, for people and tests.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use aiflags_devtools::demo::{self, DemoArgs};
+use aiflags_sidecar::settings::source::Args;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aiflags-dev",
+    version,
+    about = "Development tools for aiflags: a mock LLM upstream and the demo"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// A deterministic OpenAI/Anthropic-compatible upstream; the model name
+    /// picks its behaviour (mock-error-500, mock-429, mock-slow-stream, ...).
+    MockUpstream {
+        #[arg(long, default_value = "127.0.0.1:15081")]
+        listen: SocketAddr,
+    },
+    /// The sidecar on the example flags (or --flags) in front of the mock
+    /// upstream, driven by simulated users; prints the observed split,
+    /// fallbacks, latency, tokens and cost, then serves /metrics until Ctrl-C.
+    Demo(Box<DemoCommand>),
+}
+
+#[derive(clap::Args, Debug)]
+struct DemoCommand {
+    /// The sidecar's own settings (`--listen`, `--admin-listen`, `--flags`, ...).
+    #[command(flatten)]
+    proxy: Args,
+    #[command(flatten)]
+    demo: DemoArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        // The demo keeps the terminal for the person: the sidecar's log goes
+        // to a file.
+        Command::Demo(args) => {
+            if let Err(e) = demo::init_logging(&args.demo.log_path()) {
+                return fail(&e);
+            }
+        }
+        Command::MockUpstream { .. } => {
+            let filter =
+                EnvFilter::try_from_env("AIFLAGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr)
+                .init();
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&e),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::MockUpstream { listen } => aiflags_devtools::mock_upstream::run(listen).await,
+            Command::Demo(args) => demo::run(&args.proxy, &args.demo).await.map(|_| ()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("aiflags-dev: {error}");
+    ExitCode::FAILURE
+}

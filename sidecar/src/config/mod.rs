@@ -1,0 +1,7 @@
+//! The config a sidecar serves: where it comes from ([`source`], [`local`],
+//! [`labels`]) and the snapshot requests read ([`snapshot`]).
+
+pub mod labels;
+pub mod local;
+pub mod snapshot;
+pub mod source;

@@ -1,0 +1,41 @@
+//! The config a request is evaluated against: swapped whole, read cheaply.
+//! A request clones the `Arc` once and keeps it, so a reload never changes a
+//! request half-way.
+
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use aiflags_api::SidecarConfig;
+
+use crate::flags::Flags;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Already filtered to the flags whose podSelector matches this pod.
+    pub config: SidecarConfig,
+    /// The same flags, resolved and indexed for the request path.
+    pub flags: Flags,
+    /// Where it came from, e.g. `file:/etc/aiflags/config.json`.
+    pub source: String,
+    pub loaded_at: SystemTime,
+}
+
+/// Holds the current snapshot; `None` until the first config loads.
+#[derive(Debug, Default)]
+pub struct SnapshotCell {
+    current: RwLock<Option<Arc<Snapshot>>>,
+}
+
+impl SnapshotCell {
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        // A poisoned lock still holds a whole Arc: the swap cannot tear.
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn swap(&self, snapshot: Snapshot) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snapshot));
+    }
+}

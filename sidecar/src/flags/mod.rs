@@ -1,0 +1,212 @@
+//! The flags a sidecar serves, resolved and indexed once per config load:
+//! exact model names in a map, every glob compiled into one regex set, so
+//! finding a request's flag costs the same with one flag or a thousand.
+//! (A regex set rather than `globset`: globset matches bytes, so its `?`
+//! would match one byte of a non-ASCII model name, not one character.)
+//!
+//! Which flag applies: an explicit `x-aiflags-flag` header wins (the flag must
+//! still cover the request's operation: a header cannot turn an embeddings
+//! flag onto chat traffic); otherwise, among the flags covering the
+//! operation, an exact model pattern beats a glob, a glob with more literal
+//! characters beats one with fewer, and a flag listing no models comes last;
+//! ties go to the smallest flag key.
+
+pub mod bucketing;
+pub mod decide;
+pub mod resolved;
+
+use std::collections::HashMap;
+
+use aiflags_api::{Operation, SidecarConfig};
+use http::HeaderMap;
+use regex::RegexSet;
+
+use self::resolved::ResolvedFlag;
+use crate::upstream::target::Upstreams;
+
+/// Names the flag to apply, bypassing model matching.
+pub const FLAG_HEADER: &str = "x-aiflags-flag";
+
+/// Flags ready to match requests against.
+#[derive(Debug)]
+pub struct Flags {
+    /// Sorted by key.
+    flags: Vec<ResolvedFlag>,
+    by_key: HashMap<Box<str>, usize>,
+    /// Model → flags naming it exactly, by key.
+    exact: HashMap<Box<str>, Vec<usize>>,
+    globs: RegexSet,
+    /// Per glob in `globs`: (flag index, literal characters).
+    glob_owners: Vec<(usize, usize)>,
+    /// Flags listing no models, by key.
+    catch_all: Vec<usize>,
+}
+
+#[derive(Debug)]
+pub enum Selection<'f> {
+    /// No flag applies: pass the request through untouched.
+    None,
+    Selected(&'f ResolvedFlag),
+    /// The flag header names a flag this sidecar does not serve.
+    UnknownFlag(String),
+}
+
+impl Default for Flags {
+    fn default() -> Self {
+        Flags {
+            flags: Vec::new(),
+            by_key: HashMap::new(),
+            exact: HashMap::new(),
+            globs: RegexSet::empty(),
+            glob_owners: Vec::new(),
+            catch_all: Vec::new(),
+        }
+    }
+}
+
+impl Flags {
+    pub fn new(config: &SidecarConfig, upstreams: &Upstreams) -> Flags {
+        let mut flags: Vec<ResolvedFlag> = config
+            .flags
+            .iter()
+            .map(|flag| ResolvedFlag::new(flag.clone(), upstreams))
+            .collect();
+        flags.sort_by(|a, b| a.key.cmp(&b.key));
+        let by_key = flags
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (Box::from(&*f.key), i))
+            .collect();
+        let mut exact: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let mut globs = Vec::new();
+        let mut glob_owners = Vec::new();
+        let mut catch_all = Vec::new();
+        for (i, flag) in flags.iter().enumerate() {
+            if flag.compiled.models.is_empty() {
+                catch_all.push(i);
+            }
+            for pattern in &flag.compiled.models {
+                match glob_regex(pattern) {
+                    None => exact.entry(pattern.as_str().into()).or_default().push(i),
+                    Some(regex) => {
+                        globs.push(regex);
+                        glob_owners.push((i, literal_chars(pattern)));
+                    }
+                }
+            }
+        }
+        for list in exact.values_mut() {
+            list.dedup();
+        }
+        let globs = RegexSet::new(&globs).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "model globs do not compile together; only exact models match");
+            glob_owners.clear();
+            RegexSet::empty()
+        });
+        Flags {
+            flags,
+            by_key,
+            exact,
+            globs,
+            glob_owners,
+            catch_all,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ResolvedFlag> {
+        self.flags.iter()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&ResolvedFlag> {
+        self.by_key.get(key).and_then(|i| self.flags.get(*i))
+    }
+
+    /// The flag for a request with this operation, model and headers.
+    pub fn select(
+        &self,
+        operation: Operation,
+        model: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Selection<'_> {
+        if let Some(name) = explicit_flag(headers) {
+            return match self.get(name) {
+                Some(flag) if covers(flag, operation) => Selection::Selected(flag),
+                Some(_) => Selection::None,
+                None => Selection::UnknownFlag(name.to_string()),
+            };
+        }
+        let Some(model) = model else {
+            return Selection::None;
+        };
+        let covering = |i: &usize| self.flags.get(*i).filter(|f| covers(f, operation));
+        if let Some(flag) = self
+            .exact
+            .get(model)
+            .and_then(|list| list.iter().find_map(covering))
+        {
+            return Selection::Selected(flag);
+        }
+        let best_glob = self
+            .globs
+            .matches(model)
+            .into_iter()
+            .filter_map(|g| self.glob_owners.get(g))
+            .filter(|(flag, _)| covering(flag).is_some())
+            // Most literal characters, then the smallest key (lowest index).
+            .max_by(|(fa, la), (fb, lb)| la.cmp(lb).then_with(|| fb.cmp(fa)));
+        if let Some(flag) = best_glob.and_then(|(flag, _)| self.flags.get(*flag)) {
+            return Selection::Selected(flag);
+        }
+        match self.catch_all.iter().find_map(covering) {
+            Some(flag) => Selection::Selected(flag),
+            None => Selection::None,
+        }
+    }
+}
+
+fn explicit_flag(headers: &HeaderMap) -> Option<&str> {
+    let name = headers.get(FLAG_HEADER)?.to_str().ok()?.trim();
+    (!name.is_empty()).then_some(name)
+}
+
+fn covers(flag: &ResolvedFlag, operation: Operation) -> bool {
+    let operations = &flag.compiled.operations;
+    operations.is_empty() || operations.contains(&operation)
+}
+
+fn literal_chars(pattern: &str) -> usize {
+    pattern.chars().filter(|c| !matches!(c, '*' | '?')).count()
+}
+
+/// The anchored regex of a glob; `None` for a pattern without wildcards (an
+/// exact name). Our patterns know only `*` (any run of characters, also
+/// none) and `?` (exactly one character); everything else is literal.
+fn glob_regex(pattern: &str) -> Option<String> {
+    if !pattern.contains(['*', '?']) {
+        return None;
+    }
+    let mut regex = String::with_capacity(pattern.len() * 2 + 8);
+    regex.push_str("(?s)^");
+    let mut literal = [0u8; 4];
+    for c in pattern.chars() {
+        match c {
+            '*' => regex.push_str(".*"),
+            '?' => regex.push('.'),
+            c => regex.push_str(&regex::escape(c.encode_utf8(&mut literal))),
+        }
+    }
+    regex.push('$');
+    Some(regex)
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

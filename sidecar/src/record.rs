@@ -1,0 +1,197 @@
+//! What happened to one request, and the one place it is reported from.
+//!
+//! The route fills a [`Record`] as the request goes; a [`ReportOnce`] holds
+//! it and reports it exactly once — when the response body handed to the
+//! client ends ([`Recorded`]), or, if the client goes away first, when it is
+//! dropped (status 499). Metrics and the access log see the same record.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::body::BoxError;
+use crate::budget::Reservation;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::{Record, SharedTelemetry};
+
+/// Where finished records go.
+pub struct Reporter {
+    pub telemetry: SharedTelemetry,
+    pub access_log: Option<AccessLog>,
+}
+
+impl Reporter {
+    fn report(&self, record: &Record) {
+        self.telemetry.request_finished(record);
+        if let Some(log) = &self.access_log {
+            log.write(record);
+        }
+    }
+}
+
+/// A record that will be reported exactly once.
+pub struct ReportOnce {
+    record: Record,
+    reporter: Arc<Reporter>,
+    reported: bool,
+}
+
+impl ReportOnce {
+    pub fn new(record: Record, reporter: Arc<Reporter>) -> ReportOnce {
+        reporter.telemetry.request_started();
+        ReportOnce {
+            record,
+            reporter,
+            reported: false,
+        }
+    }
+
+    /// The record, to fill in.
+    pub fn record(&mut self) -> &mut Record {
+        &mut self.record
+    }
+
+    fn finish(&mut self, client_gone: bool) {
+        if std::mem::replace(&mut self.reported, true) {
+            return;
+        }
+        if client_gone {
+            self.record.status = 499;
+        }
+        self.record.duration = self.record.started.elapsed();
+        self.reporter.report(&self.record);
+    }
+}
+
+impl Drop for ReportOnce {
+    /// Dropped unreported: the client went away before its response ended.
+    fn drop(&mut self) {
+        self.finish(true);
+    }
+}
+
+/// How a response body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Sent whole to the client.
+    Complete,
+    /// The body failed (its source broke or went quiet); the client got a cut response.
+    Broken,
+    /// The client went away before the end.
+    ClientGone,
+}
+
+/// A response body that knows something the record should say when it ends
+/// (a stream's usage, whether it broke).
+pub trait Tracked: Body<Data = Bytes, Error = BoxError> + Unpin {
+    fn settle(&mut self, _record: &mut Record, _end: End) {}
+}
+
+/// A response body that owns its request's record and reports it once it
+/// ends, however it ends.
+pub struct Recorded<B: Tracked> {
+    body: B,
+    report: Option<ReportOnce>,
+}
+
+impl<B: Tracked> Recorded<B> {
+    pub fn new(body: B, report: ReportOnce) -> Recorded<B> {
+        Recorded {
+            body,
+            report: Some(report),
+        }
+    }
+
+    fn end(&mut self, end: End) {
+        if let Some(mut report) = self.report.take() {
+            self.body.settle(report.record(), end);
+            report.finish(end == End::ClientGone);
+        }
+    }
+}
+
+impl<B: Tracked> Body for Recorded<B> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.end(End::Complete),
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.end(End::Complete),
+            // hyper drops the body after an error: the client gets a cut response.
+            Poll::Ready(Some(Err(_))) => self.end(End::Broken),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<B: Tracked> Drop for Recorded<B> {
+    /// Dropped before its end: the client went away.
+    fn drop(&mut self) {
+        self.end(End::ClientGone);
+    }
+}
+
+/// A response body held whole, with the error type every response body has.
+pub struct WholeBody {
+    body: Full<Bytes>,
+    /// Bytes counted against the memory budget until the body is gone.
+    _held: Option<Reservation>,
+}
+
+impl WholeBody {
+    pub fn new(bytes: Bytes) -> WholeBody {
+        WholeBody {
+            body: Full::new(bytes),
+            _held: None,
+        }
+    }
+
+    pub fn held(bytes: Bytes, reservation: Reservation) -> WholeBody {
+        WholeBody {
+            body: Full::new(bytes),
+            _held: Some(reservation),
+        }
+    }
+}
+
+impl Body for WholeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body)
+            .poll_frame(cx)
+            .map_err(|e| match e {})
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Tracked for WholeBody {}

@@ -1,0 +1,300 @@
+//! Accepting connections within bounds. Each listener has its own cap (the
+//! admin port's apart from the data port's, so a flood on one cannot starve
+//! the kubelet's probes on the other); past the cap a connection gets a 503
+//! and is closed. A connection must send its first byte within
+//! `first_byte`, and one with no request in flight is closed after `idle`.
+//! On shutdown, connections are asked to finish gracefully and given the
+//! drain time; streams still open then are ended with an error event.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::{BoxError, ProxyBody};
+use crate::telemetry::SharedTelemetry;
+
+/// How one listener treats its connections.
+#[derive(Clone, Debug)]
+pub struct ListenerLimits {
+    /// `data` or `admin`: the label of refused-connection counts.
+    pub name: &'static str,
+    pub max_connections: usize,
+    pub first_byte: Duration,
+    pub idle: Duration,
+}
+
+/// What shutting a listener down involves.
+pub struct Shutdown {
+    pub stop: watch::Receiver<bool>,
+    pub drain: Duration,
+    /// Cancelled when the drain time is up: open streams end with an error event.
+    pub cut_streams: CancellationToken,
+}
+
+/// After the drain time, how long ended streams get to flush their error event.
+const FLUSH_GRACE: Duration = Duration::from_secs(1);
+
+/// Accepts connections until `shutdown.stop` flips, then drains them.
+pub async fn serve<S, F>(
+    listener: TcpListener,
+    service: S,
+    limits: ListenerLimits,
+    telemetry: SharedTelemetry,
+    mut shutdown: Shutdown,
+) where
+    S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Bounded headers and a header read timeout (it also closes an HTTP/1
+    // connection idle between requests): a slow or hostile client cannot
+    // pin a connection.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle.min(Duration::from_secs(30)))
+        .max_headers(200);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(256 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let builder = Arc::new(builder);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (closing, closing_rx) = watch::channel(false);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.stop.changed() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(listener = limits.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            telemetry.connection_refused(limits.name);
+            refuse(&stream, limits.max_connections);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (builder, service, limits, closing) = (
+            builder.clone(),
+            service.clone(),
+            limits.clone(),
+            closing_rx.clone(),
+        );
+        tokio::spawn(async move {
+            serve_connection(stream, &builder, service, &limits, closing).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(shutdown.drain, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = limits.name,
+            timeout_ms = shutdown.drain.as_millis(),
+            "drain time is up with requests still in flight; ending open streams with an error event"
+        );
+        shutdown.cut_streams.cancel();
+        let _ = tokio::time::timeout(FLUSH_GRACE, permits.acquire_many(all)).await;
+    }
+}
+
+/// One connection: its first byte, its requests, its idle time, its drain.
+async fn serve_connection<S, F>(
+    stream: TcpStream,
+    builder: &auto::Builder<TokioExecutor>,
+    service: S,
+    limits: &ListenerLimits,
+    mut closing: watch::Receiver<bool>,
+) where
+    S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.first_byte, stream.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        // Closed, failed, or silent past the first-byte timeout.
+        _ => return,
+    }
+    let activity = Arc::new(Activity::default());
+    let tracked = {
+        let activity = activity.clone();
+        move |request| {
+            let guard = InFlight::start(activity.clone());
+            let response = service(request);
+            async move {
+                let response = response.await?;
+                Ok::<_, Infallible>(response.map(|body| Guarded {
+                    body,
+                    _guard: guard,
+                }))
+            }
+        }
+    };
+    let connection =
+        builder.serve_connection_with_upgrades(TokioIo::new(stream), service_fn(tracked));
+    tokio::pin!(connection);
+    let idle_check = tokio::time::sleep(limits.idle);
+    tokio::pin!(idle_check);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(listener = limits.name, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = closing.changed(), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = &mut idle_check, if !draining => {
+                match activity.idle_for() {
+                    Some(idle) if idle >= limits.idle => return,
+                    Some(idle) => idle_check.as_mut().reset(Instant::now() + (limits.idle - idle)),
+                    None => idle_check.as_mut().reset(Instant::now() + limits.idle),
+                }
+            }
+        }
+    }
+}
+
+/// Writes a short 503 to a connection over the cap, then drops it.
+fn refuse(stream: &TcpStream, cap: usize) {
+    let body = format!(
+        "{{\"error\":{{\"message\":\"the sidecar has {cap} connections open, its limit; retry shortly\",\"type\":\"aiflags_error\",\"param\":null,\"code\":\"too_many_connections\"}}}}"
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
+}
+
+/// Requests in flight on one connection, and since when it has had none.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds since `epoch` when the last request finished.
+    idle_since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Activity {
+    /// How long the connection has had no request in flight; `None` while one is.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        Some(self.epoch.elapsed().saturating_sub(since))
+    }
+}
+
+/// Counts a request as in flight until its response body is gone.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = self.0.epoch.elapsed().as_millis() as u64;
+        self.0.idle_since_ms.store(now, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted in flight.
+struct Guarded {
+    body: ProxyBody,
+    _guard: InFlight,
+}
+
+impl Body for Guarded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Raises the open-files limit to its hard maximum and sizes the listeners'
+/// caps within it: each data connection may need an upstream connection
+/// too, and `RESERVE` descriptors stay free for config reloads, the admin
+/// port and logs under any flood. Returns (data cap, admin cap).
+pub fn fit_caps(data_wanted: usize, admin_wanted: usize) -> (usize, usize) {
+    const RESERVE: u64 = 64;
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(max)) = (limit.current, limit.maximum)
+        && current < max
+    {
+        limit.current = Some(max);
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            limit.current = Some(current);
+        }
+    }
+    let Some(files) = limit.current else {
+        return (data_wanted, admin_wanted);
+    };
+    let usable = files.saturating_sub(RESERVE);
+    let admin = admin_wanted.min((usable / 4) as usize).max(1);
+    let spare = usable.saturating_sub(admin as u64);
+    let data = data_wanted.min((spare / 2) as usize).max(1);
+    (data, admin)
+}

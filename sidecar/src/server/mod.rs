@@ -1,0 +1,166 @@
+//! The running sidecar: the data listener the app's SDKs talk to, the admin
+//! listener the kubelet and Prometheus use, and the config reloader. All
+//! three stop together and drain gracefully.
+
+pub mod admin;
+pub mod conn;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use self::admin::Admin;
+use self::conn::{ListenerLimits, Shutdown, fit_caps, serve};
+use crate::budget::Budget;
+use crate::circuit::BreakerSettings;
+use crate::config::snapshot::SnapshotCell;
+use crate::config::source::{ConfigLoader, spawn_reloader};
+use crate::record::Reporter;
+use crate::respond::StreamContext;
+use crate::route::{Limits, Route};
+use crate::settings::Settings;
+use crate::telemetry::SharedTelemetry;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::metrics::Metrics;
+use crate::upstream::Upstream;
+use crate::upstream::headers::HeaderPolicy;
+
+/// A running sidecar.
+pub struct Sidecar {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Sidecar {
+    /// Binds both listeners, loads the config once, and starts serving.
+    pub async fn start(settings: Settings, metrics: Arc<Metrics>) -> std::io::Result<Sidecar> {
+        let access_log = match &settings.access_log {
+            Some(sink) => Some(AccessLog::start(
+                sink.clone(),
+                settings.log_format,
+                metrics.access_log_dropped.clone(),
+            )?),
+            None => None,
+        };
+        let telemetry: SharedTelemetry = metrics;
+        let data = TcpListener::bind(settings.listen).await?;
+        let admin = TcpListener::bind(settings.admin_listen).await?;
+        let (addr, admin_addr) = (data.local_addr()?, admin.local_addr()?);
+        let (stop, stopped) = watch::channel(false);
+        let config = Arc::new(SnapshotCell::default());
+        let loader = ConfigLoader::new(
+            settings.source.clone(),
+            settings.pod_labels.clone(),
+            settings.upstreams.clone(),
+        );
+        let reloader = spawn_reloader(
+            loader,
+            config.clone(),
+            telemetry.clone(),
+            settings.reload_interval,
+            stopped.clone(),
+        );
+        let upstream = Upstream::new(
+            &settings.upstreams,
+            HeaderPolicy::new(&settings.credential_headers),
+            settings.credentials_dir.clone(),
+        );
+        let breaker = BreakerSettings {
+            failure_threshold: settings.breaker_threshold,
+            cooldown: settings.breaker_cooldown,
+        };
+        let cut_streams = CancellationToken::new();
+        let reporter = Arc::new(Reporter {
+            telemetry: telemetry.clone(),
+            access_log,
+        });
+        let route = Arc::new(Route::new(
+            upstream,
+            config.clone(),
+            breaker,
+            reporter,
+            Budget::new(settings.buffer_budget_bytes),
+            Limits {
+                max_body_bytes: settings.max_body_bytes,
+                max_response_bytes: settings.max_response_bytes,
+                body_idle: settings.body_idle_timeout,
+            },
+            StreamContext {
+                drain: cut_streams.clone(),
+            },
+        ));
+        let (data_cap, admin_cap) =
+            fit_caps(settings.max_connections, settings.admin_max_connections);
+        let limits = |name, max_connections| ListenerLimits {
+            name,
+            max_connections,
+            first_byte: settings.first_byte_timeout,
+            idle: settings.idle_timeout,
+        };
+        let shutdown = || Shutdown {
+            stop: stopped.clone(),
+            drain: settings.drain_timeout,
+            cut_streams: cut_streams.clone(),
+        };
+        let serve_data = move |request| route.clone().serve(request);
+        let admin_state = Arc::new(Admin {
+            config,
+            telemetry: telemetry.clone(),
+        });
+        let serve_admin = move |request| admin_state.clone().serve(request);
+        tracing::info!(%addr, %admin_addr, data_cap, admin_cap, "aiflags sidecar listening");
+        Ok(Sidecar {
+            addr,
+            admin_addr,
+            stop,
+            tasks: vec![
+                reloader,
+                tokio::spawn(serve(
+                    data,
+                    serve_data,
+                    limits("data", data_cap),
+                    telemetry.clone(),
+                    shutdown(),
+                )),
+                tokio::spawn(serve(
+                    admin,
+                    serve_admin,
+                    limits("admin", admin_cap),
+                    telemetry,
+                    shutdown(),
+                )),
+            ],
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the drain
+    /// timeout, ends streams still open with an error event, then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Resolves on SIGTERM (what the kubelet sends) or ctrl-c.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,86 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::*;
+
+fn record(request_id: &str) -> Record {
+    let mut r = Record::new(request_id.into(), "chat");
+    r.started = Instant::now();
+    r.flag = Arc::from("summarizer");
+    r.variant = Arc::from("candidate");
+    r.model = Arc::from("gpt-4.1-mini");
+    r.provider = Arc::from("https://api.openai.com");
+    r.status = 200;
+    r.attempts = 2;
+    r.duration = Duration::from_micros(1500);
+    r.time_to_first_token = Some(Duration::from_millis(12));
+    r
+}
+
+#[test]
+fn json_lines_have_tracings_shape() {
+    let now = UNIX_EPOCH + Duration::from_millis(1_767_225_600_123);
+    let line = json_line(&record("req-1"), now);
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(value["timestamp"], "2026-01-01T00:00:00.123Z");
+    assert_eq!(value["target"], "aiflags::access");
+    let fields = &value["fields"];
+    assert_eq!(fields["message"], "request");
+    assert_eq!(fields["request_id"], "req-1");
+    assert_eq!(fields["variant"], "candidate");
+    assert_eq!(fields["status"], 200);
+    assert_eq!(fields["attempts"], 2);
+    assert_eq!(fields["ttft_ms"], 12.0);
+    assert!(line.ends_with('\n'));
+}
+
+#[test]
+fn text_lines_cannot_be_forged() {
+    // The route only lets sane request ids through; even so, the log
+    // itself quotes anything that could pass for another field.
+    let line = text_line(
+        &record("x status=500 flag=\"evil\"\nnext"),
+        SystemTime::now(),
+    );
+    assert_eq!(line.matches('\n').count(), 1, "{line}");
+    // The forged fields stay inside the quoted id; the real ones follow it.
+    let (id, rest) = line.split_once(" flag=summarizer ").unwrap();
+    assert!(
+        id.ends_with(r#"request_id="x status=500 flag=\"evil\"\u000anext""#),
+        "{line}"
+    );
+    assert!(
+        rest.contains(" status=200 ") && !rest.contains("status=500"),
+        "{line}"
+    );
+    let plain = text_line(&record("req-1"), SystemTime::now());
+    assert!(
+        plain.contains(" request_id=req-1 flag=summarizer "),
+        "{plain}"
+    );
+    assert!(plain.contains(" status=200 attempts=2 "), "{plain}");
+}
+
+#[test]
+fn dates_are_civil() {
+    assert_eq!(civil_from_days(0), (1970, 1, 1));
+    assert_eq!(civil_from_days(19_783), (2024, 3, 1));
+    assert_eq!(civil_from_days(20_787), (2026, 11, 30));
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_instead_of_waiting() {
+    let dropped = IntCounter::new("dropped", "d").unwrap();
+    let (queue, lines) = sync_channel(1);
+    let log = AccessLog {
+        queue,
+        format: Format::Json,
+        dropped: dropped.clone(),
+    };
+    // Nobody drains `lines`: the first line fills the queue.
+    for _ in 0..3 {
+        log.write(&record("r"));
+    }
+    assert_eq!(dropped.get(), 2);
+    assert_eq!(lines.try_iter().count(), 1);
+}

@@ -1,0 +1,110 @@
+//! The seam between the request path and what records it: the proxy fills a
+//! [`Record`] per request and reports attempts, circuits and config loads;
+//! a [`Telemetry`] decides what to keep. The sidecar runs with
+//! [`metrics::Metrics`]; the access log ([`access_log`]) is written beside it.
+
+pub mod access_log;
+pub mod metrics;
+pub mod pricing;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aiflags_api::Pricing;
+
+pub use crate::usage::Usage;
+
+/// One request, as the client saw it.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// The client's `x-request-id` when it is a sane token, else made up.
+    pub request_id: Box<str>,
+    pub started: Instant,
+    /// `chat`, `responses`, … or `other`.
+    pub operation: &'static str,
+    /// Empty for pass-through traffic.
+    pub flag: Arc<str>,
+    /// The split's assignment.
+    pub variant: Arc<str>,
+    /// The model that served (after fallback).
+    pub model: Arc<str>,
+    /// Upstream origin, e.g. `https://api.openai.com`.
+    pub provider: Arc<str>,
+    /// Status sent to the client; 499 when the client went away first.
+    pub status: u16,
+    pub attempts: u32,
+    pub usage: Option<Usage>,
+    /// The serving variant's price override, if it has one.
+    pub pricing: Option<Pricing>,
+    /// Time spent waiting on upstreams (and between retries): not overhead.
+    pub upstream_time: Duration,
+    /// Streams: time until the first byte went to the client.
+    pub time_to_first_token: Option<Duration>,
+    /// Moves down the chain: (from model, to model, reason).
+    pub fallbacks: Vec<(Arc<str>, Arc<str>, Arc<str>)>,
+    /// The stream ended with an error event instead of its natural end.
+    pub stream_error: bool,
+    /// Set when reported.
+    pub duration: Duration,
+}
+
+impl Record {
+    pub fn new(request_id: Box<str>, operation: &'static str) -> Record {
+        let empty: Arc<str> = Arc::from("");
+        Record {
+            request_id,
+            started: Instant::now(),
+            operation,
+            flag: empty.clone(),
+            variant: empty.clone(),
+            model: empty.clone(),
+            provider: empty,
+            status: 0,
+            attempts: 0,
+            usage: None,
+            pricing: None,
+            upstream_time: Duration::ZERO,
+            time_to_first_token: None,
+            fallbacks: Vec::new(),
+            stream_error: false,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+/// A flag as its configured-state metrics show it.
+#[derive(Clone, Debug)]
+pub struct FlagInfo {
+    pub key: Arc<str>,
+    pub enabled: bool,
+    pub default_variant: Arc<str>,
+    /// (variant, weight in basis points) in force.
+    pub weights: Vec<(Arc<str>, u32)>,
+}
+
+/// What the proxy reports; every method has a no-op default.
+pub trait Telemetry: Send + Sync + 'static {
+    fn request_started(&self) {}
+    fn request_finished(&self, _record: &Record) {}
+    /// One upstream attempt: `outcome` is `ok`, `timeout`, `connect`,
+    /// `status_NNN`, `circuit_open`, `error`.
+    fn attempt_finished(&self, _provider: &str, _model: &str, _outcome: &str) {}
+    fn circuit_changed(&self, _provider: &str, _model: &str, _open: bool) {}
+    /// A config now serves: its revision and its flags.
+    fn config_loaded(&self, _revision: &str, _flags: &[FlagInfo]) {}
+    /// A config failed to load; `serving` is the revision still in force.
+    fn config_failed(&self, _serving: Option<&str>) {}
+    /// A request on an LLM path whose body could not be read; `reason` is a
+    /// small closed set (`encoding`, `not_json`, `not_object`, `no_model`).
+    fn request_unparsed(&self, _reason: &'static str) {}
+    /// A connection refused at a listener's cap.
+    fn connection_refused(&self, _listener: &'static str) {}
+    /// A request refused because the memory budget was spent.
+    fn budget_exhausted(&self) {}
+    /// Prometheus text exposition for `/metrics`.
+    fn render(&self) -> String {
+        String::new()
+    }
+}
+
+pub type SharedTelemetry = Arc<dyn Telemetry>;

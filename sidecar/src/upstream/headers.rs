@@ -1,0 +1,164 @@
+//! The one header policy: what of the client's headers reaches a target.
+//!
+//! - Hop-by-hop headers (RFC 9110 §7.6.1, and any the `Connection` header
+//!   names), `host`, `content-length` (the client sets it from the body that
+//!   actually goes) and the sidecar's own `x-aiflags-*` never cross.
+//! - Credential- and identity-bearing headers reach only the origin the app
+//!   addressed — its protocol's default upstream — and a variant's
+//!   `credentialKey` replaces them all, there too.
+//! - A body the proxy decoded travels without its `content-encoding`, and a
+//!   request the proxy reads the answer of asks for `identity`.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::target::{Protocol, Target};
+
+/// Where clients put API keys, sessions and account identity. Settings may add more.
+pub const CREDENTIAL_HEADERS: [&str; 8] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "cookie",
+    "openai-organization",
+    "openai-project",
+];
+
+/// Connection-scoped headers that must not cross a proxy.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Decides the headers of every upstream request.
+#[derive(Clone, Debug)]
+pub struct HeaderPolicy {
+    credentials: Vec<HeaderName>,
+}
+
+/// How the proxy treats the body of this request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Outbound<'a> {
+    /// The variant's credential, which replaces the app's.
+    pub credential: Option<&'a str>,
+    /// The proxy undid the body's content coding.
+    pub decoded: bool,
+    /// The proxy reads the response (usage, stream filtering): ask for it uncompressed.
+    pub reads_response: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the credential is not a valid header value")]
+pub struct InvalidCredential;
+
+impl Default for HeaderPolicy {
+    fn default() -> Self {
+        HeaderPolicy::new(&[])
+    }
+}
+
+impl HeaderPolicy {
+    /// The default credential headers plus `extra` (lower-cased names).
+    pub fn new(extra: &[HeaderName]) -> HeaderPolicy {
+        let mut credentials: Vec<HeaderName> = CREDENTIAL_HEADERS
+            .iter()
+            .map(|name| HeaderName::from_static(name))
+            .collect();
+        for name in extra {
+            if !credentials.contains(name) {
+                credentials.push(name.clone());
+            }
+        }
+        HeaderPolicy { credentials }
+    }
+
+    pub fn is_credential(&self, name: &HeaderName) -> bool {
+        self.credentials.contains(name)
+    }
+
+    /// The headers for `target`, from the client's.
+    pub fn outbound(
+        &self,
+        client: &HeaderMap,
+        target: &Target,
+        how: Outbound<'_>,
+    ) -> Result<HeaderMap, InvalidCredential> {
+        let keep_credentials = target.app_origin && how.credential.is_none();
+        let named_in_connection = connection_named(client);
+        let mut out = HeaderMap::with_capacity(client.keys_len() + 2);
+        for (name, value) in client {
+            let dropped = HOP_BY_HOP.contains(name)
+                || name == header::HOST
+                || name == header::CONTENT_LENGTH
+                || name.as_str().starts_with("x-aiflags-")
+                || (how.decoded && name == header::CONTENT_ENCODING)
+                || (how.reads_response && name == header::ACCEPT_ENCODING)
+                || (!keep_credentials && self.is_credential(name))
+                || named_in_connection.contains(name);
+            if !dropped {
+                out.append(name, value.clone());
+            }
+        }
+        if how.reads_response {
+            out.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
+        if let Some(secret) = how.credential {
+            set_credential(&mut out, target.protocol, secret)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Strips what must not go back to the client from an upstream's response head.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in connection_named(headers) {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Headers the `Connection` header names; most messages have none.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    if !headers.contains_key(header::CONNECTION) {
+        return Vec::new();
+    }
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect()
+}
+
+fn set_credential(
+    headers: &mut HeaderMap,
+    protocol: Protocol,
+    secret: &str,
+) -> Result<(), InvalidCredential> {
+    let (name, text) = match protocol {
+        Protocol::OpenAi => (header::AUTHORIZATION, format!("Bearer {secret}")),
+        Protocol::Anthropic => (HeaderName::from_static("x-api-key"), secret.to_string()),
+    };
+    let mut value = HeaderValue::from_str(&text).map_err(|_| InvalidCredential)?;
+    value.set_sensitive(true);
+    headers.insert(name, value);
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "headers_tests.rs"]
+mod tests;

@@ -1,0 +1,110 @@
+//! Sending requests to LLM providers: the target ([`target`]), the headers
+//! it may see ([`headers`]), the credential it needs ([`credentials`]), and
+//! one pooled client over TLS or plain HTTP ([`client`]).
+
+pub mod client;
+pub mod credentials;
+pub mod headers;
+pub mod target;
+
+use std::path::PathBuf;
+
+use http::request::Parts;
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+
+use self::client::UpstreamClient;
+use self::credentials::{CredentialError, read_credential};
+use self::headers::{HeaderPolicy, Outbound};
+use self::target::{Protocol, Target, Upstreams};
+use crate::body::ProxyBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// A problem of configuration, not of the upstream: retrying cannot help.
+    #[error("{0}")]
+    Config(String),
+    /// The upstream could not be reached or dropped the connection.
+    #[error("{0}")]
+    Connect(String),
+}
+
+impl From<CredentialError> for UpstreamError {
+    fn from(e: CredentialError) -> Self {
+        UpstreamError::Config(e.to_string())
+    }
+}
+
+/// How one request goes upstream.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Send {
+    /// The proxy undid the body's content coding.
+    pub decoded: bool,
+    /// The proxy reads the response: ask for identity encoding.
+    pub reads_response: bool,
+}
+
+pub struct Upstream {
+    client: UpstreamClient,
+    defaults: [Target; 2],
+    policy: HeaderPolicy,
+    credentials_dir: Option<PathBuf>,
+}
+
+impl Upstream {
+    pub fn new(
+        upstreams: &Upstreams,
+        policy: HeaderPolicy,
+        credentials_dir: Option<PathBuf>,
+    ) -> Upstream {
+        Upstream {
+            client: UpstreamClient::new(),
+            defaults: [
+                upstreams.default_target(Protocol::OpenAi),
+                upstreams.default_target(Protocol::Anthropic),
+            ],
+            policy,
+            credentials_dir,
+        }
+    }
+
+    pub fn default_target(&self, protocol: Protocol) -> &Target {
+        match protocol {
+            Protocol::OpenAi => &self.defaults[0],
+            Protocol::Anthropic => &self.defaults[1],
+        }
+    }
+
+    /// Sends one request; the response head is returned as soon as it arrives.
+    pub async fn send(
+        &self,
+        target: &Target,
+        parts: &Parts,
+        body: ProxyBody,
+        how: Send,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = target.uri_for(path).map_err(UpstreamError::Config)?;
+        let credential = match &target.credential_key {
+            Some(key) => Some(read_credential(self.credentials_dir.as_deref(), key).await?),
+            None => None,
+        };
+        let outbound = Outbound {
+            credential: credential.as_deref(),
+            decoded: how.decoded,
+            reads_response: how.reads_response,
+        };
+        let headers = self
+            .policy
+            .outbound(&parts.headers, target, outbound)
+            .map_err(|e| UpstreamError::Config(e.to_string()))?;
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = uri;
+        // The pooled client negotiates HTTP/2 itself; asking for it here would
+        // fail on HTTP/1-only upstreams.
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = headers;
+        self.client.request(request, target.label()).await
+    }
+}

@@ -1,0 +1,304 @@
+//! Where an attempt goes: the default upstream of the request's protocol or
+//! a variant's provider, and the URL built for it.
+//!
+//! A provider `baseUrl` is an origin plus an optional path prefix that takes
+//! the place of the default upstream; the request path is kept. So
+//! `http://vllm:8000` serves `/v1/chat/completions` at
+//! `http://vllm:8000/v1/chat/completions`. A prefix that already ends in
+//! `/v1` (as SDK base URLs do) is not doubled.
+//!
+//! The request's own target is checked before anything is built from it:
+//! only origin-form paths without dot segments reach an upstream, so neither
+//! `OPTIONS *` nor `/v1/../admin` can step outside a provider's prefix.
+
+use std::sync::Arc;
+
+use aiflags_api::Provider;
+use http::{Method, Uri};
+
+/// Which API family a request speaks; decides the default upstream and how a
+/// credential is presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    OpenAi,
+    Anthropic,
+}
+
+impl Protocol {
+    pub fn for_path(path: &str) -> Protocol {
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            Protocol::Anthropic
+        } else {
+            Protocol::OpenAi
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Protocol::OpenAi => 0,
+            Protocol::Anthropic => 1,
+        }
+    }
+}
+
+/// The default upstream of each protocol: origin plus optional path prefix.
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    pub openai: Uri,
+    pub anthropic: Uri,
+}
+
+/// Where one attempt goes.
+#[derive(Clone, Debug)]
+pub struct Target {
+    scheme: Arc<str>,
+    authority: Arc<str>,
+    /// Path prefix without a trailing slash; empty for none.
+    prefix: Arc<str>,
+    pub protocol: Protocol,
+    /// The Secret key whose value replaces the app's credentials.
+    pub credential_key: Option<Arc<str>>,
+    /// Whether this is the origin the app addressed (its protocol's default
+    /// upstream): only there may the app's own credentials go.
+    pub app_origin: bool,
+    /// `scheme://authority[/prefix]`: the provider label and circuit key.
+    label: Arc<str>,
+}
+
+/// A request target the proxy refuses to forward.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BadTarget {
+    #[error("request target {0:?} is not a path: only origin-form targets (/v1/...) are proxied")]
+    NotAPath(String),
+    #[error("request path {0:?} has a dot segment or an encoded slash; send a normalised path")]
+    DotSegment(String),
+    #[error("method CONNECT is not proxied")]
+    Connect,
+}
+
+impl Upstreams {
+    pub fn default_target(&self, protocol: Protocol) -> Target {
+        let base = match protocol {
+            Protocol::OpenAi => &self.openai,
+            Protocol::Anthropic => &self.anthropic,
+        };
+        Target::new(base, protocol, None, true)
+    }
+
+    /// The variant's provider for `protocol`, or that protocol's default.
+    pub fn target_for(
+        &self,
+        protocol: Protocol,
+        provider: Option<&Provider>,
+    ) -> Result<Target, String> {
+        let Some(provider) = provider else {
+            return Ok(self.default_target(protocol));
+        };
+        let base = base_url(&provider.base_url).map_err(|e| format!("provider baseUrl: {e}"))?;
+        let default = self.default_target(protocol);
+        let same_origin = base.scheme_str() == Some(&*default.scheme)
+            && base.authority().map(|a| a.as_str()) == Some(&*default.authority);
+        let credential = provider.credential_key.as_deref().map(Arc::from);
+        Ok(Target::new(&base, protocol, credential, same_origin))
+    }
+
+    /// Both protocols' targets for a provider, resolved once when a config loads.
+    pub fn targets_for(&self, provider: Option<&Provider>) -> [Result<Target, String>; 2] {
+        [
+            self.target_for(Protocol::OpenAi, provider),
+            self.target_for(Protocol::Anthropic, provider),
+        ]
+    }
+}
+
+/// Picks the protocol's entry of [`Upstreams::targets_for`].
+pub fn for_protocol(
+    targets: &[Result<Target, String>; 2],
+    protocol: Protocol,
+) -> &Result<Target, String> {
+    &targets[protocol.index()]
+}
+
+impl Target {
+    pub fn new(
+        base: &Uri,
+        protocol: Protocol,
+        credential_key: Option<Arc<str>>,
+        app_origin: bool,
+    ) -> Target {
+        let scheme = base.scheme_str().unwrap_or("https");
+        let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
+        let prefix = base.path().trim_end_matches('/');
+        Target {
+            scheme: scheme.into(),
+            authority: authority.into(),
+            prefix: prefix.into(),
+            protocol,
+            credential_key,
+            app_origin,
+            label: format!("{scheme}://{authority}{prefix}").into(),
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn label_arc(&self) -> Arc<str> {
+        self.label.clone()
+    }
+
+    /// The upstream URL for a request path (already checked by
+    /// [`check_request_target`]).
+    pub fn uri_for(&self, path_and_query: &str) -> Result<Uri, String> {
+        let path = match self.prefix.strip_suffix("/v1") {
+            Some(_) if path_and_query.starts_with("/v1/") => &path_and_query[3..],
+            _ => path_and_query,
+        };
+        format!("{}://{}{}{path}", self.scheme, self.authority, self.prefix)
+            .parse()
+            .map_err(|_| format!("cannot build a URL for {path:?} from {}", self.label))
+    }
+}
+
+/// Refuses request targets that are not plain origin-form paths: `*`
+/// (asterisk-form, `OPTIONS *` or an h2 `:path *`), CONNECT, and paths with
+/// `.`/`..` segments or encoded slashes, literal or percent-encoded.
+pub fn check_request_target(method: &Method, uri: &Uri) -> Result<(), BadTarget> {
+    if method == Method::CONNECT {
+        return Err(BadTarget::Connect);
+    }
+    let path = uri.path();
+    if !path.starts_with('/') {
+        return Err(BadTarget::NotAPath(clip(path)));
+    }
+    for segment in path.split('/') {
+        let decoded = decode_dots_and_slashes(segment);
+        if decoded == "." || decoded == ".." || decoded.contains(['/', '\\']) {
+            return Err(BadTarget::DotSegment(clip(path)));
+        }
+    }
+    Ok(())
+}
+
+/// `%2e`, `%2f` and `%5c` decoded, in any case; other escapes left alone.
+fn decode_dots_and_slashes(segment: &str) -> String {
+    if !segment.contains('%') {
+        return segment.to_string();
+    }
+    let lower = segment.to_ascii_lowercase();
+    lower
+        .replace("%2e", ".")
+        .replace("%2f", "/")
+        .replace("%5c", "\\")
+}
+
+/// What of a client-supplied string an error message echoes: bounded, printable.
+fn clip(text: &str) -> String {
+    crate::error::printable(text, 128)
+}
+
+/// An `http(s)://host[:port][/prefix]` URL without query or fragment.
+pub fn base_url(s: &str) -> Result<Uri, String> {
+    let uri: Uri = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a URL such as https://api.openai.com"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.authority().is_none() || uri.query().is_some() {
+        return Err(format!(
+            "{s:?} must be an http:// or https:// URL with a host and no query"
+        ));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(base: &str) -> Target {
+        Target::new(&base.parse().unwrap(), Protocol::OpenAi, None, true)
+    }
+
+    #[test]
+    fn base_url_replaces_the_origin_and_keeps_the_path() {
+        let uri = |b: &str, p: &str| target(b).uri_for(p).unwrap().to_string();
+        assert_eq!(
+            uri("http://h:1", "/v1/chat/completions?x=1"),
+            "http://h:1/v1/chat/completions?x=1"
+        );
+        assert_eq!(
+            uri("http://h:1/", "/v1/embeddings"),
+            "http://h:1/v1/embeddings"
+        );
+        assert_eq!(
+            uri("http://h:1/v1", "/v1/embeddings"),
+            "http://h:1/v1/embeddings"
+        );
+        assert_eq!(
+            uri("https://h/openai", "/v1/embeddings"),
+            "https://h/openai/v1/embeddings"
+        );
+        assert_eq!(target("https://h/openai").label(), "https://h/openai");
+    }
+
+    #[test]
+    fn only_normalised_origin_form_paths_pass() {
+        let check = |method: Method, target: &str| {
+            let uri: Uri = target.parse().unwrap();
+            check_request_target(&method, &uri)
+        };
+        assert_eq!(check(Method::POST, "/v1/chat/completions?a=../b"), Ok(()));
+        assert_eq!(check(Method::GET, "/v1/models/gpt-4o.mini"), Ok(()));
+        assert!(matches!(
+            check(Method::OPTIONS, "*"),
+            Err(BadTarget::NotAPath(_))
+        ));
+        for bad in [
+            "/v1/../admin",
+            "/v1/./chat",
+            "/v1/%2e%2e/admin",
+            "/v1/%2E./admin",
+            "/v1/.%2e",
+            "/v1/a%2fb",
+            "/v1/a%5Cb",
+            "/..",
+        ] {
+            assert!(
+                matches!(check(Method::POST, bad), Err(BadTarget::DotSegment(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(check(Method::CONNECT, "/x"), Err(BadTarget::Connect));
+    }
+
+    #[test]
+    fn a_provider_on_the_default_origin_may_see_the_apps_key() {
+        let upstreams = Upstreams {
+            openai: "https://api.openai.com".parse().unwrap(),
+            anthropic: "https://api.anthropic.com".parse().unwrap(),
+        };
+        let provider = |url: &str| Provider {
+            base_url: url.into(),
+            credential_key: None,
+        };
+        let same = upstreams
+            .target_for(
+                Protocol::OpenAi,
+                Some(&provider("https://api.openai.com/v1")),
+            )
+            .unwrap();
+        assert!(same.app_origin);
+        let other = upstreams
+            .target_for(Protocol::OpenAi, Some(&provider("http://api.openai.com")))
+            .unwrap();
+        assert!(!other.app_origin, "another scheme is another origin");
+        assert!(
+            upstreams
+                .target_for(Protocol::OpenAi, Some(&provider("ftp://x")))
+                .is_err()
+        );
+        assert_eq!(Protocol::for_path("/v1/messages"), Protocol::Anthropic);
+        assert_eq!(Protocol::for_path("/v1/models"), Protocol::OpenAi);
+    }
+}
