@@ -8,7 +8,6 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Reg
 
 pub struct PropagationMetrics {
     flag_proxies: IntGaugeVec,
-    flag_proxies_at_revision: IntGaugeVec,
     proxies: IntGaugeVec,
     polls: IntCounterVec,
     pass_duration: Histogram,
@@ -22,16 +21,11 @@ impl PropagationMetrics {
         let flag_proxies = IntGaugeVec::new(
             Opts::new(
                 "aiflags_operator_flag_proxies",
-                "Running injected pods the flag's podSelector matches",
+                "Running injected pods the flag's podSelector matches (state=\"total\"), and of \
+                 those the ones whose sidecar serves the namespace's latest config revision \
+                 (state=\"at_revision\")",
             ),
-            &["namespace", "flag"],
-        )?;
-        let flag_proxies_at_revision = IntGaugeVec::new(
-            Opts::new(
-                "aiflags_operator_flag_proxies_at_revision",
-                "Of those, the pods whose sidecar serves the namespace's latest config revision",
-            ),
-            &["namespace", "flag"],
+            &["namespace", "flag", "state"],
         )?;
         let proxies = IntGaugeVec::new(
             Opts::new(
@@ -56,13 +50,11 @@ impl PropagationMetrics {
             .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
         )?;
         registry.register(Box::new(flag_proxies.clone()))?;
-        registry.register(Box::new(flag_proxies_at_revision.clone()))?;
         registry.register(Box::new(proxies.clone()))?;
         registry.register(Box::new(polls.clone()))?;
         registry.register(Box::new(pass_duration.clone()))?;
         Ok(PropagationMetrics {
             flag_proxies,
-            flag_proxies_at_revision,
             proxies,
             polls,
             pass_duration,
@@ -86,24 +78,22 @@ impl PropagationMetrics {
         flags: &BTreeMap<(String, String), ProxyCount>,
         by_revision: &BTreeMap<(String, String), i64>,
     ) {
-        for (namespace, flag) in self
-            .exported_flags
-            .difference(&flags.keys().cloned().collect())
-        {
-            let labels = [namespace.as_str(), flag.as_str()];
-            let _ = self.flag_proxies.remove_label_values(&labels);
-            let _ = self.flag_proxies_at_revision.remove_label_values(&labels);
+        let current: BTreeSet<(String, String)> = flags.keys().cloned().collect();
+        for (namespace, flag) in self.exported_flags.difference(&current) {
+            for state in ["total", "at_revision"] {
+                let labels = [namespace.as_str(), flag.as_str(), state];
+                let _ = self.flag_proxies.remove_label_values(&labels);
+            }
         }
         for ((namespace, flag), count) in flags {
-            let labels = [namespace.as_str(), flag.as_str()];
-            self.flag_proxies
-                .with_label_values(&labels)
-                .set(i64::from(count.total));
-            self.flag_proxies_at_revision
-                .with_label_values(&labels)
-                .set(i64::from(count.at_revision));
+            let counts = [("total", count.total), ("at_revision", count.at_revision)];
+            for (state, value) in counts {
+                self.flag_proxies
+                    .with_label_values(&[namespace.as_str(), flag.as_str(), state])
+                    .set(i64::from(value));
+            }
         }
-        self.exported_flags = flags.keys().cloned().collect();
+        self.exported_flags = current;
 
         let current: BTreeSet<(String, String)> = by_revision.keys().cloned().collect();
         for (namespace, revision) in self.exported_revisions.difference(&current) {

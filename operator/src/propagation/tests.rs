@@ -225,10 +225,11 @@ async fn passes_ask_whoever_is_due_and_write_only_what_changed() {
     for line in [
         format!("aiflags_operator_proxies{{namespace=\"shop\",revision=\"{revision}\"}} 2"),
         "aiflags_operator_proxies{namespace=\"shop\",revision=\"none\"} 1".to_string(),
-        "aiflags_operator_flag_proxies{flag=\"assistant\",namespace=\"shop\"} 3".to_string(),
-        "aiflags_operator_flag_proxies_at_revision{flag=\"assistant\",namespace=\"shop\"} 2"
+        "aiflags_operator_flag_proxies{flag=\"assistant\",namespace=\"shop\",state=\"total\"} 3"
             .to_string(),
-        "aiflags_operator_flag_proxies_at_revision{flag=\"summarizer\",namespace=\"shop\"} 2"
+        "aiflags_operator_flag_proxies{flag=\"assistant\",namespace=\"shop\",state=\"at_revision\"} 2"
+            .to_string(),
+        "aiflags_operator_flag_proxies{flag=\"summarizer\",namespace=\"shop\",state=\"at_revision\"} 2"
             .to_string(),
         "aiflags_operator_proxy_polls_total{result=\"serving\"} 3".to_string(),
         "aiflags_operator_proxy_polls_total{result=\"no_config\"} 3".to_string(),
