@@ -192,23 +192,10 @@ fn read_config_file(path: &Path) -> Result<Option<(PathBuf, Vec<u8>)>, LoadError
     Ok(None)
 }
 
-/// A config document, plain JSON or gzip-compressed JSON (told apart by
-/// gzip's magic bytes).
+/// A config document, plain JSON or gzip-compressed JSON: the api crate's
+/// one decoder, which the operator's encoder is tested against.
 pub fn decode_document_bytes(bytes: &[u8]) -> Result<SidecarConfig, String> {
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return SidecarConfig::from_json(bytes).map_err(|e| e.to_string());
-    }
-    let mut plain = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut plain)
-        .map_err(|e| format!("the gzip config does not decode: {e}"))?;
-    if plain.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(format!(
-            "the config decodes to more than {MAX_CONFIG_BYTES} bytes"
-        ));
-    }
-    SidecarConfig::from_json(&plain).map_err(|e| e.to_string())
+    aiflags_api::decode_config(bytes).map_err(|e| e.to_string())
 }
 
 /// Reads through symlinks, returning the final path so a `..data` swap to an

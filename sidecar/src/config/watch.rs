@@ -13,7 +13,7 @@
 
 use std::pin::pin;
 
-use aiflags_api::{CONFIG_MAP_KEY, SidecarConfig};
+use aiflags_api::{CONFIG_MAP_GZIP_KEY, CONFIG_MAP_KEY, SidecarConfig};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::WatchStreamExt;
@@ -43,9 +43,6 @@ pub enum WatchUpdate {
     /// The API cannot be reached or the watch failed; the watcher retries.
     Lost(String),
 }
-
-/// The gzip form of the config, for configs too large for `data`.
-pub const CONFIG_MAP_GZIP_KEY: &str = "config.json.gz";
 
 /// Watches until `stop` flips, sending every update to `updates`.
 pub fn spawn_watch(
@@ -141,5 +138,62 @@ pub fn from_config_map(config_map: &ConfigMap) -> WatchUpdate {
                 config_map.metadata.name.as_deref().unwrap_or_default()
             )),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use aiflags_api::{EncodedConfig, compile_manifests, encode_config, parse_manifests};
+    use k8s_openapi::ByteString;
+
+    use super::*;
+
+    /// A config large enough for the operator to store it gzipped.
+    fn large_config() -> SidecarConfig {
+        let yaml: String = (0..2000)
+            .map(|i| format!("apiVersion: aiflags.dev/v1alpha1\nkind: AIFeatureFlag\nmetadata: {{name: f{i}}}\nspec:\n  defaultVariant: a\n  variants: [{{name: a, model: model-{i}}}]\n---\n"))
+            .collect();
+        let (manifests, errors) = parse_manifests("t", &yaml);
+        assert!(errors.is_empty());
+        compile_manifests(&manifests, None).0
+    }
+
+    fn config_map(data: Option<(&str, String)>, binary: Option<(&str, Vec<u8>)>) -> ConfigMap {
+        ConfigMap {
+            data: data.map(|(k, v)| BTreeMap::from([(k.to_string(), v)])),
+            binary_data: binary.map(|(k, v)| BTreeMap::from([(k.to_string(), ByteString(v))])),
+            ..ConfigMap::default()
+        }
+    }
+
+    #[test]
+    fn reads_what_the_operator_writes_plain_or_gzipped() {
+        let config = large_config();
+        let EncodedConfig::Gzip { bytes, .. } = encode_config(&config) else {
+            panic!("expected the gzip form");
+        };
+        let gzipped = config_map(None, Some((CONFIG_MAP_GZIP_KEY, bytes)));
+        assert!(
+            matches!(from_config_map(&gzipped), WatchUpdate::Config(c) if c.revision == config.revision)
+        );
+        let plain = config_map(Some((CONFIG_MAP_KEY, config.to_json())), None);
+        assert!(
+            matches!(from_config_map(&plain), WatchUpdate::Config(c) if c.revision == config.revision)
+        );
+    }
+
+    #[test]
+    fn a_config_map_without_a_usable_document_is_invalid_not_empty() {
+        assert!(matches!(
+            from_config_map(&config_map(None, None)),
+            WatchUpdate::Invalid(_)
+        ));
+        let broken = config_map(Some((CONFIG_MAP_KEY, "{\"schema\": \"x\"}".into())), None);
+        let WatchUpdate::Invalid(message) = from_config_map(&broken) else {
+            panic!("a broken document must not load");
+        };
+        assert!(message.contains("not supported"), "{message}");
     }
 }
