@@ -9,15 +9,22 @@
 //! - `mock-truncated-stream`: a few chunks, then a clean end without the end marker.
 //! - `mock-malformed-sse`: a stream that is not valid SSE JSON.
 //! - `mock-flaky-N`: fails the first N requests for that model, then answers.
+//! - `mock-gzip-stream`: answers gzip-compressed (`content-encoding: gzip`)
+//!   whatever `accept-encoding` asked for, streams chunk by chunk.
+//! - `mock-gzip-cut-stream`: a gzip stream cut off after a few chunks.
 //!
 //! [`Behaviour`] adds what a demo wants on top: model-like latency, and one
 //! real model name that fails every Nth request so fallbacks show.
 //!
 //! Every response echoes what arrived (`x-mock-received-model`,
-//! `x-mock-saw-authorization`, `x-mock-body-sha256`, …) so tests can assert on
-//! what the proxy sent. `GET /mock/requests/{model}` counts requests per model,
+//! `x-mock-saw-headers` (every header name), `x-mock-saw-authorization`,
+//! `x-mock-body-sha256`, …) so tests can assert on what the proxy sent. A
+//! body is read as tolerantly as providers read it (a byte order mark, bytes
+//! after the JSON, lone surrogate escapes); `x-mock-body-json` says how. `GET /mock/requests/{model}` counts requests per model,
 //! `GET /mock/active-streams` the streams still sending.
 
+mod echo;
+mod gzip;
 mod replies;
 
 use std::collections::HashMap;
@@ -32,7 +39,6 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -139,7 +145,7 @@ impl MockState {
                 &json!({ "model": model, "requests": count }),
             ));
         }
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let (body, read_as) = echo::read_json(&bytes);
         let model = body
             .get("model")
             .and_then(Value::as_str)
@@ -149,7 +155,7 @@ impl MockState {
             count: self.count(&model, true),
             model,
             active: self.active_streams.clone(),
-            headers: echo_headers(&parts.headers, &bytes, &body, &path),
+            headers: echo::echo_headers(&parts.headers, &bytes, &body, read_as, &path),
         };
         let operation = (parts.method == Method::POST)
             .then(|| operation_for_path(&path))
@@ -267,6 +273,9 @@ async fn behave(
                 );
                 return response;
             }
+            if let Some(finish) = gzip_finish(model) {
+                return gzipped(&seen.active, stream, &reply, finish);
+            }
             if !stream {
                 return json_response(StatusCode::OK, &reply.whole());
             }
@@ -287,6 +296,52 @@ async fn behave(
             sse(&seen.active, pace, chunks)
         }
     }
+}
+
+/// The gzip models: whether their stream ends with the gzip trailer.
+fn gzip_finish(model: &str) -> Option<bool> {
+    match model {
+        "mock-gzip-stream" => Some(true),
+        "mock-gzip-cut-stream" => Some(false),
+        _ => None,
+    }
+}
+
+/// The reply gzip-compressed: a whole body, or a stream chunk by chunk that
+/// is cut off without the gzip trailer unless `finish`.
+fn gzipped(
+    active: &Arc<AtomicI64>,
+    stream: bool,
+    reply: &Reply,
+    finish: bool,
+) -> Response<ProxyBody> {
+    let plain = if stream {
+        let mut chunks = reply.stream();
+        if !finish {
+            chunks.truncate(3);
+        }
+        chunks
+    } else {
+        vec![Bytes::from(reply.whole().to_string())]
+    };
+    let compressed = match gzip::gzip_chunks(&plain, finish || !stream) {
+        Ok(compressed) => compressed,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let mut chunks: Vec<Result<Bytes, BoxError>> = compressed.into_iter().map(Ok).collect();
+    if !finish {
+        chunks.push(Err("mock cut the gzip stream".into()));
+    }
+    let mut response = sse(active, PACE, chunks);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    if !stream {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    response
 }
 
 fn full(bytes: impl Into<Bytes>) -> ProxyBody {
@@ -369,60 +424,6 @@ impl Drop for ActiveStream {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// Facts about the request, as `x-mock-*` headers.
-fn echo_headers(headers: &HeaderMap, bytes: &Bytes, body: &Value, path: &str) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    let yes_no = |b: bool| HeaderValue::from_static(if b { "yes" } else { "no" });
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
-    let mut put = |name: &'static str, value: Option<HeaderValue>| {
-        if let Some(value) = value {
-            out.insert(name, value);
-        }
-    };
-    put("x-mock-received-model", HeaderValue::from_str(model).ok());
-    put("x-mock-received-path", HeaderValue::from_str(path).ok());
-    put(
-        "x-mock-saw-authorization",
-        Some(yes_no(headers.contains_key(header::AUTHORIZATION))),
-    );
-    put(
-        "x-mock-authorization",
-        headers.get(header::AUTHORIZATION).cloned(),
-    );
-    put("x-mock-api-key", headers.get("x-api-key").cloned());
-    put(
-        "x-mock-accept-encoding",
-        headers.get(header::ACCEPT_ENCODING).cloned(),
-    );
-    put(
-        "x-mock-aiflags-flag",
-        headers.get("x-aiflags-flag").cloned(),
-    );
-    put("x-mock-host", headers.get(header::HOST).cloned());
-    put(
-        "x-mock-body-sha256",
-        HeaderValue::from_str(&hex::encode(Sha256::digest(bytes))).ok(),
-    );
-    put(
-        "x-mock-body-bytes",
-        HeaderValue::from_str(&bytes.len().to_string()).ok(),
-    );
-    let include_usage = body
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool);
-    put(
-        "x-mock-saw-include-usage",
-        Some(yes_no(include_usage == Some(true))),
-    );
-    if let Some(t) = body.get("temperature") {
-        put(
-            "x-mock-temperature",
-            HeaderValue::from_str(&t.to_string()).ok(),
-        );
-    }
-    out
 }
 
 /// The `mock-upstream` subcommand: serve until ctrl-c or SIGTERM.
