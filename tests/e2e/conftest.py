@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -132,6 +133,25 @@ class Stack:
         self.mock = f"http://{mock_addr}"
 
 
+def raw_request(base, head, body=b""):
+    """Sends `head` (request line and headers, without the blank line; a
+    `connection: close` and the body's length are added) over a plain socket,
+    for what HTTP clients refuse or normalise. Returns (status, headers, body)."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    message = head.encode("utf-8", "surrogateescape") if isinstance(head, str) else head
+    message += b"\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+    with socket.create_connection((host, int(port)), timeout=PATIENCE) as sock:
+        sock.sendall(message)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1]) if lines[0].startswith("HTTP/") else None
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return status, headers, rest
+
+
 def http_status(url):
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -152,22 +172,25 @@ def start_mock(tmp, name="mock"):
 
 @contextlib.contextmanager
 def running_stack(tmp, flags, extra_args=(), preexec_fn=None):
-    """A mock upstream and a sidecar serving `flags` (a path, or YAML text
-    written to a file in `tmp`) in front of it. `preexec_fn` runs in the
-    sidecar's child process before it starts (resource limits)."""
+    """A mock upstream and a sidecar serving `flags` (a path, YAML text
+    written to a file in `tmp`, or a function of the mock's URL returning
+    that text) in front of it. `preexec_fn` runs in the sidecar's child
+    process before it starts (resource limits)."""
     for binary in (SIDECAR, DEV):
         if not binary.exists():
             pytest.fail(f"{binary} not found: run cargo build -p aiflags-sidecar -p aiflags-devtools "
                         "or set AIFLAGS_BIN_DIR")
-    if isinstance(flags, str):
-        path = tmp / "flags.yaml"
-        path.write_text(flags)
-        flags = path
     started = []
     try:
         mock, mock_addr = start_mock(tmp)
         started.append(mock)
         upstream = f"http://{mock_addr}"
+        if callable(flags):
+            flags = flags(upstream)
+        if isinstance(flags, str):
+            path = tmp / "flags.yaml"
+            path.write_text(flags)
+            flags = path
         sidecar = Process("sidecar", [
             SIDECAR, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--flags", str(flags),
             "--openai-upstream", upstream, "--anthropic-upstream", upstream, *extra_args,

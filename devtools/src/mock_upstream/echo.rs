@@ -4,25 +4,55 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header};
+use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// How a body was read as JSON: `strict` (a plain document), `lenient`
-/// (after dropping a byte order mark, bytes after the first value, or lone
-/// surrogate escapes, as tolerant provider parsers do), or `no`.
+/// The request fields the mock acts on; the rest of a body (a prompt of
+/// any size) is checked for syntax and skipped, never built.
+#[derive(Deserialize)]
+struct Fields {
+    model: Option<Value>,
+    stream: Option<Value>,
+    stream_options: Option<Value>,
+    temperature: Option<Value>,
+    encoding_format: Option<Value>,
+}
+
+impl Fields {
+    fn into_value(self) -> Value {
+        let fields = [
+            ("model", self.model),
+            ("stream", self.stream),
+            ("stream_options", self.stream_options),
+            ("temperature", self.temperature),
+            ("encoding_format", self.encoding_format),
+        ];
+        let object = fields
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_string(), value?)))
+            .collect();
+        Value::Object(object)
+    }
+}
+
+/// The fields of a body as JSON, and how it was read: `strict` (a plain
+/// document), `lenient` (after dropping a byte order mark, bytes after the
+/// first value, or lone surrogate escapes in member names, as tolerant
+/// provider parsers do), or `no`.
 pub(super) fn read_json(bytes: &[u8]) -> (Value, &'static str) {
-    if let Ok(value) = serde_json::from_slice(bytes) {
-        return (value, "strict");
+    if let Ok(fields) = serde_json::from_slice::<Fields>(bytes) {
+        return (fields.into_value(), "strict");
     }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let first = |bytes: &[u8]| {
         serde_json::Deserializer::from_slice(bytes)
-            .into_iter::<Value>()
+            .into_iter::<Fields>()
             .next()
             .and_then(Result::ok)
     };
     match first(bytes).or_else(|| first(&without_lone_surrogates(bytes))) {
-        Some(value) => (value, "lenient"),
+        Some(fields) => (fields.into_value(), "lenient"),
         None => (Value::Null, "no"),
     }
 }
@@ -145,21 +175,17 @@ mod tests {
             (value["model"].as_str().unwrap_or("").to_string(), how)
         };
         assert_eq!(model(br#"{"model":"m"}"#), ("m".into(), "strict"));
-        assert_eq!(
-            model(b"\xEF\xBB\xBF{\"model\":\"m\"}"),
-            ("m".into(), "lenient")
-        );
-        assert_eq!(model(br#"{"model":"m"} trailing"#), ("m".into(), "lenient"));
-        let lone =
-            br#"{"model":"m","p":"\ud83d","\ud83d":1,"pair":"\ud83d\ude00","esc":"\\ud83d"}"#;
-        assert_eq!(model(lone), ("m".into(), "lenient"));
-        let (value, _) = read_json(lone);
-        assert_eq!(value["pair"], json!("\u{1F600}"), "a pair is kept");
-        assert_eq!(
-            value["esc"],
-            json!("\\ud83d"),
-            "an escaped backslash is not an escape"
-        );
+        let bom = b"\xEF\xBB\xBF{\"model\":\"m\"}";
+        assert_eq!(model(bom), ("m".into(), "lenient"));
+        let trailing = br#"{"model":"m"} trailing"#;
+        assert_eq!(model(trailing), ("m".into(), "lenient"));
+        let in_value = br#"{"model":"m","p":"\ud83d","pair":"\ud83d\ude00"}"#;
+        assert_eq!(model(in_value), ("m".into(), "strict"));
+        let in_name = br#"{"model":"m","\ud83d":1,"p\ud83d\ude00":2,"\\ud83d":3}"#;
+        assert_eq!(model(in_name), ("m".into(), "lenient"));
+        let (value, _) = read_json(br#"{"model":"m","stream":true,"input":[1,2],"x":{"y":1}}"#);
+        assert_eq!(value, json!({"model": "m", "stream": true}));
         assert_eq!(model(b"not json"), (String::new(), "no"));
+        assert_eq!(model(b"[1]"), (String::new(), "no"));
     }
 }

@@ -4,15 +4,21 @@
 //! every chunk decodes as it arrives, as a real compressing server sends it.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use super::{PACE, Reply, error, sse_then};
+use crate::serve::{Body as ProxyBody, BoxError};
 
 /// The chunks as one gzip stream, one compressed chunk per input chunk;
 /// `finish` adds the gzip trailer as a last chunk (without it the stream is
 /// cut short).
-pub(super) fn gzip_chunks(chunks: &[Bytes], finish: bool) -> std::io::Result<Vec<Bytes>> {
+fn gzip_chunks(chunks: &[Bytes], finish: bool) -> std::io::Result<Vec<Bytes>> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
     let mut out = Vec::with_capacity(chunks.len() + 1);
     for chunk in chunks {
@@ -24,6 +30,65 @@ pub(super) fn gzip_chunks(chunks: &[Bytes], finish: bool) -> std::io::Result<Vec
         out.push(Bytes::from(encoder.finish()?));
     }
     Ok(out)
+}
+
+/// How a gzip model's stream ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum GzipEnd {
+    /// With the gzip trailer.
+    Finish,
+    /// Without it: the connection is cut after a few chunks.
+    Cut,
+    /// Without it: after a few chunks the stream stays open, silent.
+    Stall,
+}
+
+impl GzipEnd {
+    pub(super) fn for_model(model: &str) -> Option<GzipEnd> {
+        match model {
+            "mock-gzip-stream" => Some(GzipEnd::Finish),
+            "mock-gzip-cut-stream" => Some(GzipEnd::Cut),
+            "mock-gzip-stall-stream" => Some(GzipEnd::Stall),
+            _ => None,
+        }
+    }
+}
+
+/// The reply gzip-compressed: a whole body, or a stream chunk by chunk.
+pub(super) fn gzipped(
+    active: &Arc<AtomicI64>,
+    stream: bool,
+    reply: &Reply,
+    end: GzipEnd,
+) -> Response<ProxyBody> {
+    let plain = if stream {
+        let mut chunks = reply.stream();
+        if end != GzipEnd::Finish {
+            chunks.truncate(3);
+        }
+        chunks
+    } else {
+        vec![Bytes::from(reply.whole().to_string())]
+    };
+    let finish = end == GzipEnd::Finish || !stream;
+    let compressed = match gzip_chunks(&plain, finish) {
+        Ok(compressed) => compressed,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let mut chunks: Vec<Result<Bytes, BoxError>> = compressed.into_iter().map(Ok).collect();
+    if stream && end == GzipEnd::Cut {
+        chunks.push(Err("mock cut the gzip stream".into()));
+    }
+    let mut response = sse_then(active, PACE, chunks, stream && end == GzipEnd::Stall);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    if !stream {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    response
 }
 
 #[cfg(test)]

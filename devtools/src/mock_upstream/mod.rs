@@ -12,6 +12,8 @@
 //! - `mock-gzip-stream`: answers gzip-compressed (`content-encoding: gzip`)
 //!   whatever `accept-encoding` asked for, streams chunk by chunk.
 //! - `mock-gzip-cut-stream`: a gzip stream cut off after a few chunks.
+//! - `mock-gzip-stall-stream`: a few gzip chunks, then silence with the
+//!   stream held open until the client goes.
 //!
 //! [`Behaviour`] adds what a demo wants on top: model-like latency, and one
 //! real model name that fails every Nth request so fallbacks show.
@@ -273,8 +275,8 @@ async fn behave(
                 );
                 return response;
             }
-            if let Some(finish) = gzip_finish(model) {
-                return gzipped(&seen.active, stream, &reply, finish);
+            if let Some(end) = gzip::GzipEnd::for_model(model) {
+                return gzip::gzipped(&seen.active, stream, &reply, end);
             }
             if !stream {
                 return json_response(StatusCode::OK, &reply.whole());
@@ -298,52 +300,6 @@ async fn behave(
     }
 }
 
-/// The gzip models: whether their stream ends with the gzip trailer.
-fn gzip_finish(model: &str) -> Option<bool> {
-    match model {
-        "mock-gzip-stream" => Some(true),
-        "mock-gzip-cut-stream" => Some(false),
-        _ => None,
-    }
-}
-
-/// The reply gzip-compressed: a whole body, or a stream chunk by chunk that
-/// is cut off without the gzip trailer unless `finish`.
-fn gzipped(
-    active: &Arc<AtomicI64>,
-    stream: bool,
-    reply: &Reply,
-    finish: bool,
-) -> Response<ProxyBody> {
-    let plain = if stream {
-        let mut chunks = reply.stream();
-        if !finish {
-            chunks.truncate(3);
-        }
-        chunks
-    } else {
-        vec![Bytes::from(reply.whole().to_string())]
-    };
-    let compressed = match gzip::gzip_chunks(&plain, finish || !stream) {
-        Ok(compressed) => compressed,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
-    let mut chunks: Vec<Result<Bytes, BoxError>> = compressed.into_iter().map(Ok).collect();
-    if !finish {
-        chunks.push(Err("mock cut the gzip stream".into()));
-    }
-    let mut response = sse(active, PACE, chunks);
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    if !stream {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-    }
-    response
-}
-
 fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into())
         .map_err(|e| match e {})
@@ -362,7 +318,7 @@ fn operation_for_path(path: &str) -> Option<Operation> {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
+pub(super) fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     let body =
         json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}});
     json_response(status, &body)
@@ -385,6 +341,17 @@ fn sse(
     pace: Duration,
     chunks: Vec<Result<Bytes, BoxError>>,
 ) -> Response<ProxyBody> {
+    sse_then(active, pace, chunks, false)
+}
+
+/// [`sse`], then, if `stall`, the stream stays open without a byte more
+/// until the client goes.
+pub(super) fn sse_then(
+    active: &Arc<AtomicI64>,
+    pace: Duration,
+    chunks: Vec<Result<Bytes, BoxError>>,
+    stall: bool,
+) -> Response<ProxyBody> {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
     let active = ActiveStream::new(active.clone());
     tokio::spawn(async move {
@@ -394,6 +361,9 @@ fn sse(
             if tx.send(chunk.map(Frame::data)).await.is_err() {
                 return;
             }
+        }
+        if stall {
+            tx.closed().await;
         }
     });
     let frames = futures::stream::unfold(rx, |mut rx| async move {
@@ -408,7 +378,7 @@ fn sse(
 }
 
 /// Time between streamed chunks.
-const PACE: Duration = Duration::from_millis(5);
+pub(super) const PACE: Duration = Duration::from_millis(5);
 
 /// Counts a stream while its sender lives.
 struct ActiveStream(Arc<AtomicI64>);
