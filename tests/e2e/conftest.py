@@ -76,11 +76,18 @@ class Process:
         with self._changed:
             return list(self._lines)
 
-    def wait_for(self, what, match, patience=PATIENCE):
-        """Waits for the first line for which `match(line)` is truthy and
-        returns that value; fails if the process exits first."""
+    def mark(self):
+        """How many lines there are so far: `wait_for(..., since=mark)` looks
+        only at lines logged after this."""
+        with self._changed:
+            return len(self._lines)
+
+    def wait_for(self, what, match, patience=PATIENCE, since=0):
+        """Waits for the first line (from line `since` on) for which
+        `match(line)` is truthy and returns that value; fails if the process
+        exits first."""
         deadline = time.monotonic() + patience
-        seen = 0
+        seen = since
         with self._changed:
             while True:
                 for line in self._lines[seen:]:
@@ -171,11 +178,12 @@ def start_mock(tmp, name="mock"):
 
 
 @contextlib.contextmanager
-def running_stack(tmp, flags, extra_args=(), preexec_fn=None):
+def running_stack(tmp, flags, extra_args=(), preexec_fn=None, on_start=None):
     """A mock upstream and a sidecar serving `flags` (a path, YAML text
     written to a file in `tmp`, or a function of the mock's URL returning
     that text) in front of it. `preexec_fn` runs in the sidecar's child
-    process before it starts (resource limits)."""
+    process before it starts (resource limits); `on_start(process)` is
+    called as soon as the sidecar's process exists, before it listens."""
     for binary in (SIDECAR, DEV):
         if not binary.exists():
             pytest.fail(f"{binary} not found: run cargo build -p aiflags-sidecar -p aiflags-devtools "
@@ -196,6 +204,8 @@ def running_stack(tmp, flags, extra_args=(), preexec_fn=None):
             "--openai-upstream", upstream, "--anthropic-upstream", upstream, *extra_args,
         ], tmp / "sidecar.log", preexec_fn=preexec_fn)
         started.append(sidecar)
+        if on_start:
+            on_start(sidecar)
         fields = sidecar.wait_for("its addresses", listening("aiflags sidecar listening"))
         stack = Stack(sidecar, mock, fields["addr"], fields["admin_addr"], mock_addr)
         stack.flags_path = flags
