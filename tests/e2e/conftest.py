@@ -116,6 +116,22 @@ class Process:
         self._reader.join(timeout=PATIENCE)
 
 
+def one_variant_flag(name, model, variant="", match="", spec=""):
+    """The YAML of a flag that sends every request for the model `name` to
+    its one variant, `model`. `variant` adds fields to the variant (a
+    provider), `match` to the match (operations), `spec` lines to the spec."""
+    return f"""apiVersion: aiflags.dev/v1alpha1
+kind: AIFeatureFlag
+metadata: {{name: {name}}}
+spec:
+  match: {{models: ["{name}"]{match}}}
+  defaultVariant: only
+  variants:
+    - {{name: only, model: {model}{variant}}}
+  {spec}
+"""
+
+
 def log_fields(line):
     """The structured fields of one log line: `fields` of a JSON line, or the
     `key=value` pairs of a text line."""

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import running_stack, start_mock
+from conftest import one_variant_flag, running_stack, start_mock
 
 # The app's credentials and identity: every header of the sidecar's default
 # list, plus one added with --credential-headers.
@@ -38,19 +38,15 @@ SECRETS = {"home-key": "sk-home-secret\n", "foreign-key": "sk-foreign-secret\n",
 
 def flags(home, foreign):
     def flag(name, model, provider="", operations="[chat]"):
-        return f"""
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {{name: {name}}}
-spec:
-  match: {{models: ["{name}"], operations: {operations}}}
-  defaultVariant: only
-  variants:
-    - {{name: only, model: {model}{provider}}}
-"""
-    keyed = lambda url, key: f", provider: {{baseUrl: \"{url}\", credentialKey: {key}}}"  # noqa: E731
-    plain = lambda url: f", provider: {{baseUrl: \"{url}\"}}"  # noqa: E731
-    return "---".join([
+        return one_variant_flag(name, model, variant=provider, match=f", operations: {operations}")
+
+    def keyed(url, key):
+        return f", provider: {{baseUrl: \"{url}\", credentialKey: {key}}}"
+
+    def plain(url):
+        return f", provider: {{baseUrl: \"{url}\"}}"
+
+    return "---\n".join([
         flag("home", "gpt-4o-mini"),
         flag("home-keyed", "gpt-4o-mini", keyed(home, "home-key")),
         flag("foreign", "gpt-4o-mini", plain(foreign)),

@@ -10,18 +10,11 @@ import urllib.request
 
 import pytest
 
-from conftest import raw_request, running_stack
+from conftest import one_variant_flag, raw_request, running_stack
 
-FLAGS = """
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: probe}
-spec:
-  match: {models: ["target-probe"]}
-  defaultVariant: only
-  variants:
-    - {name: only, model: target-probe-variant, provider: {baseUrl: "%s/openai"}}
-"""
+def flags(mock):
+    return one_variant_flag("target-probe", "target-probe-variant", variant=f', provider: {{baseUrl: "{mock}/openai"}}')
+
 
 BODY = json.dumps({"model": "target-probe", "messages": [{"role": "user", "content": "hi"}]}).encode()
 
@@ -44,7 +37,7 @@ BAD_TARGETS = [
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("targets"), lambda mock: FLAGS % mock) as s:
+    with running_stack(tmp_path_factory.mktemp("targets"), flags) as s:
         yield s
 
 

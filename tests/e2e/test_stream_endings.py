@@ -9,46 +9,14 @@ import urllib.request
 
 import pytest
 
-from conftest import PATIENCE, grown, running_stack, settled
+from conftest import PATIENCE, grown, one_variant_flag, running_stack, settled
 
-FLAGS = """
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: zipped}
-spec:
-  match: {models: ["zipped"]}
-  defaultVariant: only
-  variants:
-    - {name: only, model: mock-gzip-stream}
----
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: zipped-cut}
-spec:
-  match: {models: ["zipped-cut"]}
-  defaultVariant: only
-  variants:
-    - {name: only, model: mock-gzip-cut-stream}
----
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: zipped-stall}
-spec:
-  match: {models: ["zipped-stall"]}
-  defaultVariant: only
-  variants:
-    - {name: only, model: mock-gzip-stall-stream}
-  fallback: {on: [], perAttemptTimeout: 2s}
----
-apiVersion: aiflags.dev/v1alpha1
-kind: AIFeatureFlag
-metadata: {name: slow}
-spec:
-  match: {models: ["slow"]}
-  defaultVariant: only
-  variants:
-    - {name: only, model: mock-slow-stream}
-"""
+FLAGS = "---\n".join([
+    one_variant_flag("zipped", "mock-gzip-stream"),
+    one_variant_flag("zipped-cut", "mock-gzip-cut-stream"),
+    one_variant_flag("zipped-stall", "mock-gzip-stall-stream", spec="fallback: {on: [], perAttemptTimeout: 2s}"),
+    one_variant_flag("slow", "mock-slow-stream"),
+])
 
 MESSAGES = [{"role": "user", "content": "Stream me something."}]
 
