@@ -2,7 +2,7 @@
 //!
 //! Structural rules live in the generated OpenAPI schema and its CEL
 //! `x-kubernetes-validations`, so `kubectl apply` rejects bad input at once; the
-//! semantic rules are repeated in [`crate::compile`] so that every path into
+//! semantic rules are repeated in `compile` so that every path into
 //! the sidecar config (operator, `render`, local mode) gives the same answer.
 
 use std::collections::BTreeMap;
@@ -40,6 +40,7 @@ pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Split","type":"string","jsonPath":".status.split"}"#,
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.configRevision"}"#,
+    printcolumn = r#"{"name":"Proxies","type":"string","jsonPath":".status.proxies.summary"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -351,7 +352,11 @@ pub struct AIFeatureFlagStatus {
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// `Ready` (the latest generation compiled and is in the config) and
+    /// `Propagated` (every proxy the flag applies to serves that config),
+    /// each written by its own field manager: a map keyed by `type`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Generation whose compiled form the sidecars serve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,10 +390,19 @@ pub enum Phase {
     Disabled,
 }
 
-/// How many sidecars serve the flag's revision.
+/// How many sidecars serve the flag's config revision.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxyCount {
+    /// Running injected pods the flag's `podSelector` matches.
     pub total: u32,
+    /// Those whose sidecar reports serving `revision`.
     pub at_revision: u32,
+    /// The namespace's config revision counted against: the latest the
+    /// operator wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// `atRevision/total`, for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }

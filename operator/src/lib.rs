@@ -9,6 +9,7 @@ pub mod controller;
 pub mod crdgen;
 pub mod injection;
 pub mod metrics;
+pub mod propagation;
 pub mod render;
 pub mod restart;
 pub mod run;

@@ -27,6 +27,11 @@ pub struct Metrics {
     flag_ready: IntGaugeVec,
     flag_weight: GaugeVec,
     config_flags: IntGaugeVec,
+    config_bytes: IntGaugeVec,
+    config_held_back: IntGaugeVec,
+    config_revision: IntGaugeVec,
+    /// Revision last exported per namespace, so the old series is dropped.
+    exported_revisions: Mutex<BTreeMap<String, String>>,
     /// Variants last exported per (namespace, flag), so removed ones are dropped.
     exported_variants: Mutex<BTreeMap<(String, String), Vec<String>>>,
 }
@@ -88,6 +93,27 @@ impl Metrics {
             ),
             &["namespace"],
         )?;
+        let config_bytes = IntGaugeVec::new(
+            Opts::new(
+                "aiflags_operator_config_bytes",
+                "Bytes the namespace's config takes in its ConfigMap (compressed when gzipped); the API server's limit is 1048576",
+            ),
+            &["namespace"],
+        )?;
+        let config_held_back = IntGaugeVec::new(
+            Opts::new(
+                "aiflags_operator_config_held_back_flags",
+                "Flags whose latest version is left out of the namespace's config because it would not fit",
+            ),
+            &["namespace"],
+        )?;
+        let config_revision = IntGaugeVec::new(
+            Opts::new(
+                "aiflags_operator_config_revision_info",
+                "The config revision the operator last wrote in the namespace (value 1)",
+            ),
+            &["namespace", "revision"],
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
@@ -95,6 +121,9 @@ impl Metrics {
         registry.register(Box::new(flag_ready.clone()))?;
         registry.register(Box::new(flag_weight.clone()))?;
         registry.register(Box::new(config_flags.clone()))?;
+        registry.register(Box::new(config_bytes.clone()))?;
+        registry.register(Box::new(config_held_back.clone()))?;
+        registry.register(Box::new(config_revision.clone()))?;
         Ok(Metrics {
             registry,
             reconciles,
@@ -104,6 +133,10 @@ impl Metrics {
             flag_ready,
             flag_weight,
             config_flags,
+            config_bytes,
+            config_held_back,
+            config_revision,
+            exported_revisions: Mutex::default(),
             exported_variants: Mutex::default(),
         })
     }
@@ -127,9 +160,40 @@ impl Metrics {
         }
     }
 
-    pub fn config_written(&self, namespace: &str, flags: usize) {
-        let flags = i64::try_from(flags).unwrap_or(i64::MAX);
-        self.config_flags.with_label_values(&[namespace]).set(flags);
+    /// Records what a config write stored: its revision, its flags, its
+    /// size, and how many flags' latest versions it had to leave out.
+    pub fn config_written(
+        &self,
+        namespace: &str,
+        revision: &str,
+        flags: usize,
+        bytes: usize,
+        held_back: usize,
+    ) {
+        let mut revisions = self
+            .exported_revisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = revisions.insert(namespace.to_string(), revision.to_string())
+            && old != revision
+        {
+            let _ = self
+                .config_revision
+                .remove_label_values(&[namespace, old.as_str()]);
+        }
+        self.config_revision
+            .with_label_values(&[namespace, revision])
+            .set(1);
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.config_flags
+            .with_label_values(&[namespace])
+            .set(gauge(flags));
+        self.config_bytes
+            .with_label_values(&[namespace])
+            .set(gauge(bytes));
+        self.config_held_back
+            .with_label_values(&[namespace])
+            .set(gauge(held_back));
     }
 
     /// Exports a flag's phase, readiness and weights from the status just written.
@@ -192,7 +256,7 @@ impl Metrics {
         }
     }
 
-    /// For series of other parts of the operator (the webhook's).
+    /// For series of other parts of the operator (the webhook's, propagation's).
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

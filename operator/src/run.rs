@@ -18,6 +18,8 @@ use crate::controller::triggers::flags_to_refresh;
 use crate::controller::{Context, error_policy, reconcile};
 use crate::injection::{self, InjectionOptions};
 use crate::metrics::Metrics;
+use crate::propagation::metrics::PropagationMetrics;
+use crate::propagation::{self, Propagation, proxy_pods};
 use crate::server::{self, Probe};
 
 pub struct RunOptions {
@@ -66,7 +68,17 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     // namespace that need it: statuses learn the new revision and manual
     // edits are undone.
     let refresh = config_map_triggers(client.clone(), store.clone());
-    let ctx = Arc::new(Context::new(client, metrics, store));
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), store.clone()));
+    // Which revision the sidecars serve: status.proxies and Propagated.
+    let (pods, watch_pods) = proxy_pods(client.clone());
+    tokio::spawn(watch_pods);
+    let propagation = Propagation::new(
+        client,
+        propagation::Settings::default(),
+        ctx.written.clone(),
+        PropagationMetrics::new(metrics.registry()).context("registering metrics")?,
+    );
+    tokio::spawn(propagation::run(propagation, store, pods, shutdown.clone()));
     controller
         .reconcile_on(refresh)
         .graceful_shutdown_on(shutdown.clone())

@@ -16,7 +16,6 @@ COMING = {
     "aiflags_operator_rollout_step": "operator: progressive delivery (issue 11)",
     "aiflags_operator_analysis_checks_total": "operator: progressive delivery (issue 11)",
     "aiflags_operator_rollout_aborts_total": "operator: progressive delivery (issue 11)",
-    "aiflags_operator_flag_proxies": "operator: proxies per revision (cluster issue)",
 }
 
 

@@ -4,9 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aiflags_api::{AIFeatureFlag, CONFIG_MAP_KEY, CONFIG_MAP_NAME, ConfigError, SidecarConfig};
+use aiflags_api::{
+    AIFeatureFlag, CONFIG_MAP_GZIP_KEY, CONFIG_MAP_KEY, CONFIG_MAP_NAME, ConfigError,
+    EncodedConfig, SidecarConfig, decode_config,
+};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Value, json};
 
 /// Field manager of every write, and the `managed-by` label value.
 pub const MANAGER: &str = "aiflags-operator";
@@ -34,20 +39,44 @@ pub fn flags_to_compile<'a>(
     flags
 }
 
-/// The config now served in the namespace, if the ConfigMap holds one.
-/// A document this build cannot read is an error the caller decides about.
+/// The config now served in the namespace, if the ConfigMap holds one, as
+/// plain JSON or gzip. A document this build cannot read is an error the
+/// caller decides about.
 pub fn previous_config(existing: Option<&ConfigMap>) -> Result<Option<SidecarConfig>, ConfigError> {
-    let Some(json) = existing
-        .and_then(|cm| cm.data.as_ref())
-        .and_then(|data| data.get(CONFIG_MAP_KEY))
-    else {
+    let Some(cm) = existing else {
         return Ok(None);
     };
-    SidecarConfig::from_json(json.as_bytes()).map(Some)
+    let json = cm.data.as_ref().and_then(|d| d.get(CONFIG_MAP_KEY));
+    let gzip = cm
+        .binary_data
+        .as_ref()
+        .and_then(|d| d.get(CONFIG_MAP_GZIP_KEY));
+    // Both present only between a write and the removal of the stale key
+    // (see `stale_key_removal`): plain JSON is what an older operator wrote.
+    match (json, gzip) {
+        (Some(json), _) => decode_config(json.as_bytes()).map(Some),
+        (None, Some(gzip)) => decode_config(&gzip.0).map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
-/// The ConfigMap to server-side apply: only the fields this operator owns.
-pub fn desired_config_map(namespace: &str, config: &SidecarConfig) -> ConfigMap {
+/// The ConfigMap to server-side apply: only the fields this operator owns,
+/// and exactly one of `data["config.json"]` and `binaryData["config.json.gz"]`.
+/// Applying one form drops the other, which this operator applied before.
+pub fn desired_config_map(namespace: &str, config: &EncodedConfig) -> ConfigMap {
+    let (data, binary_data) = match config {
+        EncodedConfig::Json(json) => (
+            Some(BTreeMap::from([(CONFIG_MAP_KEY.to_string(), json.clone())])),
+            None,
+        ),
+        EncodedConfig::Gzip { bytes, .. } => (
+            None,
+            Some(BTreeMap::from([(
+                CONFIG_MAP_GZIP_KEY.to_string(),
+                ByteString(bytes.clone()),
+            )])),
+        ),
+    };
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(CONFIG_MAP_NAME.to_string()),
@@ -58,11 +87,32 @@ pub fn desired_config_map(namespace: &str, config: &SidecarConfig) -> ConfigMap 
             )])),
             ..ObjectMeta::default()
         },
-        data: Some(BTreeMap::from([(
-            CONFIG_MAP_KEY.to_string(),
-            config.to_json(),
-        )])),
+        data,
+        binary_data,
         ..ConfigMap::default()
+    }
+}
+
+/// A merge patch removing the form of the config that `written` (the
+/// ConfigMap as the apply left it) should no longer hold. Server-side apply
+/// already drops a key this operator applied before; one that another field
+/// manager also claims (say, a `kubectl edit`) survives it, and sidecars
+/// must not be left to choose between two documents.
+pub fn stale_key_removal(written: &ConfigMap, config: &EncodedConfig) -> Option<Value> {
+    let has_json = written
+        .data
+        .as_ref()
+        .is_some_and(|d| d.contains_key(CONFIG_MAP_KEY));
+    let has_gzip = written
+        .binary_data
+        .as_ref()
+        .is_some_and(|d| d.contains_key(CONFIG_MAP_GZIP_KEY));
+    match config {
+        EncodedConfig::Json(_) if has_gzip => {
+            Some(json!({"binaryData": {CONFIG_MAP_GZIP_KEY: null}}))
+        }
+        EncodedConfig::Gzip { .. } if has_json => Some(json!({"data": {CONFIG_MAP_KEY: null}})),
+        _ => None,
     }
 }
 

@@ -1,30 +1,24 @@
-//! Test-only builders and a mock API server that plays a named scenario,
-//! asserting every request's method, path (with query) and body.
+//! Test-only builders: flags, the flag cache, and a [`Context`] whose
+//! client talks to the mock API server of [`super::mock_api`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aiflags_api::{
-    AIFeatureFlag, AIFeatureFlagSpec, AIFeatureFlagStatus, CONFIG_MAP_KEY, FlagState, Rollout,
-    SidecarConfig, Variant,
+    AIFeatureFlag, AIFeatureFlagSpec, AIFeatureFlagStatus, FlagState, Rollout, Variant,
 };
-use http::{Method, Request, Response, StatusCode};
-use k8s_openapi::api::core::v1::ConfigMap;
+use http::{Request, Response};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::client::Body;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::config_map::desired_config_map;
+pub(crate) use super::mock_api::{ApiServer, finished};
 use super::{Context, FINALIZER};
 use crate::metrics::Metrics;
 
 pub(crate) const NAMESPACE: &str = "shop";
-const FLAGS_PATH: &str = "/apis/aiflags.dev/v1alpha1/namespaces/shop/aifeatureflags";
-const CONFIG_MAP_PATH: &str = "/api/v1/namespaces/shop/configmaps/aiflags-config";
-const APPLY_QUERY: &str = "?&force=true&fieldManager=aiflags-operator";
 
 /// Small fluent builders for test flags: `AIFeatureFlag::test().disabled()`.
 pub(crate) trait FlagBuilder: Sized {
@@ -37,6 +31,10 @@ pub(crate) trait FlagBuilder: Sized {
     fn finalized(self) -> Self;
     fn deleting(self) -> Self;
     fn with_status(self, status: AIFeatureFlagStatus) -> Self;
+    /// `creationTimestamp` this many seconds after 2025-01-01.
+    fn created(self, seconds: i64) -> Self;
+    /// `bytes` of noise in the candidate's params: a flag that compresses badly.
+    fn padded(self, bytes: usize) -> Self;
 }
 
 impl FlagBuilder for AIFeatureFlag {
@@ -107,6 +105,39 @@ impl FlagBuilder for AIFeatureFlag {
         self.status = Some(status);
         self
     }
+
+    fn created(mut self, seconds: i64) -> Self {
+        let epoch: k8s_openapi::jiff::Timestamp =
+            "2025-01-01T00:00:00Z".parse().expect("timestamp");
+        let at = epoch
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(seconds))
+            .expect("in range");
+        self.meta_mut().creation_timestamp = Some(Time(at));
+        self
+    }
+
+    fn padded(mut self, bytes: usize) -> Self {
+        let seed = self
+            .name_any()
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        self.spec.variants[1].params = Some(json!({"metadata": {"note": noise(seed, bytes)}}));
+        self
+    }
+}
+
+/// `len` hex digits that do not repeat: about 4 bits of entropy per byte, so
+/// they shrink to roughly half under gzip, never to nothing.
+pub(crate) fn noise(seed: u64, len: usize) -> String {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from_digit((state % 16) as u32, 16).unwrap_or('0')
+        })
+        .collect()
 }
 
 impl Context {
@@ -118,7 +149,7 @@ impl Context {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let (store, writer) = reflector::store();
         let ctx = Context::new(client, metrics, store);
-        (Arc::new(ctx), ApiServer(handle), writer)
+        (Arc::new(ctx), ApiServer::new(handle), writer)
     }
 }
 
@@ -145,205 +176,5 @@ impl CacheBuilder for Writer<AIFeatureFlag> {
             self.apply_watcher_event(&watcher::Event::InitApply((*flag).clone()));
         }
         self.apply_watcher_event(&watcher::Event::InitDone);
-    }
-}
-
-/// The API server side of [`Context::test`]: answers requests one by one.
-pub(crate) struct ApiServer(tower_test::mock::Handle<Request<Body>, Response<Body>>);
-
-/// Fails the test instead of hanging when the reconciler makes fewer calls
-/// than the scenario expects (or a scenario assertion panics).
-pub(crate) async fn finished(scenario: tokio::task::JoinHandle<()>) {
-    tokio::time::timeout(Duration::from_secs(5), scenario)
-        .await
-        .expect("scenario timed out: the reconciler made fewer requests than expected")
-        .expect("scenario assertions hold");
-}
-
-fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).expect("serializable");
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    response
-}
-
-fn api_error(code: u16, reason: &str, message: &str) -> Response<Body> {
-    let status = StatusCode::from_u16(code).expect("status code");
-    json_response(
-        status,
-        &json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": message, "reason": reason, "code": code,
-        }),
-    )
-}
-
-impl ApiServer {
-    async fn next(
-        &mut self,
-        method: Method,
-        path: &str,
-    ) -> (Value, tower_test::mock::SendResponse<Response<Body>>) {
-        let (request, respond) = self.0.next_request().await.expect("a request");
-        assert_eq!(
-            (request.method(), request.uri().to_string().as_str()),
-            (&method, path),
-            "unexpected request"
-        );
-        let bytes = request
-            .into_body()
-            .collect_bytes()
-            .await
-            .expect("request body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("JSON request body")
-        };
-        (body, respond)
-    }
-
-    pub(crate) async fn finalizer_added(mut self, flag: &AIFeatureFlag) -> Self {
-        let path = format!("{FLAGS_PATH}/{}?", flag.name_any());
-        let (body, respond) = self.next(Method::PATCH, &path).await;
-        assert_eq!(
-            body,
-            json!([
-                {"op": "test", "path": "/metadata/finalizers", "value": null},
-                {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
-            ])
-        );
-        respond.send_response(json_response(StatusCode::OK, &flag.clone().finalized()));
-        self
-    }
-
-    pub(crate) async fn finalizer_removed(mut self, flag: &AIFeatureFlag) -> Self {
-        let path = format!("{FLAGS_PATH}/{}?", flag.name_any());
-        let (body, respond) = self.next(Method::PATCH, &path).await;
-        assert_eq!(
-            body,
-            json!([
-                {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
-                {"op": "remove", "path": "/metadata/finalizers/0"},
-            ])
-        );
-        respond.send_response(json_response(StatusCode::OK, flag));
-        self
-    }
-
-    /// Answers the GET of one flag (made before a status write) with `flag`.
-    pub(crate) async fn flag_read(mut self, flag: &AIFeatureFlag) -> Self {
-        let path = format!("{FLAGS_PATH}/{}", flag.name_any());
-        let (_, respond) = self.next(Method::GET, &path).await;
-        respond.send_response(json_response(StatusCode::OK, flag));
-        self
-    }
-
-    /// Answers the GET of the ConfigMap with `served`, or 404 when `None`.
-    pub(crate) async fn config_map_read(mut self, served: Option<&SidecarConfig>) -> Self {
-        let (_, respond) = self.next(Method::GET, CONFIG_MAP_PATH).await;
-        respond.send_response(match served {
-            Some(config) => json_response(StatusCode::OK, &desired_config_map(NAMESPACE, config)),
-            None => api_error(404, "NotFound", "configmaps \"aiflags-config\" not found"),
-        });
-        self
-    }
-
-    /// Checks the server-side apply of the ConfigMap and returns the config it holds.
-    pub(crate) async fn config_map_applied(mut self) -> (Self, SidecarConfig) {
-        let (body, respond) = self
-            .next(Method::PATCH, &format!("{CONFIG_MAP_PATH}{APPLY_QUERY}"))
-            .await;
-        let cm: ConfigMap = serde_json::from_value(body.clone()).expect("a ConfigMap");
-        assert_eq!(body["apiVersion"], "v1");
-        assert_eq!(body["kind"], "ConfigMap");
-        assert_eq!(
-            body["metadata"],
-            json!({
-                "name": "aiflags-config", "namespace": NAMESPACE,
-                "labels": {"app.kubernetes.io/managed-by": "aiflags-operator"},
-            })
-        );
-        let data = cm.data.clone().unwrap_or_default();
-        assert_eq!(data.keys().collect::<Vec<_>>(), [CONFIG_MAP_KEY]);
-        let config = SidecarConfig::from_json(data[CONFIG_MAP_KEY].as_bytes())
-            .expect("the ConfigMap holds a valid config");
-        assert_eq!(config.namespace.as_deref(), Some(NAMESPACE));
-        respond.send_response(json_response(StatusCode::OK, &cm));
-        (self, config)
-    }
-
-    /// Answers the ConfigMap apply with an API error of this code, worded
-    /// as the API server words it.
-    pub(crate) async fn config_map_rejected(mut self, code: u16) -> Self {
-        let (_, respond) = self
-            .next(Method::PATCH, &format!("{CONFIG_MAP_PATH}{APPLY_QUERY}"))
-            .await;
-        let (reason, message) = match code {
-            403 => (
-                "Forbidden",
-                "configmaps \"aiflags-config\" is forbidden: unable to create new content \
-                 in namespace shop because it is being terminated",
-            ),
-            404 => ("NotFound", "namespaces \"shop\" not found"),
-            409 => ("Conflict", "rejected by the test"),
-            _ => ("InternalError", "rejected by the test"),
-        };
-        respond.send_response(api_error(code, reason, message));
-        self
-    }
-
-    /// Checks the server-side apply of the status; returns the status with
-    /// the (clock-dependent) `lastTransitionTime`s checked and removed.
-    pub(crate) async fn status_applied(mut self, flag: &AIFeatureFlag) -> (Self, Value) {
-        let path = format!("{FLAGS_PATH}/{}/status{APPLY_QUERY}", flag.name_any());
-        let (mut body, respond) = self.next(Method::PATCH, &path).await;
-        assert_eq!(body["apiVersion"], "aiflags.dev/v1alpha1");
-        assert_eq!(body["kind"], "AIFeatureFlag");
-        assert_eq!(
-            body.as_object().map(|o| o.len()),
-            Some(3),
-            "only apiVersion, kind, status: {body}"
-        );
-        let status: AIFeatureFlagStatus =
-            serde_json::from_value(body["status"].clone()).expect("a valid status");
-        respond.send_response(json_response(
-            StatusCode::OK,
-            &flag.clone().with_status(status),
-        ));
-        for condition in body["status"]["conditions"]
-            .as_array_mut()
-            .expect("conditions")
-        {
-            let time = condition
-                .as_object_mut()
-                .and_then(|c| c.remove("lastTransitionTime"))
-                .expect("lastTransitionTime");
-            assert!(time.as_str().is_some_and(|t| t.ends_with('Z')), "{time}");
-        }
-        (self, body["status"].take())
-    }
-
-    /// Checks an Event was created about `flag`; returns its note.
-    pub(crate) async fn event_posted(
-        mut self,
-        flag: &AIFeatureFlag,
-        type_: &str,
-        reason: &str,
-    ) -> (Self, String) {
-        let path = format!("/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events?");
-        let (body, respond) = self.next(Method::POST, &path).await;
-        assert_eq!(body["type"], type_);
-        assert_eq!(body["reason"], reason);
-        assert_eq!(body["reportingController"], "aiflags-operator");
-        assert_eq!(body["regarding"]["kind"], "AIFeatureFlag");
-        assert_eq!(body["regarding"]["name"], flag.name_any().as_str());
-        assert_eq!(
-            body["regarding"]["uid"],
-            flag.uid().unwrap_or_default().as_str()
-        );
-        let note = body["note"].as_str().unwrap_or_default().to_string();
-        respond.send_response(json_response(StatusCode::CREATED, &body));
-        (self, note)
     }
 }

@@ -6,42 +6,51 @@
 
 pub mod backoff;
 pub mod config_map;
+mod context;
+pub mod fit;
+pub mod rbac;
 pub mod status;
 pub mod triggers;
+pub mod written;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod mock_api;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_cleanup;
+#[cfg(test)]
+mod tests_rbac;
+#[cfg(test)]
+mod tests_size;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aiflags_api::{
     AIFeatureFlag, AIFeatureFlagStatus, CONFIG_MAP_NAME, Compilation, FlagInput, FlagOutcome,
-    SidecarConfig, compile,
+    compile,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::Store;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use self::backoff::Backoff;
 use self::config_map::{
     MANAGER, desired_config_map, flags_to_compile, nothing_left_to_clean, previous_config,
+    stale_key_removal,
 };
+pub use self::context::Context;
+use self::fit::{Fitted, Limits, Refusal, fit_config};
 use self::status::{Notice, desired_status, notice_for, reconciled_part, removal_notice};
-use crate::metrics::Metrics;
 
 /// Keeps a deleted flag until it has left its namespace's config.
 pub const FINALIZER: &str = "aiflags.dev/config";
@@ -78,71 +87,6 @@ impl Error {
                 _ => "finalizer",
             },
             Error::NoNamespace(_) => "no_namespace",
-        }
-    }
-}
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    /// Who the Events say published them.
-    pub reporter: Reporter,
-    pub metrics: Arc<Metrics>,
-    /// The controller's cache of every flag: a reconcile reads its
-    /// namespace's flags here instead of listing them from the API.
-    flags: Store<AIFeatureFlag>,
-    backoff: Backoff,
-    /// One writer per namespace, so two flags reconciled at once cannot
-    /// overwrite each other's view of the shared ConfigMap.
-    namespace_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl Context {
-    /// `flags` is the reflector store of the controller that runs the
-    /// reconciles (`Controller::store`).
-    pub fn new(client: Client, metrics: Arc<Metrics>, flags: Store<AIFeatureFlag>) -> Self {
-        Context {
-            client,
-            reporter: MANAGER.into(),
-            metrics,
-            flags,
-            backoff: Backoff::default(),
-            namespace_locks: Mutex::default(),
-        }
-    }
-
-    /// The cached flags of `namespace`. The cache is at least as fresh as
-    /// the flag being reconciled (the controller takes it from there), and
-    /// any flag that changes later is reconciled again itself.
-    fn flags_in(&self, namespace: &str) -> Vec<Arc<AIFeatureFlag>> {
-        self.flags
-            .state_filter(|f| f.metadata.namespace.as_deref() == Some(namespace))
-    }
-
-    fn namespace_lock(&self, namespace: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.namespace_locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(namespace.to_string())
-            .or_default()
-            .clone()
-    }
-
-    /// Drops `namespace`'s entry once its last flag is gone, so the map does
-    /// not grow with every namespace that ever had a flag. Only if no other
-    /// reconcile holds or awaits `lock`: each of those owns a clone, taken
-    /// under the map's lock, so under it the count cannot rise meanwhile.
-    /// A reconcile that comes later creates a fresh entry; the caller must
-    /// not touch the config after this.
-    fn forget_namespace_lock(&self, namespace: &str, lock: &Arc<tokio::sync::Mutex<()>>) {
-        let mut locks = self
-            .namespace_locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // One in the map, one the caller's.
-        let unshared = Arc::strong_count(lock) == 2;
-        if unshared && locks.get(namespace).is_some_and(|l| Arc::ptr_eq(l, lock)) {
-            locks.remove(namespace);
         }
     }
 }
@@ -194,7 +138,8 @@ async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<A
     let lock = ctx.namespace_lock(namespace);
     let _guard = lock.lock().await;
     let cached = ctx.flags_in(namespace);
-    let compilation = write_config(ctx, namespace, &flags_to_compile(&cached, flag, false)).await?;
+    let (compilation, fitted) =
+        write_config(ctx, namespace, &flags_to_compile(&cached, flag, false)).await?;
 
     // The cached copy is the freshest view of this flag.
     let name = flag.name_any();
@@ -209,17 +154,23 @@ async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<A
         return Ok(Action::await_change());
     }
     let outcome = compilation.flags.get(&name).cloned().unwrap_or_default();
-    let status = desired_status(current, &outcome, &compilation.config, Timestamp::now());
+    let refusal = fitted.refused.get(&name);
+    let status = desired_status(current, &outcome, refusal, &fitted.config, Timestamp::now());
     let status = if current.status.as_ref().map(reconciled_part) == Some(status.clone()) {
         status
     } else {
-        match update_status(ctx, current, &outcome, &compilation.config).await? {
+        match update_status(ctx, current, &outcome, refusal, &fitted).await? {
             Some(status) => status,
             None => return Ok(Action::await_change()),
         }
     };
     ctx.metrics.flag_observed(namespace, &name, &status);
-    tracing::info!(flag = %key(current), valid = outcome.is_valid(), revision = %compilation.config.revision, "reconciled");
+    let now = Instant::now();
+    if ctx.reader_due(namespace, now) {
+        rbac::apply_reader(&ctx.client, namespace).await?;
+        ctx.reader_applied(namespace, Some(now));
+    }
+    tracing::info!(flag = %key(current), valid = outcome.is_valid(), fits = refusal.is_none(), revision = %fitted.config.revision, "reconciled");
     Ok(Action::requeue(RESYNC))
 }
 
@@ -232,7 +183,8 @@ async fn update_status(
     ctx: &Context,
     cached: &AIFeatureFlag,
     outcome: &FlagOutcome,
-    config: &SidecarConfig,
+    refusal: Option<&Refusal>,
+    fitted: &Fitted,
 ) -> Result<Option<AIFeatureFlagStatus>, Error> {
     let name = cached.name_any();
     let flags: Api<AIFeatureFlag> =
@@ -246,7 +198,7 @@ async fn update_status(
     // The spec compiled is the cached one; only the status is fresher.
     let mut flag = cached.clone();
     flag.status = fresh.status;
-    let status = desired_status(&flag, outcome, config, Timestamp::now());
+    let status = desired_status(&flag, outcome, refusal, &fitted.config, Timestamp::now());
     if flag.status.as_ref().map(reconciled_part) != Some(status.clone()) {
         let patch = Patch::Apply(json!({
             "apiVersion": AIFeatureFlag::api_version(&()),
@@ -268,17 +220,27 @@ async fn cleanup(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result
     let _guard = lock.lock().await;
     let cached = ctx.flags_in(namespace);
     let remaining = flags_to_compile(&cached, flag, true);
-    let (compilation, config_map_existed) = compile_config(ctx, namespace, &remaining).await?;
-    match apply_config(ctx, namespace, &compilation.config).await {
+    let (_, fitted, config_map_existed) = compile_config(ctx, namespace, &remaining).await?;
+    match apply_config(ctx, namespace, &fitted).await {
         Ok(()) => {
-            publish(ctx, flag, removal_notice(&compilation.config)).await;
-            tracing::info!(flag = %key(flag), revision = %compilation.config.revision, "removed from config");
+            // The last flag takes the sidecars' read access with it. A flag
+            // created meanwhile applies it again in its own reconcile.
+            if remaining.is_empty() {
+                rbac::delete_reader(&ctx.client, namespace).await?;
+                ctx.reader_applied(namespace, None);
+                ctx.written.remove(namespace);
+            }
+            publish(ctx, flag, removal_notice(&fitted.config)).await;
+            tracing::info!(flag = %key(flag), revision = %fitted.config.revision, "removed from config");
         }
         // Retrying could never succeed: a terminating namespace refuses to
         // create the ConfigMap again, and its finalizer would then hold the
         // namespace forever.
+        // The namespace's deletion takes the Role and RoleBinding with it.
         Err(error) if nothing_left_to_clean(&error, config_map_existed) => {
             tracing::info!(flag = %key(flag), %error, "no {CONFIG_MAP_NAME} left to remove the flag from");
+            ctx.reader_applied(namespace, None);
+            ctx.written.remove(namespace);
         }
         Err(error) => return Err(error.into()),
     }
@@ -294,19 +256,19 @@ async fn write_config(
     ctx: &Context,
     namespace: &str,
     flags: &[&AIFeatureFlag],
-) -> Result<Compilation, Error> {
-    let (compilation, _) = compile_config(ctx, namespace, flags).await?;
-    apply_config(ctx, namespace, &compilation.config).await?;
-    Ok(compilation)
+) -> Result<(Compilation, Fitted), Error> {
+    let (compilation, fitted, _) = compile_config(ctx, namespace, flags).await?;
+    apply_config(ctx, namespace, &fitted).await?;
+    Ok((compilation, fitted))
 }
 
-/// Compiles `flags` over the config now served; says whether the ConfigMap
-/// exists.
+/// Compiles `flags` over the config now served and fits the result under
+/// the ConfigMap size limit; says whether the ConfigMap exists.
 async fn compile_config(
     ctx: &Context,
     namespace: &str,
     flags: &[&AIFeatureFlag],
-) -> Result<(Compilation, bool), Error> {
+) -> Result<(Compilation, Fitted, bool), Error> {
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     let existing = config_maps.get_opt(CONFIG_MAP_NAME).await?;
     let previous = previous_config(existing.as_ref()).unwrap_or_else(|error| {
@@ -317,25 +279,61 @@ async fn compile_config(
     });
     let inputs: Vec<FlagInput> = flags.iter().map(|f| FlagInput::from_resource(f)).collect();
     let compilation = compile(Some(namespace), &inputs, previous.as_ref());
-    Ok((compilation, existing.is_some()))
+    let fitted = fit_config(
+        &compilation.config,
+        previous.as_ref(),
+        &oldest_first(flags),
+        Limits::default(),
+    );
+    Ok((compilation, fitted, existing.is_some()))
 }
 
-/// Server-side applies `config` as the namespace's ConfigMap.
-async fn apply_config(
-    ctx: &Context,
-    namespace: &str,
-    config: &SidecarConfig,
-) -> Result<(), kube::Error> {
+/// Flag names by `creationTimestamp`, then name: the order in which flags
+/// are admitted when the config does not fit.
+fn oldest_first<'a>(flags: &[&'a AIFeatureFlag]) -> Vec<&'a str> {
+    let mut by_age: Vec<_> = flags
+        .iter()
+        .filter_map(|f| {
+            let name = f.metadata.name.as_deref()?;
+            Some((f.metadata.creation_timestamp.as_ref().map(|t| t.0), name))
+        })
+        .collect();
+    by_age.sort();
+    by_age.into_iter().map(|(_, name)| name).collect()
+}
+
+/// Server-side applies `fitted` as the namespace's ConfigMap, then removes
+/// the other form of the config if anyone else kept it there.
+async fn apply_config(ctx: &Context, namespace: &str, fitted: &Fitted) -> Result<(), kube::Error> {
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-    let desired = desired_config_map(namespace, config);
-    config_maps
+    let desired = desired_config_map(namespace, &fitted.encoded);
+    let written = config_maps
         .patch(
             CONFIG_MAP_NAME,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&desired),
         )
         .await?;
-    ctx.metrics.config_written(namespace, config.flags.len());
+    if let Some(removal) = stale_key_removal(&written, &fitted.encoded) {
+        config_maps
+            .patch(
+                CONFIG_MAP_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(&removal),
+            )
+            .await?;
+    }
+    if !fitted.refused.is_empty() {
+        tracing::warn!(%namespace, refused = fitted.refused.len(), "{CONFIG_MAP_NAME} would be too large; flags held back");
+    }
+    ctx.metrics.config_written(
+        namespace,
+        &fitted.config.revision,
+        fitted.config.flags.len(),
+        fitted.encoded.stored_len(),
+        fitted.refused.len(),
+    );
+    ctx.written.set(namespace, fitted.config.clone());
     Ok(())
 }
 

@@ -12,7 +12,8 @@ use super::fixtures::{ApiServer, FlagBuilder};
 pub(crate) enum Scenario {
     /// A new flag: the first reconcile only adds the finalizer; the second
     /// finds no ConfigMap, applies one holding the flag, applies the
-    /// status Ready=True and publishes `Compiled`.
+    /// status Ready=True, publishes `Compiled`, and applies the Role and
+    /// RoleBinding that let the namespace's sidecars read the ConfigMap.
     Create(AIFeatureFlag),
     /// `first` (generation 1) is served, then `second` (a valid generation 2
     /// at 50/50) replaces it with a fresh `Compiled` Event.
@@ -27,7 +28,8 @@ pub(crate) enum Scenario {
         served: SidecarConfig,
     },
     /// A resync that changes nothing: the ConfigMap is applied (a no-op for
-    /// the API server) but neither the status nor an Event is written.
+    /// the API server) but neither the status nor an Event is written. (The
+    /// Role and RoleBinding are applied: the context is fresh.)
     Unchanged(SidecarConfig),
     /// `flag` reports an older revision and a rollout engine's fields; the
     /// status apply carries the served revision and none of those fields.
@@ -52,11 +54,13 @@ pub(crate) enum Scenario {
         deleted: AIFeatureFlag,
         served: SidecarConfig,
     },
-    /// `deleted`, the namespace's last flag, leaves `served` empty; then
-    /// the finalizer is removed.
+    /// `deleted`, the namespace's last flag, leaves `served` empty, the
+    /// RoleBinding and Role are deleted (answered with `reader_code`: 200, or
+    /// 404 when already gone), then the finalizer is removed.
     DeleteLast {
         deleted: AIFeatureFlag,
         served: SidecarConfig,
+        reader_code: u16,
     },
     /// The namespace of `deleted` is terminating and its ConfigMap already
     /// gone: the apply (a create) is refused with `code`, so there is no
@@ -113,22 +117,25 @@ impl ApiServer {
                 }
                 Scenario::Unchanged(served) => {
                     let server = self.config_map_read(Some(&served)).await;
-                    let (_, config) = server.config_map_applied().await;
+                    let (server, config) = server.config_map_applied().await;
                     assert_eq!(config, served);
+                    server.reader_applied().await;
                 }
                 Scenario::StatusRefreshed { flag, served } => {
                     let server = self.config_map_read(Some(&served)).await;
                     let (server, config) = server.config_map_applied().await;
                     assert_eq!(config, served);
-                    let (_, status) = server.flag_read(&flag).await.status_applied(&flag).await;
+                    let (server, status) =
+                        server.flag_read(&flag).await.status_applied(&flag).await;
                     // Exactly the reconciled fields: no proxies, currentStep, failedChecks.
                     assert_eq!(status, healthy_status(&served.revision));
+                    server.reader_applied().await;
                 }
                 Scenario::StatusAlreadyWritten { written, served } => {
                     let server = self.config_map_read(Some(&served)).await;
                     let (server, config) = server.config_map_applied().await;
                     assert_eq!(config, served);
-                    server.flag_read(&written).await;
+                    server.flag_read(&written).await.reader_applied().await;
                 }
                 Scenario::DeletedMeanwhile => {
                     let server = self.config_map_read(None).await;
@@ -136,10 +143,16 @@ impl ApiServer {
                     assert!(config.flags.is_empty());
                 }
                 Scenario::Delete { deleted, served } => self.delete(deleted, served).await,
-                Scenario::DeleteLast { deleted, served } => {
+                Scenario::DeleteLast {
+                    deleted,
+                    served,
+                    reader_code,
+                } => {
                     let server = self.config_map_read(Some(&served)).await;
                     let (server, config) = server.config_map_applied().await;
                     assert!(config.flags.is_empty());
+                    // The last flag takes the sidecars' read access with it.
+                    let server = server.reader_deleted(reader_code).await;
                     let (server, _) = server.event_posted(&deleted, "Normal", "Removed").await;
                     server.finalizer_removed(&deleted).await;
                 }
@@ -178,7 +191,8 @@ impl ApiServer {
         server.first_compile(&flag.finalized()).await;
     }
 
-    /// GET 404 → ConfigMap with the flag → status Ready → Compiled.
+    /// GET 404 → ConfigMap with the flag → status Ready → Compiled → Role
+    /// and RoleBinding (a fresh context has not applied them yet).
     async fn first_compile(self, flag: &AIFeatureFlag) -> (Self, SidecarConfig) {
         let server = self.config_map_read(None).await;
         let (server, config) = server.config_map_applied().await;
@@ -193,7 +207,7 @@ impl ApiServer {
                 config.revision
             )
         );
-        (server, config)
+        (server.reader_applied().await, config)
     }
 
     async fn update(self, updated: AIFeatureFlag, served: SidecarConfig) {
@@ -246,10 +260,11 @@ impl ApiServer {
                 "message": format!("generation 2 is invalid; generation 1 keeps serving stable=90 candidate=10 in config revision {revision}: {errors}"),
             })
         );
-        let (_, note) = server
+        let (server, note) = server
             .event_posted(&updated, "Warning", "InvalidSpec")
             .await;
         assert!(note.ends_with(errors), "{note}");
+        server.reader_applied().await;
     }
 
     async fn delete(self, deleted: AIFeatureFlag, served: SidecarConfig) {
@@ -279,8 +294,10 @@ impl ApiServer {
         let (server, status) = server.flag_read(&a).await.status_applied(&a).await;
         assert_eq!(status, healthy_status(&config.revision));
         let (server, _) = server.event_posted(&a, "Normal", "Compiled").await;
+        let server = server.reader_applied().await;
 
-        // The second flag's reconcile finds the shared config and keeps it whole.
+        // The second flag's reconcile finds the shared config and keeps it
+        // whole; the Role and RoleBinding are not applied again.
         let server = server.config_map_read(Some(&config)).await;
         let (server, again) = server.config_map_applied().await;
         assert_eq!(again, config);

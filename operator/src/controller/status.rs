@@ -10,6 +10,10 @@
 //!   position, which [`aiflags_api::FlagInput::from_resource`] reads back for
 //!   canaries); `split` shows what is served right now, so the kill switch
 //!   reads `stable=100 candidate=0` there.
+//! - A valid generation held back because the namespace's config would not
+//!   fit in its ConfigMap ([`super::fit`]) is treated like an invalid one:
+//!   `Ready=False, reason=ConfigTooLarge`, and the version served before (if
+//!   any) keeps serving.
 //! - Events fire only when the `Ready` condition or the observed generation
 //!   changes, so periodic resyncs and other flags' changes stay quiet.
 
@@ -19,11 +23,16 @@ use aiflags_api::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use super::fit::Refusal;
+
 pub const READY: &str = "Ready";
 /// Ready=True: the latest generation compiled and is in the config.
 pub const COMPILED: &str = "Compiled";
 /// Ready=False: the latest generation does not compile; message = every error.
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Ready=False: the latest generation compiled, but the namespace's config
+/// would not fit in its ConfigMap with it.
+pub const CONFIG_TOO_LARGE: &str = "ConfigTooLarge";
 /// Event of a deleted flag leaving the config.
 pub const REMOVED: &str = "Removed";
 
@@ -41,16 +50,16 @@ pub struct Notice {
 }
 
 /// The status a flag should have once `config` (compiled with `outcome` for
-/// it) is written: only the fields this reconcile computes, because it is
+/// it, and without its latest version if `refusal` says so) is written: only the fields this reconcile computes, because it is
 /// server-side applied with force and would otherwise take over (and revert)
-/// fields a rollout engine owns: `currentStep`, `proxies`, `failedChecks`.
-///
-/// Other conditions are still carried over: `conditions` is an atomic list in
-/// the CRD, so applying `Ready` alone would delete them. Once the CRD makes it
-/// a map list keyed by `type`, only `Ready` should be applied.
+/// fields other writers own: `proxies` and the `Propagated` condition (the
+/// propagation pass), `currentStep` and `failedChecks` (a rollout engine).
+/// `conditions` is a map keyed by `type` in the CRD, so applying `Ready`
+/// alone leaves the other conditions to their owners.
 pub fn desired_status(
     flag: &AIFeatureFlag,
     outcome: &FlagOutcome,
+    refusal: Option<&Refusal>,
     config: &SidecarConfig,
     now: Timestamp,
 ) -> AIFeatureFlagStatus {
@@ -61,22 +70,18 @@ pub fn desired_status(
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    let serving = outcome
-        .serving_generation
-        .and_then(|_| config.flag(name))
+    let serving = config
+        .flag(name)
         .filter(|f| f.namespace == flag.metadata.namespace);
+    // Errors come first: an invalid spec is what the author must fix.
+    let refusal = refusal.filter(|_| outcome.is_valid());
 
-    let ready = ready_condition(generation, outcome, previous_conditions, now);
-    let mut conditions = previous_conditions.to_vec();
-    match conditions.iter_mut().find(|c| c.type_ == READY) {
-        Some(existing) => *existing = ready,
-        None => conditions.insert(0, ready),
-    }
+    let ready = ready_condition(generation, outcome, refusal, previous_conditions, now);
 
     AIFeatureFlagStatus {
         observed_generation: flag.metadata.generation,
         phase: Some(phase(serving)),
-        conditions,
+        conditions: vec![ready],
         serving_generation: serving.map(|f| f.generation),
         config_revision: serving.map(|_| config.revision.clone()),
         current_weights: serving.map(|f| {
@@ -87,7 +92,13 @@ pub fn desired_status(
                 .collect()
         }),
         split: serving.map(split),
-        message: Some(message(generation, outcome, serving, &config.revision)),
+        message: Some(message(
+            generation,
+            outcome,
+            refusal,
+            serving,
+            &config.revision,
+        )),
         current_step: None,
         proxies: None,
         failed_checks: None,
@@ -98,6 +109,12 @@ pub fn desired_status(
 /// status write is due without counting other owners' fields as drift.
 pub fn reconciled_part(status: &AIFeatureFlagStatus) -> AIFeatureFlagStatus {
     AIFeatureFlagStatus {
+        conditions: status
+            .conditions
+            .iter()
+            .filter(|c| c.type_ == READY)
+            .cloned()
+            .collect(),
         current_step: None,
         proxies: None,
         failed_checks: None,
@@ -116,18 +133,21 @@ fn phase(serving: Option<&CompiledFlag>) -> Phase {
 fn ready_condition(
     generation: i64,
     outcome: &FlagOutcome,
+    refusal: Option<&Refusal>,
     previous: &[Condition],
     now: Timestamp,
 ) -> Condition {
-    let (status, reason, message) = if outcome.is_valid() {
+    let (status, reason, message) = if !outcome.is_valid() {
+        let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
+        ("False", INVALID_SPEC, errors.join("; "))
+    } else if let Some(refusal) = refusal {
+        ("False", CONFIG_TOO_LARGE, too_large(generation, refusal))
+    } else {
         (
             "True",
             COMPILED,
             format!("generation {generation} compiled"),
         )
-    } else {
-        let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
-        ("False", INVALID_SPEC, errors.join("; "))
     };
     // By convention the time moves only when the status flips; keeping it
     // also keeps the status byte-identical across resyncs (no watch churn).
@@ -146,13 +166,45 @@ fn ready_condition(
     }
 }
 
+/// Why a refused generation is not served, with the numbers.
+fn too_large(generation: i64, refusal: &Refusal) -> String {
+    let over = if refusal.full_stored_len > refusal.limits.stored {
+        format!(
+            "{} stored bytes ({}), over the ConfigMap limit of {}",
+            refusal.full_stored_len, refusal.full_format, refusal.limits.stored
+        )
+    } else {
+        format!(
+            "{} bytes of JSON, over the sidecars' limit of {}",
+            refusal.full_json_len, refusal.limits.json
+        )
+    };
+    format!(
+        "generation {generation} compiled but is left out of aiflags-config: with every flag the \
+         namespace's config would take {over}; flags are admitted oldest first, so shrink or \
+         delete flags to make room"
+    )
+}
+
 fn message(
     generation: i64,
     outcome: &FlagOutcome,
+    refusal: Option<&Refusal>,
     serving: Option<&CompiledFlag>,
     revision: &str,
 ) -> String {
     let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
+    if let Some(refusal) = refusal {
+        let reason = too_large(generation, refusal);
+        return match serving {
+            Some(flag) => format!(
+                "generation {} keeps serving {} in config revision {revision}: {reason}",
+                flag.generation,
+                split(flag)
+            ),
+            None => format!("nothing is served: {reason}"),
+        };
+    }
     match serving {
         Some(flag) if outcome.is_valid() => format!(
             "generation {generation} serves {} in config revision {revision}",
@@ -215,6 +267,12 @@ pub fn notice_for(
         INVALID_SPEC => Some(Notice {
             warning: true,
             reason: INVALID_SPEC,
+            action: "Compile",
+            note,
+        }),
+        CONFIG_TOO_LARGE => Some(Notice {
+            warning: true,
+            reason: CONFIG_TOO_LARGE,
             action: "Compile",
             note,
         }),

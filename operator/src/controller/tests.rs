@@ -12,18 +12,18 @@ use super::scenarios::Scenario;
 use super::status::desired_status;
 use super::{Context, error_policy, reconcile};
 
-fn compiled(flags: &[&AIFeatureFlag]) -> SidecarConfig {
+pub(super) fn compiled(flags: &[&AIFeatureFlag]) -> SidecarConfig {
     let inputs: Vec<FlagInput> = flags.iter().map(|f| FlagInput::from_resource(f)).collect();
     compile(Some(NAMESPACE), &inputs, None).config
 }
 
 /// `flag` as the operator left it after serving it in `config`.
-fn reconciled(flag: AIFeatureFlag, config: &SidecarConfig) -> AIFeatureFlag {
+pub(super) fn reconciled(flag: AIFeatureFlag, config: &SidecarConfig) -> AIFeatureFlag {
     let outcome = compile(Some(NAMESPACE), &[FlagInput::from_resource(&flag)], None)
         .flags
         .remove("summarizer")
         .unwrap_or_default();
-    let status = desired_status(&flag, &outcome, config, Timestamp::UNIX_EPOCH);
+    let status = desired_status(&flag, &outcome, None, config, Timestamp::UNIX_EPOCH);
     flag.with_status(status)
 }
 
@@ -121,6 +121,7 @@ fn with_rollout_fields(flag: AIFeatureFlag) -> AIFeatureFlag {
     status.proxies = Some(ProxyCount {
         total: 3,
         at_revision: 2,
+        ..Default::default()
     });
     status.failed_checks = Some(1);
     flag.with_status(status)

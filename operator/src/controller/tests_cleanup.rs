@@ -44,6 +44,7 @@ async fn deleting_the_last_flag_forgets_its_namespace_lock() {
     let scenario = server.run(Scenario::DeleteLast {
         deleted: deleted.clone(),
         served,
+        reader_code: 200,
     });
 
     cache.holds(&[&deleted]);

@@ -53,7 +53,9 @@ pub fn flags_to_refresh(
 mod tests {
     use std::collections::BTreeMap;
 
-    use aiflags_api::{AIFeatureFlagStatus, CONFIG_MAP_KEY, FlagInput, SidecarConfig, compile};
+    use aiflags_api::{
+        AIFeatureFlagStatus, CONFIG_MAP_KEY, FlagInput, SidecarConfig, compile, encode_config,
+    };
 
     use super::*;
     use crate::controller::config_map::desired_config_map;
@@ -79,7 +81,7 @@ mod tests {
     #[test]
     fn a_config_map_every_flag_already_reports_triggers_nothing() {
         let config = config_of(&[&AIFeatureFlag::test()]);
-        let cm = desired_config_map("shop", &config);
+        let cm = desired_config_map("shop", &encode_config(&config));
         let flags = [
             reporting("a", Some(&config.revision)),
             reporting("b", Some(&config.revision)),
@@ -94,7 +96,7 @@ mod tests {
     #[test]
     fn a_new_revision_triggers_the_flags_that_do_not_report_it() {
         let config = config_of(&[&AIFeatureFlag::test()]);
-        let cm = desired_config_map("shop", &config);
+        let cm = desired_config_map("shop", &encode_config(&config));
         let flags = [
             reporting("current", Some(&config.revision)),
             reporting("stale", Some("an-older-revision")),
@@ -108,7 +110,7 @@ mod tests {
     #[test]
     fn deleted_or_edited_config_maps_trigger_every_flag_of_their_namespace() {
         let config = config_of(&[&AIFeatureFlag::test()]);
-        let cm = desired_config_map("shop", &config);
+        let cm = desired_config_map("shop", &encode_config(&config));
         let mut elsewhere = AIFeatureFlag::test().named("elsewhere");
         elsewhere.metadata.namespace = Some("other".into());
         let flags = [

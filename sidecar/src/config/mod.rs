@@ -1,7 +1,8 @@
 //! The config a sidecar serves: where it comes from ([`source`], [`local`],
-//! [`labels`]) and the snapshot requests read ([`snapshot`]).
+//! [`watch`], [`labels`]) and the snapshot requests read ([`snapshot`]).
 
 pub mod labels;
 pub mod local;
 pub mod snapshot;
 pub mod source;
+pub mod watch;

@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aiflags_api::SidecarConfig;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::labels::parse_pod_labels;
 use super::local::LocalFlags;
 use super::snapshot::{Snapshot, SnapshotCell};
+use super::watch::WatchUpdate;
 use crate::flags::Flags;
 use crate::telemetry::{FlagInfo, SharedTelemetry};
 use crate::upstream::target::Upstreams;
@@ -50,6 +51,8 @@ pub struct ConfigLoader {
     /// Local mode: a fingerprint seen once, waiting to be seen again.
     settling: Option<u64>,
     local: LocalFlags,
+    /// The pod's labels as last read (empty without a labels file).
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,7 @@ impl ConfigLoader {
             applied: None,
             settling: None,
             local: LocalFlags::default(),
+            labels: BTreeMap::new(),
         }
     }
 
@@ -105,7 +109,7 @@ impl ConfigLoader {
             ConfigSource::None => (SidecarConfig::empty(None), "none".to_string()),
             ConfigSource::File(path) => {
                 let config = match inputs.files.first() {
-                    Some((resolved, bytes)) => decode_document(resolved, bytes)
+                    Some((resolved, bytes)) => decode_document_bytes(bytes)
                         .map_err(|e| LoadError(format!("{}: {e}", resolved.display())))?,
                     None => SidecarConfig::empty(None),
                 };
@@ -116,19 +120,27 @@ impl ConfigLoader {
                 format!("flags:{}", path.display()),
             ),
         };
+        self.labels = inputs.labels;
+        Ok(Some(self.snapshot(config, source)))
+    }
+
+    /// A snapshot of `config` for this pod: only the flags its labels
+    /// select, resolved against the upstreams. Used for the file's configs
+    /// and the watch's alike.
+    pub fn snapshot(&self, config: SidecarConfig, source: String) -> Snapshot {
         // Without a labels file (a laptop, a plain process) there is no pod to
         // select: every flag applies, as the manifests on disk say.
         let config = match &self.pod_labels {
-            Some(_) => config.for_pod(&inputs.labels),
+            Some(_) => config.for_pod(&self.labels),
             None => config,
         };
         let flags = Flags::new(&config, &self.upstreams);
-        Ok(Some(Snapshot {
+        Snapshot {
             config,
             flags,
             source,
             loaded_at: SystemTime::now(),
-        }))
+        }
     }
 
     fn read(&self) -> Result<Inputs, LoadError> {
@@ -180,23 +192,10 @@ fn read_config_file(path: &Path) -> Result<Option<(PathBuf, Vec<u8>)>, LoadError
     Ok(None)
 }
 
-/// A config document, plain JSON or gzip-compressed JSON.
-fn decode_document(path: &Path, bytes: &[u8]) -> Result<SidecarConfig, String> {
-    let gzip = bytes.starts_with(&[0x1f, 0x8b]) || path.extension().is_some_and(|e| e == "gz");
-    if !gzip {
-        return SidecarConfig::from_json(bytes).map_err(|e| e.to_string());
-    }
-    let mut plain = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut plain)
-        .map_err(|e| format!("the gzip config does not decode: {e}"))?;
-    if plain.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(format!(
-            "the config decodes to more than {MAX_CONFIG_BYTES} bytes"
-        ));
-    }
-    SidecarConfig::from_json(&plain).map_err(|e| e.to_string())
+/// A config document, plain JSON or gzip-compressed JSON: the api crate's
+/// one decoder, which the operator's encoder is tested against.
+pub fn decode_document_bytes(bytes: &[u8]) -> Result<SidecarConfig, String> {
+    aiflags_api::decode_config(bytes).map_err(|e| e.to_string())
 }
 
 /// Reads through symlinks, returning the final path so a `..data` swap to an
@@ -217,31 +216,55 @@ fn read_resolved(path: &Path) -> Result<(PathBuf, Vec<u8>), LoadError> {
     Ok((resolved, bytes))
 }
 
-/// Loads once, then keeps polling until `stop` flips. Returns after the first
-/// load attempt so the caller can start serving.
+/// Loads once from the files, then keeps polling them and listening to the
+/// watch (if any) until `stop` flips. Returns after the first load attempt
+/// so the caller can start serving.
+///
+/// While the watch is healthy it decides what serves; the files are still
+/// polled (for the pod's labels, and as the fallback). When the watch is
+/// lost, what it said last keeps serving, and a change to the mounted file
+/// applies, until the watch is back.
 pub fn spawn_reloader(
     mut loader: ConfigLoader,
     cell: Arc<SnapshotCell>,
     telemetry: SharedTelemetry,
     interval: Duration,
+    watch_updates: Option<(String, mpsc::Receiver<WatchUpdate>)>,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    reload_once(&mut loader, &cell, &telemetry);
+    let (watch_label, watch_updates) = match watch_updates {
+        Some((label, updates)) => (label, Some(updates)),
+        None => (String::new(), None),
+    };
+    let mut state = Serving {
+        watch_label,
+        ..Serving::default()
+    };
+    let first = loader.poll();
+    state.file_polled(first, &loader, &cell, &telemetry);
     tokio::spawn(async move {
+        let mut updates = watch_updates;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+            let update = tokio::select! {
+                _ = tokio::time::sleep(interval) => None,
+                update = next_update(&mut updates) => update,
                 _ = stop.changed() => return,
+            };
+            if let Some(update) = update {
+                state.watched(update, &loader, &cell, &telemetry);
+                continue;
             }
             // File reads and local-mode compiles block: keep them off the
             // (by default single) thread that serves requests.
-            let (cell, telemetry) = (cell.clone(), telemetry.clone());
             let polled = tokio::task::spawn_blocking(move || {
-                reload_once(&mut loader, &cell, &telemetry);
-                loader
+                let polled = loader.poll();
+                (loader, polled)
             });
             match polled.await {
-                Ok(back) => loader = back,
+                Ok((back, polled)) => {
+                    loader = back;
+                    state.file_polled(polled, &loader, &cell, &telemetry);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "config reload task failed; reloading stops");
                     return;
@@ -251,26 +274,116 @@ pub fn spawn_reloader(
     })
 }
 
-fn reload_once(loader: &mut ConfigLoader, cell: &SnapshotCell, telemetry: &SharedTelemetry) {
-    match loader.poll() {
-        Ok(None) => {}
-        Ok(Some(snapshot)) => {
-            let revision = snapshot.config.revision.clone();
-            tracing::info!(
-                revision = %revision,
-                source = %snapshot.source,
-                flags = snapshot.flags.len(),
-                "config loaded"
-            );
-            let infos = flag_infos(&snapshot.flags);
-            cell.swap(snapshot);
-            telemetry.config_loaded(&revision, &infos);
+/// The next watch update; pending forever without a watch (or once it ended).
+async fn next_update(updates: &mut Option<mpsc::Receiver<WatchUpdate>>) -> Option<WatchUpdate> {
+    match updates {
+        Some(receiver) => match receiver.recv().await {
+            Some(update) => Some(update),
+            None => {
+                *updates = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Which source serves, and what each last said.
+#[derive(Default)]
+struct Serving {
+    /// The watch's config while the watch is healthy.
+    watched: Option<SidecarConfig>,
+    /// (revision, labels) of what serves, so an identical relist is no reload.
+    serving: Option<(String, BTreeMap<String, String>)>,
+    /// `watch:namespace/name`, the source the watch's snapshots name.
+    watch_label: String,
+}
+
+impl Serving {
+    fn file_polled(
+        &mut self,
+        polled: Result<Option<Snapshot>, LoadError>,
+        loader: &ConfigLoader,
+        cell: &SnapshotCell,
+        telemetry: &SharedTelemetry,
+    ) {
+        match polled {
+            Ok(None) => {}
+            Ok(Some(snapshot)) => {
+                match &self.watched {
+                    // The watch serves; the poll may have brought new labels.
+                    Some(config) => {
+                        let rebuilt = loader.snapshot(config.clone(), self.watch_label.clone());
+                        self.apply(rebuilt, loader, cell, telemetry);
+                    }
+                    None => self.apply(snapshot, loader, cell, telemetry),
+                }
+            }
+            Err(e) if self.watched.is_some() => {
+                tracing::debug!(error = %e, "mounted config not loaded; the watch serves");
+            }
+            Err(e) => {
+                let serving = cell.current().map(|s| s.config.revision.clone());
+                tracing::warn!(error = %e, serving = ?serving, "config not loaded; the last good config keeps serving");
+                telemetry.config_failed(serving.as_deref());
+            }
         }
-        Err(e) => {
-            let serving = cell.current().map(|s| s.config.revision.clone());
-            tracing::warn!(error = %e, serving = ?serving, "config not loaded; the last good config keeps serving");
-            telemetry.config_failed(serving.as_deref());
+    }
+
+    fn watched(
+        &mut self,
+        update: WatchUpdate,
+        loader: &ConfigLoader,
+        cell: &SnapshotCell,
+        telemetry: &SharedTelemetry,
+    ) {
+        match update {
+            WatchUpdate::Config(config) => {
+                if self.watched.is_none() {
+                    telemetry.config_watch(true);
+                }
+                self.watched = Some(config.clone());
+                let snapshot = loader.snapshot(config, self.watch_label.clone());
+                self.apply(snapshot, loader, cell, telemetry);
+            }
+            WatchUpdate::Invalid(message) => {
+                let serving = cell.current().map(|s| s.config.revision.clone());
+                tracing::warn!(error = %message, serving = ?serving, "watched config not loaded; the last good config keeps serving");
+                telemetry.config_failed(serving.as_deref());
+            }
+            WatchUpdate::Lost(message) => {
+                // What the watch last said stays: it is newer than the file,
+                // which kubelet updates a minute or two late. A change to
+                // the file while the watch is down does apply.
+                self.watched = None;
+                telemetry.config_watch(false);
+                tracing::warn!(error = %message, "config watch lost; the last config keeps serving, and changes to the mounted file apply until the watch is back");
+            }
         }
+    }
+
+    fn apply(
+        &mut self,
+        snapshot: Snapshot,
+        loader: &ConfigLoader,
+        cell: &SnapshotCell,
+        telemetry: &SharedTelemetry,
+    ) {
+        let key = (snapshot.config.revision.clone(), loader.labels.clone());
+        if self.serving.as_ref() == Some(&key) {
+            return;
+        }
+        self.serving = Some(key);
+        let revision = snapshot.config.revision.clone();
+        tracing::info!(
+            revision = %revision,
+            source = %snapshot.source,
+            flags = snapshot.flags.len(),
+            "config loaded"
+        );
+        let infos = flag_infos(&snapshot.flags);
+        cell.swap(snapshot);
+        telemetry.config_loaded(&revision, &infos);
     }
 }
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +19,7 @@ use crate::budget::Budget;
 use crate::circuit::BreakerSettings;
 use crate::config::snapshot::SnapshotCell;
 use crate::config::source::{ConfigLoader, spawn_reloader};
+use crate::config::watch::{WatchTarget, own_namespace, spawn_watch};
 use crate::record::Reporter;
 use crate::respond::StreamContext;
 use crate::route::{Limits, Route};
@@ -59,11 +60,35 @@ impl Sidecar {
             settings.pod_labels.clone(),
             settings.upstreams.clone(),
         );
+        let mut tasks = Vec::new();
+        let watch_updates = match &settings.watch {
+            Some(watch) => match watch.namespace.clone().or_else(own_namespace) {
+                Some(namespace) => {
+                    let (updates, received) = mpsc::channel(16);
+                    let label = format!("watch:{namespace}/{}", watch.config_map);
+                    let target = WatchTarget {
+                        name: watch.config_map.clone(),
+                        namespace,
+                        api_url: watch.api_url.clone(),
+                    };
+                    tasks.push(spawn_watch(target, updates, stopped.clone()));
+                    Some((label, received))
+                }
+                None => {
+                    tracing::warn!(
+                        "--watch-config-map is set but no namespace is known (give --namespace): the mounted file alone serves"
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
         let reloader = spawn_reloader(
             loader,
             config.clone(),
             telemetry.clone(),
             settings.reload_interval,
+            watch_updates,
             stopped.clone(),
         );
         let upstream = Upstream::new(
@@ -119,23 +144,26 @@ impl Sidecar {
             addr,
             admin_addr,
             stop,
-            tasks: vec![
-                reloader,
-                tokio::spawn(serve(
-                    data,
-                    serve_data,
-                    limits("data", data_cap),
-                    telemetry.clone(),
-                    shutdown(),
-                )),
-                tokio::spawn(serve(
-                    admin,
-                    serve_admin,
-                    limits("admin", admin_cap),
-                    telemetry,
-                    shutdown(),
-                )),
-            ],
+            tasks: tasks
+                .into_iter()
+                .chain([
+                    reloader,
+                    tokio::spawn(serve(
+                        data,
+                        serve_data,
+                        limits("data", data_cap),
+                        telemetry.clone(),
+                        shutdown(),
+                    )),
+                    tokio::spawn(serve(
+                        admin,
+                        serve_admin,
+                        limits("admin", admin_cap),
+                        telemetry,
+                        shutdown(),
+                    )),
+                ])
+                .collect(),
         })
     }
 

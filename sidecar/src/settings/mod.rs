@@ -46,175 +46,62 @@ const fn setting(
 }
 
 /// Every setting the sidecar reads.
+#[rustfmt::skip]
 pub const SETTINGS: &[Setting] = &[
-    setting(
-        "AIFLAGS_LISTEN",
-        "listen",
-        "ADDR",
-        Some("127.0.0.1:15080"),
-        "Data listener the application's SDKs talk to",
-    ),
-    setting(
-        "AIFLAGS_ADMIN_LISTEN",
-        "admin-listen",
-        "ADDR",
-        Some("0.0.0.0:15090"),
-        "Admin listener: /healthz, /readyz, /config, /metrics",
-    ),
-    setting(
-        "AIFLAGS_WORKERS",
-        "workers",
-        "N",
-        Some("1"),
-        "Worker threads; 1 runs a single-threaded runtime",
-    ),
-    setting(
-        "AIFLAGS_CONFIG_FILE",
-        "config-file",
-        "PATH",
-        None,
-        "The mounted compiled config (ConfigMap aiflags-config, key config.json or config.json.gz)",
-    ),
-    setting(
-        "AIFLAGS_FLAGS",
-        "flags",
-        "PATH",
-        None,
-        "Local mode: AIFeatureFlag YAML file or directory, compiled in the sidecar",
-    ),
-    setting(
-        "AIFLAGS_POD_LABELS",
-        "pod-labels",
-        "PATH",
-        None,
-        "Downward-API file of the pod's labels",
-    ),
-    setting(
-        "AIFLAGS_RELOAD_INTERVAL",
-        "reload-interval",
-        "DURATION",
-        Some("1s"),
-        "How often config files are checked for changes",
-    ),
-    setting(
-        "AIFLAGS_OPENAI_UPSTREAM",
-        "openai-upstream",
-        "URL",
-        Some("https://api.openai.com"),
-        "Default upstream of OpenAI-protocol requests",
-    ),
-    setting(
-        "AIFLAGS_ANTHROPIC_UPSTREAM",
-        "anthropic-upstream",
-        "URL",
-        Some("https://api.anthropic.com"),
-        "Default upstream of Anthropic /v1/messages requests",
-    ),
-    setting(
-        "AIFLAGS_CREDENTIALS_DIR",
-        "credentials-dir",
-        "PATH",
-        None,
-        "The mounted Secret aiflags-credentials: one file per key",
-    ),
-    setting(
-        "AIFLAGS_CREDENTIAL_HEADERS",
-        "credential-headers",
-        "NAMES",
-        None,
-        "More headers (comma-separated) that carry credentials: they reach only the origin the app addressed",
-    ),
-    setting(
-        "AIFLAGS_MAX_BODY_BYTES",
-        "max-body-bytes",
-        "BYTES",
-        Some("33554432"),
-        "Largest request body accepted (decoded, too); larger ones get 413",
-    ),
-    setting(
-        "AIFLAGS_MAX_RESPONSE_BYTES",
-        "max-response-bytes",
-        "BYTES",
-        Some("33554432"),
-        "Largest non-streamed response held to read it; past it the attempt fails with a clear error",
-    ),
-    setting(
-        "AIFLAGS_BUFFER_BUDGET_BYTES",
-        "buffer-budget-bytes",
-        "BYTES",
-        Some("268435456"),
-        "Bytes of request and response bodies held in memory at once, process-wide; past it requests get 503",
-    ),
-    setting(
-        "AIFLAGS_MAX_CONNECTIONS",
-        "max-connections",
-        "N",
-        Some("4096"),
-        "Open client connections on the data listener; past it new ones are refused",
-    ),
-    setting(
-        "AIFLAGS_ADMIN_MAX_CONNECTIONS",
-        "admin-max-connections",
-        "N",
-        Some("64"),
-        "Open connections on the admin listener, counted apart from the data listener's",
-    ),
-    setting(
-        "AIFLAGS_FIRST_BYTE_TIMEOUT",
-        "first-byte-timeout",
-        "DURATION",
-        Some("10s"),
-        "A new connection must send its first byte within this",
-    ),
-    setting(
-        "AIFLAGS_IDLE_TIMEOUT",
-        "idle-timeout",
-        "DURATION",
-        Some("90s"),
-        "A connection with no request in flight is closed after this",
-    ),
-    setting(
-        "AIFLAGS_BODY_IDLE_TIMEOUT",
-        "body-idle-timeout",
-        "DURATION",
-        Some("5m"),
-        "A passed-through body (either way) may go this long without a byte",
-    ),
-    setting(
-        "AIFLAGS_DRAIN_TIMEOUT",
-        "drain-timeout",
-        "DURATION",
-        Some("25s"),
-        "Grace period for in-flight requests after SIGTERM",
-    ),
-    setting(
-        "AIFLAGS_BREAKER_THRESHOLD",
-        "breaker-threshold",
-        "N",
-        Some("5"),
-        "Consecutive failures that open a target's circuit",
-    ),
-    setting(
-        "AIFLAGS_BREAKER_COOLDOWN",
-        "breaker-cooldown",
-        "DURATION",
-        Some("30s"),
-        "How long an open circuit skips its target before one probe",
-    ),
-    setting(
-        "AIFLAGS_LOG_FORMAT",
-        "log-format",
-        "FORMAT",
-        Some("text"),
-        "text or json",
-    ),
-    setting(
-        "AIFLAGS_ACCESS_LOG",
-        "access-log",
-        "SINK",
-        Some("stderr"),
-        "Where access-log lines go: stderr, off, or a file path",
-    ),
+    setting("AIFLAGS_LISTEN", "listen", "ADDR", Some("127.0.0.1:15080"),
+        "Data listener the application's SDKs talk to"),
+    setting("AIFLAGS_ADMIN_LISTEN", "admin-listen", "ADDR", Some("0.0.0.0:15090"),
+        "Admin listener: /healthz, /readyz, /config, /metrics"),
+    setting("AIFLAGS_WORKERS", "workers", "N", Some("1"),
+        "Worker threads; 1 runs a single-threaded runtime"),
+    setting("AIFLAGS_CONFIG_FILE", "config-file", "PATH", None,
+        "The mounted compiled config (ConfigMap aiflags-config, key config.json or config.json.gz)"),
+    setting("AIFLAGS_FLAGS", "flags", "PATH", None,
+        "Local mode: AIFeatureFlag YAML file or directory, compiled in the sidecar"),
+    setting("AIFLAGS_WATCH_CONFIG_MAP", "watch-config-map", "NAME", None,
+        "Watch this ConfigMap through the Kubernetes API (seconds); the mounted --config-file is the fallback"),
+    setting("AIFLAGS_NAMESPACE", "namespace", "NAME", None,
+        "Namespace of the watched ConfigMap (default: the service account's)"),
+    setting("AIFLAGS_KUBE_API_URL", "kube-api-url", "URL", None,
+        "Kubernetes API server for the watch (default: the in-cluster config)"),
+    setting("AIFLAGS_POD_LABELS", "pod-labels", "PATH", None,
+        "Downward-API file of the pod's labels"),
+    setting("AIFLAGS_RELOAD_INTERVAL", "reload-interval", "DURATION", Some("1s"),
+        "How often config files are checked for changes"),
+    setting("AIFLAGS_OPENAI_UPSTREAM", "openai-upstream", "URL", Some("https://api.openai.com"),
+        "Default upstream of OpenAI-protocol requests"),
+    setting("AIFLAGS_ANTHROPIC_UPSTREAM", "anthropic-upstream", "URL", Some("https://api.anthropic.com"),
+        "Default upstream of Anthropic /v1/messages requests"),
+    setting("AIFLAGS_CREDENTIALS_DIR", "credentials-dir", "PATH", None,
+        "The mounted Secret aiflags-credentials: one file per key"),
+    setting("AIFLAGS_CREDENTIAL_HEADERS", "credential-headers", "NAMES", None,
+        "More headers (comma-separated) that carry credentials: they reach only the origin the app addressed"),
+    setting("AIFLAGS_MAX_BODY_BYTES", "max-body-bytes", "BYTES", Some("33554432"),
+        "Largest request body accepted (decoded, too); larger ones get 413"),
+    setting("AIFLAGS_MAX_RESPONSE_BYTES", "max-response-bytes", "BYTES", Some("33554432"),
+        "Largest non-streamed response held to read it; past it the attempt fails with a clear error"),
+    setting("AIFLAGS_BUFFER_BUDGET_BYTES", "buffer-budget-bytes", "BYTES", Some("268435456"),
+        "Bytes of request and response bodies held in memory at once, process-wide; past it requests get 503"),
+    setting("AIFLAGS_MAX_CONNECTIONS", "max-connections", "N", Some("4096"),
+        "Open client connections on the data listener; past it new ones are refused"),
+    setting("AIFLAGS_ADMIN_MAX_CONNECTIONS", "admin-max-connections", "N", Some("64"),
+        "Open connections on the admin listener, counted apart from the data listener's"),
+    setting("AIFLAGS_FIRST_BYTE_TIMEOUT", "first-byte-timeout", "DURATION", Some("10s"),
+        "A new connection must send its first byte within this"),
+    setting("AIFLAGS_IDLE_TIMEOUT", "idle-timeout", "DURATION", Some("90s"),
+        "A connection with no request in flight is closed after this"),
+    setting("AIFLAGS_BODY_IDLE_TIMEOUT", "body-idle-timeout", "DURATION", Some("5m"),
+        "A passed-through body (either way) may go this long without a byte"),
+    setting("AIFLAGS_DRAIN_TIMEOUT", "drain-timeout", "DURATION", Some("25s"),
+        "Grace period for in-flight requests after SIGTERM"),
+    setting("AIFLAGS_BREAKER_THRESHOLD", "breaker-threshold", "N", Some("5"),
+        "Consecutive failures that open a target's circuit"),
+    setting("AIFLAGS_BREAKER_COOLDOWN", "breaker-cooldown", "DURATION", Some("30s"),
+        "How long an open circuit skips its target before one probe"),
+    setting("AIFLAGS_LOG_FORMAT", "log-format", "FORMAT", Some("text"),
+        "text or json"),
+    setting("AIFLAGS_ACCESS_LOG", "access-log", "SINK", Some("stderr"),
+        "Where access-log lines go: stderr, off, or a file path"),
 ];
 
 #[derive(Parser, Debug)]
@@ -236,6 +123,8 @@ pub struct Settings {
     pub workers: usize,
     pub source: ConfigSource,
     pub pod_labels: Option<PathBuf>,
+    /// The ConfigMap to watch: (name, namespace if given, API URL if given).
+    pub watch: Option<WatchSettings>,
     pub reload_interval: Duration,
     pub upstreams: Upstreams,
     pub credentials_dir: Option<PathBuf>,
@@ -254,6 +143,16 @@ pub struct Settings {
     pub log_format: Format,
     /// `None`: the access log is off.
     pub access_log: Option<Sink>,
+}
+
+/// The Kubernetes watch of the compiled config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSettings {
+    pub config_map: String,
+    /// `None`: the service account's namespace.
+    pub namespace: Option<String>,
+    /// `None`: the in-cluster config.
+    pub api_url: Option<http::Uri>,
 }
 
 /// Every problem found, one per line.
@@ -323,6 +222,7 @@ impl Settings {
             workers: r.parse("AIFLAGS_WORKERS", |s| bounded(s, 1, 64), 1) as usize,
             source: config_source(&mut r),
             pod_labels: r.path("AIFLAGS_POD_LABELS"),
+            watch: watch_settings(&mut r),
             reload_interval: r.parse("AIFLAGS_RELOAD_INTERVAL", duration, Duration::from_secs(1)),
             upstreams: Upstreams {
                 openai: r.parse("AIFLAGS_OPENAI_UPSTREAM", base_url, default_url.clone()),
@@ -392,6 +292,19 @@ fn config_source(r: &mut Reader<'_>) -> ConfigSource {
         (None, Some(flags)) => ConfigSource::Flags(flags),
         (None, None) => ConfigSource::None,
     }
+}
+
+fn watch_settings(r: &mut Reader<'_>) -> Option<WatchSettings> {
+    let config_map = r
+        .text("AIFLAGS_WATCH_CONFIG_MAP")
+        .filter(|n| !n.is_empty())?;
+    let api_url = r.parse("AIFLAGS_KUBE_API_URL", |s| base_url(s).map(Some), None);
+    let namespace = r.text("AIFLAGS_NAMESPACE").filter(|n| !n.is_empty());
+    Some(WatchSettings {
+        config_map,
+        namespace,
+        api_url,
+    })
 }
 
 pub fn socket_addr(s: &str) -> Result<SocketAddr, String> {

@@ -49,6 +49,7 @@ pub struct Metrics {
     unparsed: IntCounterVec,
     connections_shed: IntCounterVec,
     budget_exhausted: IntCounter,
+    watch_up: IntGauge,
     /// Lines the access log had no room for; the log's writer holds a clone.
     pub access_log_dropped: IntCounter,
     /// Per `(flag, variant, model)`: resolved children, so the hot path does
@@ -217,6 +218,10 @@ impl Metrics {
             "Connections shed at a listener's cap: an idle one evicted, or the new one refused",
             &["listener", "action"],
         )?;
+        let watch_up = IntGauge::new(
+            "aiflags_config_watch_up",
+            "1 while the Kubernetes watch of the config serves, 0 while it is lost (absent without a watch)",
+        )?;
         let budget_exhausted = IntCounter::new(
             "aiflags_memory_budget_exhausted_total",
             "Requests refused with 503 because the buffered-bytes budget was spent",
@@ -246,6 +251,7 @@ impl Metrics {
             unparsed,
             connections_shed,
             budget_exhausted,
+            watch_up,
             access_log_dropped,
             series: LabelCache::default(),
             request_counters: LabelCache::default(),
@@ -340,6 +346,12 @@ impl Telemetry for Metrics {
                     .set(f64::from(*bp) / f64::from(aiflags_api::TOTAL_BP));
             }
         }
+    }
+
+    fn config_watch(&self, up: bool) {
+        // Registered on first use: a sidecar without a watch has no series.
+        let _ = self.registry.register(Box::new(self.watch_up.clone()));
+        self.watch_up.set(i64::from(up));
     }
 
     fn config_failed(&self, serving: Option<&str>) {

@@ -92,6 +92,9 @@ pub trait Telemetry: Send + Sync + 'static {
     fn circuit_changed(&self, _provider: &str, _model: &str, _open: bool) {}
     /// A config now serves: its revision and its flags.
     fn config_loaded(&self, _revision: &str, _flags: &[FlagInfo]) {}
+    /// The Kubernetes watch of the config is up (it listed or saw a change)
+    /// or lost (the API cannot be reached; the watcher retries).
+    fn config_watch(&self, _up: bool) {}
     /// A config failed to load; `serving` is the revision still in force.
     fn config_failed(&self, _serving: Option<&str>) {}
     /// A request on an LLM path whose body could not be read; `reason` is a

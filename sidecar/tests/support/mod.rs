@@ -8,6 +8,8 @@
     clippy::panic
 )]
 
+pub mod fake_api;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,6 +103,16 @@ impl Stack {
     pub fn flags(yaml: &str) -> StackBuilder {
         StackBuilder {
             yaml: Some(yaml.to_string()),
+            config_file: false,
+            args: Vec::new(),
+            mock: None,
+        }
+    }
+
+    /// No config source but what the test's arguments add.
+    pub fn bare() -> StackBuilder {
+        StackBuilder {
+            yaml: None,
             config_file: false,
             args: Vec::new(),
             mock: None,

@@ -1,6 +1,6 @@
 use super::*;
 use crate::controller::fixtures::FlagBuilder;
-use aiflags_api::{FlagInput, compile};
+use aiflags_api::{FlagInput, GZIP_ABOVE_BYTES, compile, encode_config};
 
 fn names(flags: &[&AIFeatureFlag]) -> Vec<String> {
     flags
@@ -38,11 +38,19 @@ fn the_reconciled_flag_is_added_when_the_list_lacks_it() {
     assert_eq!(names(&flags_to_compile(&listed, &new, false)), ["a", "b"]);
 }
 
+fn config_of(count: usize) -> SidecarConfig {
+    let flags: Vec<AIFeatureFlag> = (0..count)
+        .map(|i| AIFeatureFlag::test().named(&format!("flag-{i}")))
+        .collect();
+    let inputs: Vec<FlagInput> = flags.iter().map(FlagInput::from_resource).collect();
+    compile(Some("shop"), &inputs, None).config
+}
+
 #[test]
 fn the_config_map_round_trips_the_config() {
-    let flag = AIFeatureFlag::test();
-    let config = compile(Some("shop"), &[FlagInput::from_resource(&flag)], None).config;
-    let cm = desired_config_map("shop", &config);
+    let config = config_of(1);
+    let cm = desired_config_map("shop", &encode_config(&config));
+    assert!(cm.binary_data.is_none());
     assert_eq!(cm.metadata.name.as_deref(), Some("aiflags-config"));
     assert_eq!(cm.metadata.namespace.as_deref(), Some("shop"));
     assert_eq!(
@@ -54,6 +62,58 @@ fn the_config_map_round_trips_the_config() {
         Some("aiflags-operator")
     );
     assert_eq!(previous_config(Some(&cm)), Ok(Some(config)));
+}
+
+#[test]
+fn a_large_config_is_stored_gzipped_in_binary_data_only() {
+    let config = config_of(1_000);
+    let encoded = encode_config(&config);
+    assert!(encoded.json_len() > GZIP_ABOVE_BYTES);
+    let cm = desired_config_map("shop", &encoded);
+    assert!(cm.data.is_none());
+    let binary = cm.binary_data.clone().unwrap_or_default();
+    assert_eq!(binary.keys().collect::<Vec<_>>(), [CONFIG_MAP_GZIP_KEY]);
+    assert_eq!(binary[CONFIG_MAP_GZIP_KEY].0.len(), encoded.stored_len());
+    assert_eq!(previous_config(Some(&cm)), Ok(Some(config)));
+}
+
+#[test]
+fn the_form_not_written_is_removed_only_when_something_kept_it() {
+    let small = encode_config(&config_of(1));
+    let large = encode_config(&config_of(1_000));
+    let as_small = desired_config_map("shop", &small);
+    let as_large = desired_config_map("shop", &large);
+    // The apply left exactly the written form: nothing to remove.
+    assert_eq!(stale_key_removal(&as_small, &small), None);
+    assert_eq!(stale_key_removal(&as_large, &large), None);
+    // Another manager kept the other form.
+    let mut both = as_small.clone();
+    both.binary_data = as_large.binary_data.clone();
+    assert_eq!(
+        stale_key_removal(&both, &small),
+        Some(serde_json::json!({"binaryData": {"config.json.gz": null}}))
+    );
+    assert_eq!(
+        stale_key_removal(&both, &large),
+        Some(serde_json::json!({"data": {"config.json": null}}))
+    );
+    // While both are there, the plain JSON is read.
+    assert_eq!(previous_config(Some(&both)), Ok(Some(config_of(1))));
+}
+
+#[test]
+fn unreadable_gzip_is_an_error() {
+    let cm = ConfigMap {
+        binary_data: Some(BTreeMap::from([(
+            CONFIG_MAP_GZIP_KEY.to_string(),
+            ByteString(vec![0x1f, 0x8b, 1, 2, 3]),
+        )])),
+        ..ConfigMap::default()
+    };
+    assert!(matches!(
+        previous_config(Some(&cm)),
+        Err(ConfigError::Gzip(_))
+    ));
 }
 
 fn api_error(code: u16) -> kube::Error {

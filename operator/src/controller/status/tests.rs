@@ -15,7 +15,7 @@ fn status_of(
 ) -> (AIFeatureFlagStatus, SidecarConfig) {
     let compilation = compile(Some("shop"), &[FlagInput::from_resource(flag)], previous);
     let outcome = compilation.flags["summarizer"].clone();
-    let status = desired_status(flag, &outcome, &compilation.config, now);
+    let status = desired_status(flag, &outcome, None, &compilation.config, now);
     (status, compilation.config)
 }
 
@@ -132,11 +132,11 @@ fn the_transition_time_moves_only_when_ready_flips() {
 }
 
 #[test]
-fn other_conditions_are_kept_but_other_owners_fields_are_not_applied() {
+fn other_owners_conditions_and_fields_are_neither_applied_nor_drift() {
     let other = Condition {
-        type_: "Progressing".into(),
+        type_: "Propagated".into(),
         status: "True".into(),
-        reason: "StepPaused".into(),
+        reason: "AtRevision".into(),
         message: String::new(),
         observed_generation: Some(1),
         last_transition_time: Time(at(1)),
@@ -147,24 +147,25 @@ fn other_conditions_are_kept_but_other_owners_fields_are_not_applied() {
         proxies: Some(ProxyCount {
             total: 3,
             at_revision: 2,
+            ..Default::default()
         }),
         failed_checks: Some(1),
         ..Default::default()
     };
     let flag = AIFeatureFlag::test().with_status(previous.clone());
     let (status, _) = status_of(&flag, None, at(5));
-    // `conditions` is an atomic list: dropping `other` would delete it.
-    assert_eq!(status.conditions.len(), 2);
+    // `conditions` is a map keyed by type: applying `Ready` alone leaves
+    // `Propagated` to its owner. Applying cached copies would force-own
+    // (and revert) other owners' fields.
+    assert_eq!(status.conditions.len(), 1);
     assert_eq!(status.conditions[0].type_, READY);
-    assert_eq!(status.conditions[1], other);
-    // Applying cached copies would force-own (and revert) the rollout
-    // engine's fields.
     assert_eq!(
         (status.current_step, &status.proxies, status.failed_checks),
         (None, &None, None)
     );
     // ... and they do not count as drift.
     let mut applied = status.clone();
+    applied.conditions.push(other);
     applied.current_step = previous.current_step;
     applied.proxies = previous.proxies;
     applied.failed_checks = previous.failed_checks;
@@ -232,7 +233,7 @@ fn long_notes_are_cut_to_one_kilobyte() {
         serving_generation: None,
     };
     let flag = AIFeatureFlag::test();
-    let status = desired_status(&flag, &outcome, &SidecarConfig::empty(None), at(0));
+    let status = desired_status(&flag, &outcome, None, &SidecarConfig::empty(None), at(0));
     let notice = notice_for(None, &status).expect("invalid");
     assert!(notice.note.len() <= MAX_NOTE_BYTES && notice.note.ends_with("..."));
 }
