@@ -80,6 +80,16 @@ def test_a_gzip_stream_reaches_the_sdk_decoded_with_the_usage_chunk_hidden_and_c
     assert input_tokens == int(raw.headers["x-mock-body-bytes"]) // 4 + 1
 
 
+def test_a_gzip_whole_response_is_decoded_and_its_usage_counted(stack):
+    before = settled(stack)
+    raw = sdk(stack).chat.completions.with_raw_response.create(model="zipped", messages=MESSAGES)
+    assert raw.headers.get("content-encoding") is None
+    usage = raw.parse().usage
+    after = settled(stack)
+    assert grown(after, before, "aiflags_tokens_total", flag="zipped", type="output") == usage.completion_tokens
+    assert grown(after, before, "aiflags_tokens_total", flag="zipped", type="input") == usage.prompt_tokens
+
+
 def test_a_gzip_stream_on_the_wire_is_plain_sse(stack):
     """The same stream read byte for byte: plain text, ending in [DONE]."""
     with open_stream(stack, "zipped") as response:
