@@ -275,9 +275,10 @@ impl Route {
         self.reporter.telemetry.request_unparsed(reason);
         tracing::warn!(
             operation = operation.as_str(),
-            path = %printable(parts.uri.path(), 128),
+            // Quoted (`?`): both echo what the client sent.
+            path = ?printable(parts.uri.path(), 128),
             reason,
-            detail = %printable(detail, 200),
+            detail = ?printable(detail, 200),
             "request body not readable: passed through without a flag"
         );
     }

@@ -68,8 +68,8 @@ def shed(samples, listener, action):
 def all_shed(stack, listener, count):
     """Waits until `count` connections past the cap have each been given a
     place (an idle one evicted) or refused; returns the last scrape. A scrape
-    caught in the admin flood's wake may itself be refused (see the xfail
-    below): that is a scrape to repeat, not an answer."""
+    caught in the admin flood's wake may itself be refused: that is a
+    scrape to repeat, not an answer."""
     def done():
         try:
             samples = scrape(stack)
@@ -133,10 +133,6 @@ def test_an_idle_flood_on_both_ports_leaves_requests_probes_and_reloads_working(
     assert not problems, problems
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sidecar bug: server/conn.rs registers a connection as evictable (`Open::add`) only in its spawned task, "
-    "after the accept loop has moved on; a connection accepted right behind a cap's worth of new silent ones "
-    "finds none registered and is refused with 503 although none is busy"))
 @pytest.mark.parametrize("port", ["admin", "data"])
 def test_a_request_right_behind_a_burst_of_silent_connections_is_served(flooded, port):
     """Only when every connection is busy may a new one be refused. Here a

@@ -20,16 +20,6 @@ FLAGS = "---\n".join([
 
 MESSAGES = [{"role": "user", "content": "Stream me something."}]
 
-# The sidecar decodes a gzip stream with flate2's write-side decoders, which
-# keep the output of each write until the next write or flush; StreamDecoder
-# ::push neither flushes nor takes it. So each chunk reaches the client only
-# when the next one arrives, and the last chunk before a cut, a stall or the
-# drain is dropped with the decoder's error.
-ONE_CHUNK_LATE = pytest.mark.xfail(
-    strict=True,
-    reason="sidecar bug: request/decode.rs StreamDecoder::push returns the previous chunk's "
-           "output (no flush), so a gzip stream is one chunk late and loses its last chunk on an early end")
-
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
@@ -102,7 +92,6 @@ def test_a_gzip_stream_on_the_wire_is_plain_sse(stack):
     assert all(c["choices"] for c in chunks)
 
 
-@ONE_CHUNK_LATE
 def test_a_cut_gzip_stream_ends_with_one_error_event_after_the_decoded_bytes(stack):
     with open_stream(stack, "zipped-cut") as response:
         assert response.headers.get("content-encoding") is None
@@ -119,7 +108,6 @@ def test_a_cut_gzip_stream_ends_with_one_error_event_after_the_decoded_bytes(sta
     assert sum('"error"' in d for d in data) == 1
 
 
-@ONE_CHUNK_LATE
 def test_the_sdk_raises_on_a_cut_gzip_stream_after_the_text_so_far(stack):
     import openai
 
@@ -131,7 +119,6 @@ def test_the_sdk_raises_on_a_cut_gzip_stream_after_the_text_so_far(stack):
     assert failed.value.type == "aiflags_error", failed.value
 
 
-@ONE_CHUNK_LATE
 def test_a_stalled_gzip_stream_delivers_what_it_sent_before_the_idle_timeout_ends_it(stack):
     """The upstream sends three gzip chunks and then nothing: all three reach
     the client, then the sidecar's idle timeout (the flag's 2s per-attempt
