@@ -71,7 +71,10 @@ fn as_plain(data: &[u8], random: u32) {
         let inside = Coding::Gzip.encode(&marked);
         forms.push(("gzip(BOM)".into(), Some("gzip"), inside, &marked, marked.len()));
     }
-    for (name, header, encoded, decoded, largest) in &forms {
+    // The limit and the budget, on one form per input: decoding four times
+    // over for every form would halve the executions.
+    let bounded = random as usize % forms.len();
+    for (i, (name, header, encoded, decoded, largest)) in forms.iter().enumerate() {
         let Ok(readable) = request::readable(encoded, *header, LIMIT, &budget) else {
             panic!("{name}: refused");
         };
@@ -81,7 +84,7 @@ fn as_plain(data: &[u8], random: u32) {
         let outcome = request::check(decoded, &readable, random, false);
         assert_eq!(outcome, expected, "{name}: read otherwise than the plain body");
         drop(readable);
-        if header.is_none() || *largest == 0 {
+        if i != bounded || header.is_none() || *largest == 0 {
             continue;
         }
         match request::readable(encoded, *header, largest - 1, &budget) {
@@ -91,6 +94,9 @@ fn as_plain(data: &[u8], random: u32) {
         }
         if !matches!(request::readable(encoded, *header, *largest, &budget), Ok(_)) {
             panic!("{name}: refused at exactly the limit");
+        }
+        if decoded.is_empty() {
+            continue;
         }
         let tight = Budget::new(encoded.len() + decoded.len() - 1);
         match request::readable(encoded, *header, LIMIT, &tight) {

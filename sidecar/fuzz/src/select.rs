@@ -72,25 +72,40 @@ pub fn expected_flag<'c>(
 }
 
 /// `*` is any run of characters (also none), `?` exactly one character;
-/// everything else stands for itself. By characters, not bytes.
+/// everything else stands for itself. By characters, not bytes: the usual
+/// backtracking to the last `*`.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    // matches[i][j]: p[i..] matches t[j..].
-    let mut next = vec![false; t.len() + 1];
-    next[t.len()] = true;
-    for i in (0..p.len()).rev() {
-        let mut here = vec![false; t.len() + 1];
-        for j in (0..=t.len()).rev() {
-            here[j] = match p[i] {
-                '*' => next[j] || (j < t.len() && here[j + 1]),
-                '?' => j < t.len() && next[j + 1],
-                c => j < t.len() && t[j] == c && next[j + 1],
-            };
+    let (mut p, mut t) = (pattern.chars(), text.chars());
+    // Where to resume after the last `*`: the pattern after it, and the text
+    // it has not yet swallowed.
+    let mut star: Option<(std::str::Chars<'_>, std::str::Chars<'_>)> = None;
+    loop {
+        match (p.clone().next(), t.clone().next()) {
+            (Some('*'), _) => {
+                p.next();
+                star = Some((p.clone(), t.clone()));
+            }
+            (Some('?'), Some(_)) => {
+                p.next();
+                t.next();
+            }
+            (Some(a), Some(b)) if a == b => {
+                p.next();
+                t.next();
+            }
+            (None, None) => return true,
+            _ => {
+                let Some((after_star, swallowed)) = &mut star else {
+                    return false;
+                };
+                if swallowed.next().is_none() {
+                    return false;
+                }
+                p = after_star.clone();
+                t = swallowed.clone();
+            }
         }
-        next = here;
     }
-    next[0]
 }
 
 /// What the variant decision must be.
@@ -179,6 +194,11 @@ pub fn self_check() {
         ("", "", true),
         ("", "a", false),
         ("*x", "a\nx", true),
+        ("*a*", "bab", true),
+        ("a*", "", false),
+        ("**?", "é", true),
+        ("*?*?", "a", false),
+        ("?-*", "o4-mini", false),
     ] {
         assert_eq!(glob_matches(pattern, text), expected, "{pattern:?} {text:?}");
     }
