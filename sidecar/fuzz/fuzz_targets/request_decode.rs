@@ -15,16 +15,14 @@
 
 #![no_main]
 
-use std::sync::Once;
-
 use aiflags_sidecar::budget::Budget;
 use aiflags_sidecar::error::ProxyError;
 use aiflags_sidecar::request::Readable;
 use aiflags_sidecar::request::decode::{self, DecodeError, StreamDecoder};
 use aiflags_sidecar_fuzz::encode::{self, Coding, Decoded};
+use aiflags_sidecar_fuzz::fnv1a;
 use aiflags_sidecar_fuzz::known::{self, Finding};
 use aiflags_sidecar_fuzz::request::{self, LIMIT};
-use aiflags_sidecar_fuzz::{fnv1a, json, select};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
@@ -34,12 +32,7 @@ const SMALL: usize = 64 << 10;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fuzz_target!(|data: &[u8]| {
-    static CHECKED: Once = Once::new();
-    CHECKED.call_once(|| {
-        json::self_check();
-        select::self_check();
-        encode::self_check();
-    });
+    aiflags_sidecar_fuzz::self_check();
     let random = fnv1a(data);
     as_plain(data, random);
     for coding in encode::ALL {
@@ -60,7 +53,15 @@ fn as_plain(data: &[u8], random: u32) {
     // decoding: what the limit is held against).
     let mut forms: Vec<(String, Option<&str>, Vec<u8>, &[u8], usize)> = encode::ALL
         .iter()
-        .map(|c| (format!("{c:?}"), Some(c.header()), c.encode(data), data, data.len()))
+        .map(|c| {
+            (
+                format!("{c:?}"),
+                Some(c.header()),
+                c.encode(data),
+                data,
+                data.len(),
+            )
+        })
         .collect();
     let gzipped = Coding::Gzip.encode(data);
     let largest = gzipped.len().max(data.len());
@@ -69,7 +70,13 @@ fn as_plain(data: &[u8], random: u32) {
     if !data.starts_with(BOM) {
         forms.push(("BOM".into(), None, marked.clone(), &marked, marked.len()));
         let inside = Coding::Gzip.encode(&marked);
-        forms.push(("gzip(BOM)".into(), Some("gzip"), inside, &marked, marked.len()));
+        forms.push((
+            "gzip(BOM)".into(),
+            Some("gzip"),
+            inside,
+            &marked,
+            marked.len(),
+        ));
     }
     // The limit and the budget, on one form per input: decoding four times
     // over for every form would halve the executions.
@@ -82,7 +89,10 @@ fn as_plain(data: &[u8], random: u32) {
             assert_eq!(body.decoded, header.is_some(), "{name}: decoded");
         }
         let outcome = request::check(decoded, &readable, random, false);
-        assert_eq!(outcome, expected, "{name}: read otherwise than the plain body");
+        assert_eq!(
+            outcome, expected,
+            "{name}: read otherwise than the plain body"
+        );
         drop(readable);
         if i != bounded || header.is_none() || *largest == 0 {
             continue;
@@ -92,7 +102,10 @@ fn as_plain(data: &[u8], random: u32) {
             Err(e) => panic!("{name}: one byte past the limit: {e}"),
             Ok(_) => panic!("{name}: one byte past the limit was read"),
         }
-        if !matches!(request::readable(encoded, *header, *largest, &budget), Ok(_)) {
+        if !matches!(
+            request::readable(encoded, *header, *largest, &budget),
+            Ok(_)
+        ) {
             panic!("{name}: refused at exactly the limit");
         }
         if decoded.is_empty() {

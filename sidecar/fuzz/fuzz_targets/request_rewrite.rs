@@ -20,26 +20,19 @@
 
 #![no_main]
 
-use std::sync::Once;
-
 use aiflags_sidecar::budget::Budget;
 use aiflags_sidecar::error::ProxyError;
-use bytes::Bytes;
 use aiflags_sidecar::request::Readable;
 use aiflags_sidecar::request::decode::{self, decode_whole};
 use aiflags_sidecar_fuzz::encode::{self, Coding, Decoded};
+use aiflags_sidecar_fuzz::fnv1a;
 use aiflags_sidecar_fuzz::known::{self, Finding};
 use aiflags_sidecar_fuzz::request::{self, LIMIT};
-use aiflags_sidecar_fuzz::{fnv1a, json, select};
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    static CHECKED: Once = Once::new();
-    CHECKED.call_once(|| {
-        json::self_check();
-        select::self_check();
-        encode::self_check();
-    });
+    aiflags_sidecar_fuzz::self_check();
     let budget = Budget::new(usize::MAX / 2);
     let coding = encode::sniff(data);
     let reference = coding.map(|c| encode::decode(c, data, LIMIT));
@@ -65,7 +58,9 @@ fuzz_target!(|data: &[u8]| {
             panic!("a {coding:?} body the reference decoder calls {reference:?} was scanned")
         }
         (Ok(Readable::Opaque { reason, detail, .. }), reference) => {
-            panic!("a {coding:?} body the reference decoder calls {reference:?}: opaque, {reason}: {detail}")
+            panic!(
+                "a {coding:?} body the reference decoder calls {reference:?}: opaque, {reason}: {detail}"
+            )
         }
         (Err(e), reference) => panic!("{coding:?} body ({reference:?}): {e}"),
     }

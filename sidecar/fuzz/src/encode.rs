@@ -218,7 +218,11 @@ pub fn self_check() {
             "{coding:?}"
         );
         let cut = &encoded[..encoded.len() - 1];
-        assert_eq!(decode(coding, cut, 1000), Decoded::Corrupt, "{coding:?} cut");
+        assert_eq!(
+            decode(coding, cut, 1000),
+            Decoded::Corrupt,
+            "{coding:?} cut"
+        );
         let trailing = [&encoded[..], b"junk"].concat();
         assert_eq!(
             decode(coding, &trailing, 1000),

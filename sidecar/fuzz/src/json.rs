@@ -218,7 +218,11 @@ pub fn self_check() {
         (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
         (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
         (json!({"a":"b"}), json!({"a":null}), json!({})),
-        (json!({"a":"b","b":"c"}), json!({"a":null}), json!({"b":"c"})),
+        (
+            json!({"a":"b","b":"c"}),
+            json!({"a":null}),
+            json!({"b":"c"}),
+        ),
         (json!({"a":["b"]}), json!({"a":"c"}), json!({"a":"c"})),
         (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
         (
@@ -227,13 +231,17 @@ pub fn self_check() {
             json!({"a":{"b":"d"}}),
         ),
         (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
-        (json!(["a","b"]), json!(["c","d"]), json!(["c","d"])),
+        (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
         (json!({"a":"b"}), json!(["c"]), json!(["c"])),
         (json!({"a":"foo"}), json!(null), json!(null)),
         (json!({"a":"foo"}), json!("bar"), json!("bar")),
         (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
-        (json!([1,2]), json!({"a":"b","c":null}), json!({"a":"b"})),
-        (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
+        (json!([1, 2]), json!({"a":"b","c":null}), json!({"a":"b"})),
+        (
+            json!({}),
+            json!({"a":{"bb":{"ccc":null}}}),
+            json!({"a":{"bb":{}}}),
+        ),
     ];
     for (target, patch, result) in appendix_a {
         assert_eq!(merge_patch(Some(&target), &patch), result, "RFC 7386 A");
@@ -251,7 +259,10 @@ pub fn self_check() {
     let body = br#" { "a" : [1, "]}", {"b": "\"}"}] , "\u0063":-1.5e3,"d":{}} x"#;
     let (found, end) = members(body).unwrap_or_default();
     let text = |r: &Range<usize>| String::from_utf8_lossy(&body[r.clone()]).into_owned();
-    let found: Vec<_> = found.iter().map(|m| (text(&m.key), text(&m.value))).collect();
+    let found: Vec<_> = found
+        .iter()
+        .map(|m| (text(&m.key), text(&m.value)))
+        .collect();
     assert_eq!(
         found,
         [
@@ -261,5 +272,8 @@ pub fn self_check() {
         ]
     );
     assert_eq!(&body[end..], b" x");
-    assert_eq!(string_text(br#""\u0063\ud800""#).as_deref(), Some("c\u{FFFD}"));
+    assert_eq!(
+        string_text(br#""\u0063\ud800""#).as_deref(),
+        Some("c\u{FFFD}")
+    );
 }

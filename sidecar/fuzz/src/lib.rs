@@ -6,7 +6,7 @@
 //! checks: a fuzz target that asks the code under test what the right answer
 //! is can only find crashes.
 //!
-//! Each oracle checks itself once against fixed cases (`self_check`) when a
+//! Each oracle checks itself against fixed cases ([`self_check`]) when a
 //! target starts, so an oracle bug shows as a failure, not as silence.
 
 pub mod config;
@@ -17,6 +17,17 @@ pub mod request;
 pub mod select;
 pub mod sse;
 pub mod sse_gen;
+
+/// Every oracle against its fixed cases, once per process.
+pub fn self_check() {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        json::self_check();
+        select::self_check();
+        encode::self_check();
+        sse::self_check();
+    });
+}
 
 /// Reads fuzz input as a stream of choices; zeros once it runs out, so every
 /// input, however short, is a complete program.

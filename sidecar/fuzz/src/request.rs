@@ -36,7 +36,10 @@ pub fn readable(
     budget: &Arc<Budget>,
 ) -> Result<Readable, ProxyError> {
     let mut reservation = budget.reserve_none();
-    assert!(reservation.resize(body.len()), "the read itself is within budget");
+    assert!(
+        reservation.resize(body.len()),
+        "the read itself is within budget"
+    );
     let mut headers = HeaderMap::new();
     if let Some(coding) = coding {
         let value = HeaderValue::from_str(coding).unwrap_or(HeaderValue::from_static("x-bad"));
@@ -143,7 +146,9 @@ fn check_selection(
                 Expected::Flag(flag) => format!("flag {}", flag.key),
                 other => format!("{other:?}"),
             };
-            panic!("{operation:?} model {model:?} {headers:?}: selected {selected}, the spec says {expected}")
+            panic!(
+                "{operation:?} model {model:?} {headers:?}: selected {selected}, the spec says {expected}"
+            )
         }
     }
 }
@@ -159,7 +164,10 @@ fn check_decision(
     let view = RequestView { headers, body };
     let decision = decide(flag, &view, random);
     let Some(variant) = flag.variant(decision.variant) else {
-        panic!("{}: decided variant {} does not exist", flag.key, decision.variant);
+        panic!(
+            "{}: decided variant {} does not exist",
+            flag.key, decision.variant
+        );
     };
     let weight = flag.compiled.weights.get(decision.variant).copied();
     match select::expected_variant(&flag.compiled, headers, value) {
@@ -171,7 +179,11 @@ fn check_decision(
         Variant::Sticky => {
             assert!(weight > Some(0), "{}: a variant without weight", flag.key);
             let again = decide(flag, &view, !random);
-            assert_eq!(again.variant, decision.variant, "{}: sticky split", flag.key);
+            assert_eq!(
+                again.variant, decision.variant,
+                "{}: sticky split",
+                flag.key
+            );
         }
         Variant::Split => assert!(weight > Some(0), "{}: a variant without weight", flag.key),
         Variant::Unknown => {}
@@ -215,7 +227,10 @@ fn check_splice(
         expected = json::merge_patch(Some(&expected), &usage);
     }
     let Some(sent) = json::parse_tolerant(&out) else {
-        panic!("the spliced body does not parse: {}", String::from_utf8_lossy(&out));
+        panic!(
+            "the spliced body does not parse: {}",
+            String::from_utf8_lossy(&out)
+        );
     };
     let stripped = json::strip_bom(plain);
     let mut sent_value = sent.value;

@@ -53,7 +53,9 @@ pub fn expected_flag<'c>(
                 let wild = p.contains(['*', '?']);
                 match (wild, glob_matches(p, model)) {
                     (false, true) => Some((2, 0)),
-                    (true, true) => Some((1, p.chars().filter(|c| !matches!(c, '*' | '?')).count())),
+                    (true, true) => {
+                        Some((1, p.chars().filter(|c| !matches!(c, '*' | '?')).count()))
+                    }
                     (_, false) => None,
                 }
             })
@@ -200,6 +202,10 @@ pub fn self_check() {
         ("*?*?", "a", false),
         ("?-*", "o4-mini", false),
     ] {
-        assert_eq!(glob_matches(pattern, text), expected, "{pattern:?} {text:?}");
+        assert_eq!(
+            glob_matches(pattern, text),
+            expected,
+            "{pattern:?} {text:?}"
+        );
     }
 }

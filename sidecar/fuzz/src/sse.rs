@@ -42,7 +42,11 @@ pub fn blocks(stream: &[u8]) -> Vec<Block> {
             i = stream.len();
             break;
         };
-        let terminator = if rest[end..].starts_with(b"\r\n") { 2 } else { 1 };
+        let terminator = if rest[end..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
         let mut line = &rest[..end];
         if std::mem::take(&mut first_line) {
             line = line.strip_prefix(BOM).unwrap_or(line);
@@ -177,7 +181,8 @@ pub fn filtered_as(stream: &[u8], verdicts: &[(Range<usize>, Verdict)], out: &[u
 }
 
 pub fn self_check() {
-    let stream = b"\xEF\xBB\xBF: hi\r\nevent: a\ndata:x\rdata:  y\r\n\r\nid: 1\n\ndata: [DONE]\n\rdata";
+    let stream =
+        b"\xEF\xBB\xBF: hi\r\nevent: a\ndata:x\rdata:  y\r\n\r\nid: 1\n\ndata: [DONE]\n\rdata";
     let found = blocks(stream);
     let event = |kind: Option<&str>, data: &str| Event {
         kind: kind.map(str::to_string),
@@ -208,7 +213,11 @@ pub fn self_check() {
             },
         ]
     );
-    assert_eq!(blocks(b"\xEF\xBB\xBF\n").len(), 1, "a line of only the mark is blank");
+    assert_eq!(
+        blocks(b"\xEF\xBB\xBF\n").len(),
+        1,
+        "a line of only the mark is blank"
+    );
     let usage = event(None, r#"{"choices":[],"usage":{"prompt_tokens":1}}"#);
     assert_eq!(verdict(Some(&usage)), Verdict::Hide);
     let content = event(None, r#"{"choices":[{}],"usage":{"prompt_tokens":1}}"#);
@@ -217,7 +226,11 @@ pub fn self_check() {
     assert_eq!(verdict(Some(&null)), Verdict::Forward);
     let escaped = event(None, r#"{"choices":[],"\u0075sage":{}}"#);
     assert_eq!(verdict(Some(&escaped)), Verdict::Either);
-    let verdicts = [(0..2, Verdict::Forward), (2..4, Verdict::Hide), (4..6, Verdict::Either)];
+    let verdicts = [
+        (0..2, Verdict::Forward),
+        (2..4, Verdict::Hide),
+        (4..6, Verdict::Either),
+    ];
     assert!(filtered_as(b"aabbcc", &verdicts, b"aacc"));
     assert!(filtered_as(b"aabbcc", &verdicts, b"aa"));
     assert!(!filtered_as(b"aabbcc", &verdicts, b"aabbcc"));
