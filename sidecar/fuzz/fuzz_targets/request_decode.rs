@@ -89,26 +89,21 @@ fn as_plain(data: &[u8], random: u32) {
     // over for every form would halve the executions.
     let bounded = random as usize % forms.len();
     for (i, form) in forms.iter().enumerate() {
-        let Form {
-            name,
-            header,
-            encoded,
-            decoded,
-            largest,
-        } = form;
-        let Ok(readable) = request::readable(encoded, *header, LIMIT, &budget) else {
+        let name = &form.name;
+        let readable = request::readable(&form.encoded, form.header, LIMIT, &budget);
+        let Ok(readable) = readable else {
             panic!("{name}: refused");
         };
         if let Readable::Scanned(body) = &readable {
-            assert_eq!(body.decoded, header.is_some(), "{name}: decoded");
+            assert_eq!(body.decoded, form.header.is_some(), "{name}: decoded");
         }
-        let outcome = request::check(decoded, &readable, random, false);
+        let outcome = request::check(form.decoded, &readable, random, false);
         assert_eq!(
             outcome, expected,
             "{name}: read otherwise than the plain body"
         );
         drop(readable);
-        if i == bounded && header.is_some() && *largest > 0 {
+        if i == bounded && form.header.is_some() && form.largest > 0 {
             check_bounds(form, &budget);
         }
     }
