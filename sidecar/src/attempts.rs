@@ -124,6 +124,8 @@ impl Failed {
             Cause::Upstream(Failure::Timeout) => "timeout".into(),
             Cause::Upstream(Failure::Connect) => "connect".into(),
             Cause::Upstream(Failure::Status(s)) => format!("status_{s}").into(),
+            Cause::Upstream(Failure::Empty) => "empty".into(),
+            Cause::Upstream(Failure::ContentFilter) => "content_filter".into(),
             Cause::Misconfigured | Cause::Unholdable { .. } => "error".into(),
         }
     }

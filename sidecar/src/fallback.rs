@@ -155,11 +155,13 @@ pub fn classify_status(status: u16) -> Option<Failure> {
 
 /// Whether a failure says the target itself is unwell, whatever the flag's
 /// `fallback.on` says: a flag that retries on 400s must not open a provider's
-/// circuit because its clients send bad requests.
+/// circuit because its clients send bad requests, and an empty or filtered
+/// answer came from a target that answered.
 pub fn target_unwell(failure: Failure) -> bool {
     match failure {
         Failure::Timeout | Failure::Connect => true,
         Failure::Status(s) => s == 429 || s >= 500,
+        Failure::Empty | Failure::ContentFilter => false,
     }
 }
 
