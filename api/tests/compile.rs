@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use aiflags_api::{
-    AIFeatureFlag, AIFeatureFlagStatus, CONFIG_SCHEMA, ConfigError, Failure, FailureClass, FlagInput,
-    SidecarConfig, compile, compile_flag,
+    AIFeatureFlag, AIFeatureFlagStatus, CONFIG_SCHEMA, ConfigError, Failure, FailureClass,
+    FlagInput, SidecarConfig, compile, compile_flag,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};

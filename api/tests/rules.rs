@@ -381,7 +381,9 @@ fn cases() -> Vec<Case> {
                 "spec.fallback.on",
                 "fallback.on names empty: give it a fallback.chain or retries to retry with",
             )),
-            compile: &["spec.fallback.on[0]: empty needs somewhere to go: a spec.fallback.chain or retries"],
+            compile: &[
+                "spec.fallback.on[0]: empty needs somewhere to go: a spec.fallback.chain or retries",
+            ],
         },
         Case {
             name: "targeting rule without condition",

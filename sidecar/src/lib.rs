@@ -37,3 +37,4 @@ pub mod stream;
 pub mod telemetry;
 pub mod upstream;
 pub mod usage;
+pub mod verdict;
