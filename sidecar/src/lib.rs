@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod fallback;
 pub mod flags;
+pub mod opening;
 pub mod random;
 pub mod record;
 pub mod request;

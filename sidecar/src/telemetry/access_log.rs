@@ -116,6 +116,14 @@ pub fn json_line(r: &Record, now: SystemTime) -> String {
         }
         None => line.push_str(",\"ttft_ms\":null"),
     }
+    match r.verdict {
+        Some(v) => {
+            let _ = write!(line, ",\"verdict\":\"{}\"", v.label());
+        }
+        None => line.push_str(",\"verdict\":null"),
+    }
+    line.push_str(",\"fallback_reasons\":");
+    push_json_string(&mut line, &fallback_reasons(r));
     line.push_str("},\"target\":\"aiflags::access\"}\n");
     line
 }
@@ -148,6 +156,12 @@ pub fn text_line(r: &Record, now: SystemTime) -> String {
     if let Some(t) = r.time_to_first_token {
         let _ = write!(line, " ttft_ms={:.3}", t.as_secs_f64() * 1e3);
     }
+    if let Some(v) = r.verdict {
+        let _ = write!(line, " verdict={}", v.label());
+    }
+    if !r.fallbacks.is_empty() {
+        let _ = write!(line, " fallback_reasons={}", fallback_reasons(r));
+    }
     line.push('\n');
     line
 }
@@ -161,6 +175,13 @@ fn strings(r: &Record) -> [(&'static str, &str); 6] {
         ("provider", &r.provider),
         ("operation", r.operation),
     ]
+}
+
+/// Why each hop down the chain was taken, in order: `empty,status_503`.
+/// Reasons are a closed set of label values, never free text.
+fn fallback_reasons(r: &Record) -> String {
+    let reasons: Vec<&str> = r.fallbacks.iter().map(|(_, _, why)| &**why).collect();
+    reasons.join(",")
 }
 
 fn push_json_string(out: &mut String, value: &str) {
