@@ -183,7 +183,10 @@ fn streamed(bad: BadAnswer, op: Operation, event: &Bytes) -> Option<Bytes> {
     let mut name = name.map(str::to_string);
     match op {
         Operation::Chat | Operation::Completions | Operation::Embeddings => {
-            let choice = &mut value["choices"][0];
+            // The usage chunk has no choice.
+            let Some(choice) = value.pointer_mut("/choices/0") else {
+                return Some(event.clone());
+            };
             let finishing = choice.get("finish_reason").is_some_and(|f| !f.is_null());
             let content = ["/delta/content", "/text"].iter().any(|p| {
                 choice
