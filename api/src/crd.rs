@@ -342,7 +342,8 @@ pub struct Fallback {
         validation = Rule::new(r"!self.matches('^(0+(\\.0+)?(ms|s|m|h))+$')").message("must be longer than 0"),
     )]
     pub per_attempt_timeout: Option<String>,
-    /// Streams: no first byte by then is a failed attempt.
+    /// Streams: no first byte by then is a failed attempt (with `empty` or
+    /// `contentFilter` in `on`: no first content).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
         validation = Rule::new(r"self.matches('^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$')").message("must be a duration such as 30s, 10m or 1h30m"),
