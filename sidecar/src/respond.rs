@@ -70,6 +70,7 @@ pub fn served(
             held,
             body,
             reader,
+            ended: _,
         } => {
             let answering = match serving {
                 Some(v) => (v.name.clone(), v.model.clone()),

@@ -83,6 +83,9 @@ pub enum ServedBody {
         held: Option<Reservation>,
         body: Incoming,
         reader: Box<StreamReader>,
+        /// The stream ended while it was held: its verdict, known before it
+        /// was committed (and counted by the stream when it is sent).
+        ended: Option<Verdict>,
     },
 }
 
@@ -186,10 +189,12 @@ impl Attempts<'_> {
             self.judge_target(key, admission, target, variant, &result);
             let judged = match &result {
                 Ok((_, ServedBody::Whole { verdict, .. })) => *verdict,
-                Ok((_, ServedBody::Stream { .. })) => None,
+                Ok((_, ServedBody::Stream { ended, .. })) => *ended,
                 Err(failed) => failed.verdict(),
             };
-            if let Some(verdict) = judged {
+            // A served stream counts its own answer when it ends.
+            let counted_later = matches!(result, Ok((_, ServedBody::Stream { .. })));
+            if let Some(verdict) = judged.filter(|_| !counted_later) {
                 record.answers.push(Judged {
                     variant: variant.name.clone(),
                     model: variant.model.clone(),

@@ -107,8 +107,8 @@ impl Attempts<'_> {
             if reader.decodes() {
                 head.headers.remove(header::CONTENT_ENCODING);
             }
-            let (opening, held) = match opened {
-                Ok(Opened::Commit { bytes, held }) => (bytes, held),
+            let (opening, held, ended) = match opened {
+                Ok(Opened::Commit { bytes, held }) => (bytes, held, None),
                 Ok(Opened::Ended {
                     verdict,
                     bytes,
@@ -118,7 +118,7 @@ impl Attempts<'_> {
                         let kept = (head, bytes);
                         return Err(Failed::bad_answer(verdict, failure, target, kept, held));
                     }
-                    None => (bytes, held),
+                    None => (bytes, held, Some(verdict)),
                 },
                 Err(e) => {
                     return Err(open_failed(
@@ -137,6 +137,7 @@ impl Attempts<'_> {
                     held,
                     body,
                     reader,
+                    ended,
                 },
             ));
         }
