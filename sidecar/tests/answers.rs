@@ -385,10 +385,21 @@ async fn a_held_stream_that_ends_with_a_verdict_fallback_does_not_name_is_served
         .await;
     let reply = request(&stack, Operation::Chat).streaming().send().await;
     assert_eq!(reply.header("x-aiflags-model"), "mock-empty");
-    assert!(reply.text().ends_with("data: [DONE]\n\n"), "{}", reply.text());
+    assert!(
+        reply.text().ends_with("data: [DONE]\n\n"),
+        "{}",
+        reply.text()
+    );
     let text = metrics(&stack).await;
     let empty = [("model", "mock-empty"), ("verdict", "empty")];
-    assert_eq!(sample(&text, "aiflags_answers_total", &empty), 1.0, "counted once");
+    assert_eq!(
+        sample(&text, "aiflags_answers_total", &empty),
+        1.0,
+        "counted once"
+    );
     let outcome = [("model", "mock-empty"), ("outcome", "empty")];
-    assert_eq!(sample(&text, "aiflags_upstream_attempts_total", &outcome), 1.0);
+    assert_eq!(
+        sample(&text, "aiflags_upstream_attempts_total", &outcome),
+        1.0
+    );
 }
