@@ -110,7 +110,7 @@ pub fn gave_up(
     };
     describe(report.record(), exchange, variant);
     let verdict = failed.verdict();
-    if let Some((mut head, bytes)) = failed.response {
+    if let Some((mut head, bytes)) = failed.response.map(|r| *r) {
         let record = report.record();
         record.status = head.status.as_u16();
         // A bad answer, handed back as it came: nothing better was left.

@@ -28,7 +28,7 @@ pub struct Failed {
     pub message: String,
     /// The upstream's own error response (or bad answer), handed back if
     /// nothing succeeds.
-    pub response: Option<(ResponseParts, Bytes)>,
+    pub response: Option<Box<(ResponseParts, Bytes)>>,
     /// Holds a bad answer's bytes against the budget while they are kept.
     pub held: Option<Reservation>,
     pub retry_after: Option<Duration>,
@@ -73,7 +73,7 @@ impl Failed {
         Failed {
             cause: Cause::Upstream(failure),
             message: format!("{} sent {what}", target.label()),
-            response: Some(response),
+            response: Some(Box::new(response)),
             held,
             retry_after: None,
         }
@@ -119,7 +119,7 @@ pub(super) async fn failed_status(
     Failed {
         cause: Cause::Upstream(failure),
         message: format!("{} answered {}", target.label(), head.status),
-        response: Some((head, bytes)),
+        response: Some(Box::new((head, bytes))),
         held: None,
         retry_after,
     }

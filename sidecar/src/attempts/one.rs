@@ -76,13 +76,17 @@ impl Attempts<'_> {
             }
             Ok(Ok(response)) => response,
         };
-        let (head, mut body) = response.into_parts();
+        let (head, body) = response.into_parts();
         if let Some(failure) =
             classify_status(head.status.as_u16()).filter(|f| policy.applies_to(*f))
         {
             return Err(failed_status(head, body, failure, target, attempt_end).await);
         }
         let response_codings = codings(&head.headers);
+        let clock = Clock {
+            started: now,
+            first_byte_by,
+        };
         if plan.streaming && is_event_stream(&head) && head.status.is_success() {
             let coding = match response_codings.as_deref() {
                 Ok([]) => None,
@@ -97,49 +101,8 @@ impl Attempts<'_> {
                     ));
                 }
             };
-            let mut reader = Box::new(StreamReader::new(
-                exchange.operation,
-                plan.strip_usage_chunk,
-                coding,
-            ));
-            let opened = open_stream(&mut body, &mut reader, plan.hold, first_byte_by).await;
-            let mut head = head;
-            if reader.decodes() {
-                head.headers.remove(header::CONTENT_ENCODING);
-            }
-            let (opening, held, ended) = match opened {
-                Ok(Opened::Commit { bytes, held }) => (bytes, held, None),
-                Ok(Opened::Ended {
-                    verdict,
-                    bytes,
-                    held,
-                }) => match verdict.failure().filter(|f| policy.applies_to(*f)) {
-                    Some(failure) => {
-                        let kept = (head, bytes);
-                        return Err(Failed::bad_answer(verdict, failure, target, kept, held));
-                    }
-                    None => (bytes, held, Some(verdict)),
-                },
-                Err(e) => {
-                    return Err(open_failed(
-                        e,
-                        plan.hold.is_some(),
-                        target,
-                        now,
-                        first_byte_by,
-                    ));
-                }
-            };
-            return Ok((
-                head,
-                ServedBody::Stream {
-                    opening,
-                    held,
-                    body,
-                    reader,
-                    ended,
-                },
-            ));
+            let reader = StreamReader::new(exchange.operation, plan.strip_usage_chunk, coding);
+            return open(head, body, reader, exchange, plan, target, &clock).await;
         }
         let (bytes, reservation) = self.read_whole(body, attempt_end, now, target).await?;
         let mut head = head;
@@ -159,28 +122,7 @@ impl Attempts<'_> {
             // An encoding we cannot undo: hand it on as it came, unread.
             Err(_) => return Ok((head, whole(bytes, reservation, None, None))),
         };
-        if !head.status.is_success() {
-            let usage = usage_from_bytes(exchange.operation, &bytes);
-            return Ok((head, whole(bytes, reservation, usage, None)));
-        }
-        let answer = read_answer(exchange.operation, &bytes);
-        let failure = answer.verdict.and_then(Verdict::failure);
-        if let (Some(verdict), Some(failure)) = (answer.verdict, failure)
-            && policy.applies_to(failure)
-        {
-            let kept = (head, bytes);
-            return Err(Failed::bad_answer(
-                verdict,
-                failure,
-                target,
-                kept,
-                Some(reservation),
-            ));
-        }
-        Ok((
-            head,
-            whole(bytes, reservation, answer.usage, answer.verdict),
-        ))
+        judge_whole(head, bytes, reservation, exchange, target)
     }
 
     /// Reads a whole response within the size limit, the budget and the attempt's time.
@@ -224,6 +166,93 @@ impl Attempts<'_> {
             )),
         }
     }
+}
+
+/// When an attempt started, and when it must show its first byte (or content).
+struct Clock {
+    started: Instant,
+    first_byte_by: Instant,
+}
+
+/// Reads a stream's opening: commits it, or fails the attempt when the
+/// opening could not be read or the stream ended with an answer
+/// `fallback.on` names.
+async fn open(
+    mut head: ResponseParts,
+    mut body: Incoming,
+    reader: StreamReader,
+    exchange: &Exchange<'_>,
+    plan: &Plan<'_>,
+    target: &Target,
+    clock: &Clock,
+) -> Result<(ResponseParts, ServedBody), Failed> {
+    let mut reader = Box::new(reader);
+    let opened = open_stream(&mut body, &mut reader, plan.hold, clock.first_byte_by).await;
+    if reader.decodes() {
+        head.headers.remove(header::CONTENT_ENCODING);
+    }
+    let (opening, held, ended) = match opened {
+        Ok(Opened::Commit { bytes, held }) => (bytes, held, None),
+        Ok(Opened::Ended {
+            verdict,
+            bytes,
+            held,
+        }) => match fails(exchange, verdict) {
+            Some(failure) => {
+                let kept = (head, bytes);
+                return Err(Failed::bad_answer(verdict, failure, target, kept, held));
+            }
+            None => (bytes, held, Some(verdict)),
+        },
+        Err(e) => {
+            let holding = plan.hold.is_some();
+            let failed = open_failed(e, holding, target, clock.started, clock.first_byte_by);
+            return Err(failed);
+        }
+    };
+    let body = ServedBody::Stream {
+        opening,
+        held,
+        body,
+        reader,
+        ended,
+    };
+    Ok((head, body))
+}
+
+/// Judges a whole response read: an answer `fallback.on` names fails the
+/// attempt (kept to hand back); any other is served with its verdict.
+fn judge_whole(
+    head: ResponseParts,
+    bytes: Bytes,
+    held: Reservation,
+    exchange: &Exchange<'_>,
+    target: &Target,
+) -> Result<(ResponseParts, ServedBody), Failed> {
+    if !head.status.is_success() {
+        let usage = usage_from_bytes(exchange.operation, &bytes);
+        return Ok((head, whole(bytes, held, usage, None)));
+    }
+    let answer = read_answer(exchange.operation, &bytes);
+    if let Some(verdict) = answer.verdict
+        && let Some(failure) = fails(exchange, verdict)
+    {
+        let kept = (head, bytes);
+        return Err(Failed::bad_answer(
+            verdict,
+            failure,
+            target,
+            kept,
+            Some(held),
+        ));
+    }
+    Ok((head, whole(bytes, held, answer.usage, answer.verdict)))
+}
+
+/// The failure a bad verdict is, when the flag's `fallback.on` names it.
+fn fails(exchange: &Exchange<'_>, verdict: Verdict) -> Option<Failure> {
+    let policy = &exchange.flag.compiled.fallback;
+    verdict.failure().filter(|f| policy.applies_to(*f))
 }
 
 fn whole(
