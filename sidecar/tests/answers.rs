@@ -5,12 +5,10 @@
 
 mod support;
 
-use std::time::Duration;
-
 use aiflags_api::Operation;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use support::{Reply, RequestBuilder, Stack};
+use support::{Reply, RequestBuilder, Stack, metric};
 
 /// `primary` answers with `model`; `stable` (gpt-4o-mini) is the chain.
 fn flag(model: &str, on: &str, extra: &str) -> String {
@@ -92,30 +90,11 @@ fn assert_served_by_stable(reply: &Reply, op: Operation, streamed: bool) {
 /// `/metrics` once no request is in flight (a request is counted when its
 /// body ends, which can be just after the client read its last byte).
 async fn metrics(stack: &Stack) -> String {
-    for _ in 0..500 {
-        let text = stack.admin("/metrics").await.text();
-        if sample(&text, "aiflags_active_requests", &[]) == 0.0 {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("requests still in flight");
-}
-
-/// The sum of the series of `name` carrying every label in `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']))
-        })
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    support::eventually("no request in flight", || async {
+        stack.metric("aiflags_active_requests", &[]).await == 0.0
+    })
+    .await;
+    stack.admin("/metrics").await.text()
 }
 
 #[tokio::test]
@@ -140,15 +119,15 @@ async fn an_empty_answer_falls_back_in_every_protocol_plain_and_streamed() {
             ("variant", variant),
             ("verdict", verdict),
         ];
-        sample(&text, "aiflags_answers_total", &labels)
+        metric(&text, "aiflags_answers_total", &labels)
     };
     assert_eq!(answers("primary", "empty"), 9.0, "{text}");
     assert_eq!(answers("stable", "content"), 9.0);
     let reason = [("from_model", "mock-empty"), ("reason", "empty")];
-    assert_eq!(sample(&text, "aiflags_fallbacks_total", &reason), 9.0);
+    assert_eq!(metric(&text, "aiflags_fallbacks_total", &reason), 9.0);
     let outcome = [("model", "mock-empty"), ("outcome", "empty")];
     assert_eq!(
-        sample(&text, "aiflags_upstream_attempts_total", &outcome),
+        metric(&text, "aiflags_upstream_attempts_total", &outcome),
         9.0
     );
 }
@@ -170,9 +149,9 @@ async fn a_filtered_answer_falls_back_without_a_retry() {
     assert_eq!(stack.upstream_requests("mock-content-filter").await, 8);
     let text = metrics(&stack).await;
     let filtered = [("variant", "primary"), ("verdict", "content_filter")];
-    assert_eq!(sample(&text, "aiflags_answers_total", &filtered), 8.0);
+    assert_eq!(metric(&text, "aiflags_answers_total", &filtered), 8.0);
     let reason = [("reason", "content_filter")];
-    assert_eq!(sample(&text, "aiflags_fallbacks_total", &reason), 8.0);
+    assert_eq!(metric(&text, "aiflags_fallbacks_total", &reason), 8.0);
 }
 
 #[tokio::test]
@@ -206,7 +185,7 @@ async fn without_the_classes_a_bad_answer_is_served_and_counted() {
         ("verdict", "empty"),
     ];
     assert_eq!(
-        sample(&text, "aiflags_answers_total", &empty),
+        metric(&text, "aiflags_answers_total", &empty),
         2.0,
         "{text}"
     );
@@ -214,10 +193,10 @@ async fn without_the_classes_a_bad_answer_is_served_and_counted() {
     // at its first byte, as always, and judged as it ended.
     let attempts = |outcome| {
         let labels = [("model", "mock-empty"), ("outcome", outcome)];
-        sample(&text, "aiflags_upstream_attempts_total", &labels)
+        metric(&text, "aiflags_upstream_attempts_total", &labels)
     };
     assert_eq!((attempts("empty"), attempts("ok")), (1.0, 1.0));
-    assert_eq!(sample(&text, "aiflags_fallbacks_total", &[]), 0.0);
+    assert_eq!(metric(&text, "aiflags_fallbacks_total", &[]), 0.0);
 }
 
 #[tokio::test]
@@ -249,9 +228,9 @@ async fn when_nothing_better_comes_the_last_bad_answer_is_handed_back_as_it_came
         ("model", "mock-content-filter"),
         ("verdict", "content_filter"),
     ];
-    assert_eq!(sample(&text, "aiflags_answers_total", &answered), 2.0);
+    assert_eq!(metric(&text, "aiflags_answers_total", &answered), 2.0);
     assert_eq!(
-        sample(&text, "aiflags_requests_total", &[("code", "200")]),
+        metric(&text, "aiflags_requests_total", &[("code", "200")]),
         2.0
     );
 }
@@ -280,9 +259,9 @@ async fn a_stream_filtered_after_its_content_is_reported_not_retried() {
     assert_eq!(stack.upstream_requests("gpt-4o-mini").await, 0);
     let text = metrics(&stack).await;
     let late = [("variant", "primary"), ("verdict", "content_filter")];
-    assert_eq!(sample(&text, "aiflags_answers_total", &late), 3.0);
+    assert_eq!(metric(&text, "aiflags_answers_total", &late), 3.0);
     let ok = [("model", "mock-content-then-filter"), ("outcome", "ok")];
-    assert_eq!(sample(&text, "aiflags_upstream_attempts_total", &ok), 3.0);
+    assert_eq!(metric(&text, "aiflags_upstream_attempts_total", &ok), 3.0);
     // The same answer whole is judged before it is sent: it falls back.
     let reply = request(&stack, Operation::Chat).send().await;
     assert_eq!(reply.header("x-aiflags-model"), "gpt-4o-mini");
@@ -305,7 +284,7 @@ async fn bad_answers_do_not_open_the_circuit() {
         );
     }
     let text = metrics(&stack).await;
-    assert_eq!(sample(&text, "aiflags_circuit_open", &[]), 0.0);
+    assert_eq!(metric(&text, "aiflags_circuit_open", &[]), 0.0);
 }
 
 #[tokio::test]
@@ -349,7 +328,7 @@ async fn a_slow_opening_keeps_its_first_token_time_and_the_rest_is_not_held() {
         .to_bytes();
     assert!(rest.ends_with(b"data: [DONE]\n\n"));
     let text = metrics(&stack).await;
-    let ttft = sample(
+    let ttft = metric(
         &text,
         "aiflags_time_to_first_token_seconds_sum",
         &[("variant", "primary")],
@@ -374,7 +353,7 @@ async fn a_long_silence_is_let_go_rather_than_held() {
     assert!(reply.body.len() > 2_000_000 && reply.text().ends_with("data: [DONE]\n\n"));
     let text = metrics(&stack).await;
     let empty = [("model", "mock-silent-megabytes"), ("verdict", "empty")];
-    assert_eq!(sample(&text, "aiflags_answers_total", &empty), 1.0);
+    assert_eq!(metric(&text, "aiflags_answers_total", &empty), 1.0);
 }
 
 #[tokio::test]
@@ -393,13 +372,13 @@ async fn a_held_stream_that_ends_with_a_verdict_fallback_does_not_name_is_served
     let text = metrics(&stack).await;
     let empty = [("model", "mock-empty"), ("verdict", "empty")];
     assert_eq!(
-        sample(&text, "aiflags_answers_total", &empty),
+        metric(&text, "aiflags_answers_total", &empty),
         1.0,
         "counted once"
     );
     let outcome = [("model", "mock-empty"), ("outcome", "empty")];
     assert_eq!(
-        sample(&text, "aiflags_upstream_attempts_total", &outcome),
+        metric(&text, "aiflags_upstream_attempts_total", &outcome),
         1.0
     );
 }
