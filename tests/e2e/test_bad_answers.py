@@ -7,13 +7,12 @@ answer is counted per variant for the dashboards and the rollout analysis.
 Each test runs its own sidecar, so every count is exactly its own traffic."""
 
 import json
-import re
 import time
 import urllib.request
 
 import pytest
 
-from conftest import running_stack, wait_until
+from conftest import running_stack, settled, value_or_zero as total, wait_until
 
 FLAGS = """
 apiVersion: aiflags.dev/v1alpha1
@@ -75,28 +74,26 @@ STABLE = "Hello from gpt-4o-mini! This is a mock reply."
 # mock-slow-role-stream sends each chunk 250 ms after the one before: its
 # role chunk at 0.25 s, its first content at 0.5 s.
 SLOW_PACE = 0.25
-SERIES = re.compile(r'^(?P<name>[a-z_]+)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 @pytest.fixture
-def stack(tmp_path):
+def judged(tmp_path):
     with running_stack(tmp_path, FLAGS, ["--log-format", "json"]) as s:
         yield s
 
 
 @pytest.fixture
-def sdk(stack):
+def sdk(judged):
     import openai
 
-    return openai.OpenAI(base_url=f"{stack.base}/v1", api_key="sk-e2e", max_retries=0, timeout=30)
+    return openai.OpenAI(base_url=f"{judged.base}/v1", api_key="sk-e2e", max_retries=0, timeout=30)
 
 
 @pytest.fixture
-def claude(stack):
+def claude(judged):
     import anthropic
 
-    return anthropic.Anthropic(base_url=stack.base, api_key="sk-ant-e2e", max_retries=0, timeout=30)
+    return anthropic.Anthropic(base_url=judged.base, api_key="sk-ant-e2e", max_retries=0, timeout=30)
 
 
 def get_json(url):
@@ -104,38 +101,25 @@ def get_json(url):
         return json.load(response)
 
 
-def upstream_requests(stack, model):
-    return get_json(f"{stack.mock}/mock/requests/{model}")["requests"]
+def upstream_requests(judged, model):
+    return get_json(f"{judged.mock}/mock/requests/{model}")["requests"]
 
 
-def metrics(stack):
-    """{(name, frozenset(labels)): value}, once no request is in flight."""
-    def scrape():
-        with urllib.request.urlopen(f"{stack.admin}/metrics", timeout=5) as response:
-            lines = response.read().decode().splitlines()
-        samples = {}
-        for m in filter(None, (SERIES.match(line) for line in lines if not line.startswith("#"))):
-            samples[(m["name"], frozenset(LABEL.findall(m["labels"] or "")))] = float(m["value"])
-        idle = sum(v for (n, _), v in samples.items() if n == "aiflags_active_requests") == 0
-        return samples if idle else None
+def access_lines(judged, flag, count):
+    """The access-log fields of `flag`'s requests, once there are `count`
+    (the log is written in batches, a little after the requests end)."""
+    def lines():
+        found = []
+        for line in judged.sidecar.lines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("target") == "aiflags::access" and record["fields"]["flag"] == flag:
+                found.append(record["fields"])
+        return found if len(found) >= count else None
 
-    return wait_until("no request in flight", scrape)
-
-
-def total(samples, name, **labels):
-    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls)
-
-
-def access_lines(stack):
-    records = []
-    for line in stack.sidecar.lines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("target") == "aiflags::access":
-            records.append(record["fields"])
-    return records
+    return wait_until(f"{count} access lines of {flag}", lines)
 
 
 def served_by_stable(raw):
@@ -148,7 +132,7 @@ def chat_text(chunks):
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
-def test_an_empty_answer_falls_back_to_the_chain_plain_and_streamed(stack, sdk, claude):
+def test_an_empty_answer_falls_back_to_the_chain_plain_and_streamed(judged, sdk, claude):
     raw = sdk.chat.completions.with_raw_response.create(model="hollow", messages=MESSAGES)
     served_by_stable(raw)
     assert raw.parse().choices[0].message.content == STABLE
@@ -176,8 +160,8 @@ def test_an_empty_answer_falls_back_to_the_chain_plain_and_streamed(stack, sdk, 
     with claude.messages.stream(model="hollow", max_tokens=64, messages=MESSAGES) as stream:
         assert stream.get_final_message().content[0].text == STABLE
 
-    assert upstream_requests(stack, "mock-empty") == 7
-    samples = metrics(stack)
+    assert upstream_requests(judged, "mock-empty") == 7
+    samples = settled(judged)
     assert total(samples, "aiflags_answers_total", flag="hollow", variant="candidate", model="mock-empty",
                  verdict="empty") == 7
     assert total(samples, "aiflags_answers_total", flag="hollow", variant="stable", verdict="content") == 7
@@ -187,12 +171,12 @@ def test_an_empty_answer_falls_back_to_the_chain_plain_and_streamed(stack, sdk, 
     # Requests count against the candidate the split chose, served by stable.
     assert total(samples, "aiflags_requests_total", flag="hollow", variant="candidate", model="gpt-4o-mini",
                  code="200") == 7
-    lines = [f for f in access_lines(stack) if f["flag"] == "hollow"]
+    lines = access_lines(judged, "hollow", 7)
     assert len(lines) == 7
     assert all(f["verdict"] == "content" and f["fallback_reasons"] == "empty" for f in lines), lines
 
 
-def test_a_filtered_answer_falls_back_to_the_chain_without_a_retry(stack, sdk, claude):
+def test_a_filtered_answer_falls_back_to_the_chain_without_a_retry(judged, sdk, claude):
     raw = sdk.chat.completions.with_raw_response.create(model="filtered", messages=MESSAGES)
     served_by_stable(raw)
     completion = raw.parse()
@@ -216,8 +200,8 @@ def test_a_filtered_answer_falls_back_to_the_chain_without_a_retry(stack, sdk, c
 
     # `retries: 1`, yet each request asked the filtered model once: a filter
     # would stop the same prompt again.
-    assert upstream_requests(stack, "mock-content-filter") == 5
-    samples = metrics(stack)
+    assert upstream_requests(judged, "mock-content-filter") == 5
+    samples = settled(judged)
     assert total(samples, "aiflags_answers_total", flag="filtered", variant="candidate",
                  verdict="content_filter") == 5
     assert total(samples, "aiflags_fallbacks_total", flag="filtered", reason="content_filter") == 5
@@ -227,7 +211,7 @@ def test_a_filtered_answer_falls_back_to_the_chain_without_a_retry(stack, sdk, c
     assert total(samples, "aiflags_circuit_open", model="mock-content-filter") == 0
 
 
-def test_a_stream_filtered_after_its_content_is_reported_not_retried(stack, sdk, claude):
+def test_a_stream_filtered_after_its_content_is_reported_not_retried(judged, sdk, claude):
     raw = sdk.chat.completions.with_raw_response.create(model="late-filter", messages=MESSAGES, stream=True)
     assert raw.headers["x-aiflags-model"] == "mock-content-then-filter"
     chunks = list(raw.parse())  # ends cleanly: no error event, no exception
@@ -238,19 +222,19 @@ def test_a_stream_filtered_after_its_content_is_reported_not_retried(stack, sdk,
         final = stream.get_final_message()
     assert final.stop_reason == "refusal" and final.content[0].text.startswith("Hello from")
 
-    assert upstream_requests(stack, "mock-content-then-filter") == 2
-    assert upstream_requests(stack, "gpt-4o-mini") == 0
-    samples = metrics(stack)
+    assert upstream_requests(judged, "mock-content-then-filter") == 2
+    assert upstream_requests(judged, "gpt-4o-mini") == 0
+    samples = settled(judged)
     assert total(samples, "aiflags_answers_total", flag="late-filter", variant="candidate",
                  verdict="content_filter") == 2
     assert total(samples, "aiflags_upstream_attempts_total", model="mock-content-then-filter", outcome="ok") == 2
     assert total(samples, "aiflags_fallbacks_total", flag="late-filter") == 0
-    lines = [f for f in access_lines(stack) if f["flag"] == "late-filter"]
+    lines = access_lines(judged, "late-filter", 2)
     assert [(f["verdict"], f["stream_error"], f["attempts"]) for f in lines] == [("content_filter", False, 1)] * 2
 
 
 @pytest.mark.parametrize("flag", ["slow-held", "slow-direct"])
-def test_a_slow_role_chunk_then_content_keeps_its_first_token_time(stack, sdk, flag):
+def test_a_slow_role_chunk_then_content_keeps_its_first_token_time(judged, sdk, flag):
     """With the stream held back until its first content (`slow-held` judges
     answers) or not (`slow-direct`), time to first token is the time to the
     first content, and the client gets it while the upstream still streams."""
@@ -263,10 +247,10 @@ def test_a_slow_role_chunk_then_content_keeps_its_first_token_time(stack, sdk, f
         if content and client_ttft is None:
             client_ttft = time.monotonic() - started
             # Not buffered: the upstream is still sending the rest.
-            assert get_json(f"{stack.mock}/mock/active-streams")["active"] == 1
+            assert get_json(f"{judged.mock}/mock/active-streams")["active"] == 1
         text += content or ""
     assert text == "Hello from mock-slow-role-stream! This is a mock reply."
-    samples = metrics(stack)
+    samples = settled(judged)
     labels = dict(flag=flag, variant="candidate", model="mock-slow-role-stream")
     assert total(samples, "aiflags_time_to_first_token_seconds_count", **labels) == 1
     sidecar_ttft = total(samples, "aiflags_time_to_first_token_seconds_sum", **labels)
