@@ -17,7 +17,8 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 /// Where a sticky value is read from: a request header or a top-level body field path.
 pub const STICKY_PATTERN: &str = r"^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|body:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)$";
 /// Failure classes a fallback reacts to.
-pub const FALLBACK_ON_PATTERN: &str = r"^(timeout|connect|4xx|5xx|[45][0-9][0-9])$";
+pub const FALLBACK_ON_PATTERN: &str =
+    r"^(timeout|connect|4xx|5xx|[45][0-9][0-9]|empty|contentFilter)$";
 /// Variant names are DNS labels: they appear in metrics labels and headers.
 pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
@@ -309,10 +310,23 @@ pub struct TargetingMatch {
 /// Retry and fallback policy.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.on) || !self.on.exists(c, c == 'contentFilter') || (has(self.chain) && size(self.chain) > 0)").message("fallback.on names contentFilter, which is never retried on the same variant: name the variants to fall back to in fallback.chain").field_path(".on"),
+    validation = Rule::new("!has(self.on) || !self.on.exists(c, c == 'empty') || (has(self.chain) && size(self.chain) > 0) || (has(self.retries) && self.retries > 0)").message("fallback.on names empty: give it a fallback.chain or retries to retry with").field_path(".on"),
+)]
 pub struct Fallback {
-    /// Failures that trigger a retry or fallback. Default: timeout, connect, 429, 5xx.
+    /// Failures that trigger a retry or fallback: `timeout`, `connect`, `4xx`,
+    /// `5xx`, a status code, and answers judged bad: `empty` (no text, tool
+    /// call or refusal; no vectors) and `contentFilter` (the provider's filter
+    /// stopped it). Default: timeout, connect, 429, 5xx.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(regex(pattern = r"^(timeout|connect|4xx|5xx|[45][0-9][0-9])$")))]
+    #[schemars(
+        length(max = 16),
+        inner(
+            length(max = 13),
+            regex(pattern = r"^(timeout|connect|4xx|5xx|[45][0-9][0-9]|empty|contentFilter)$")
+        )
+    )]
     pub on: Vec<String>,
     /// Variants tried in order after the chosen one fails.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -328,7 +342,8 @@ pub struct Fallback {
         validation = Rule::new(r"!self.matches('^(0+(\\.0+)?(ms|s|m|h))+$')").message("must be longer than 0"),
     )]
     pub per_attempt_timeout: Option<String>,
-    /// Streams: no first byte by then is a failed attempt.
+    /// Streams: no first byte by then is a failed attempt (with `empty` or
+    /// `contentFilter` in `on`: no first content).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
         validation = Rule::new(r"self.matches('^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$')").message("must be a duration such as 30s, 10m or 1h30m"),

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use aiflags_api::{
-    AIFeatureFlag, AIFeatureFlagStatus, CONFIG_SCHEMA, ConfigError, Failure, FlagInput,
-    SidecarConfig, compile, compile_flag,
+    AIFeatureFlag, AIFeatureFlagStatus, CONFIG_SCHEMA, ConfigError, Failure, FailureClass,
+    FlagInput, SidecarConfig, compile, compile_flag,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -114,15 +114,47 @@ fn fallback_defaults_and_durations_resolve() {
         (Failure::Status(503), true),
         (Failure::Status(400), false),
         (Failure::Status(404), false),
+        // Judging answers is opt-in.
+        (Failure::Empty, false),
+        (Failure::ContentFilter, false),
     ] {
         assert_eq!(fb.applies_to(failure), applies, "{failure:?}");
     }
+    assert!(!fb.judges_answers());
 
     let none = compile_one(&flag("s", 1, split_spec(90.0, 10.0))).fallback;
     assert!(
         !none.applies_to(Failure::Status(500)),
         "no fallback section, no retries"
     );
+}
+
+#[test]
+fn bad_answers_fall_back_when_named() {
+    let mut spec = split_spec(90.0, 10.0);
+    spec["fallback"] = json!({"on": ["5xx", "empty", "contentFilter"], "chain": ["stable"]});
+    let fb = compile_one(&flag("s", 1, spec)).fallback;
+    assert_eq!(
+        fb.on,
+        vec![
+            FailureClass::StatusClass(5),
+            FailureClass::Empty,
+            FailureClass::ContentFilter
+        ]
+    );
+    assert!(fb.judges_answers());
+    assert!(fb.applies_to(Failure::Empty) && fb.applies_to(Failure::ContentFilter));
+    assert!(!fb.applies_to(Failure::Timeout));
+    // The compiled config names them as the spec does.
+    let json = serde_json::to_value(&fb).unwrap();
+    assert_eq!(json["on"], json!(["5xx", "empty", "contentFilter"]));
+    let back: aiflags_api::CompiledFallback = serde_json::from_value(json).unwrap();
+    assert_eq!(back, fb);
+
+    let mut spec = split_spec(90.0, 10.0);
+    spec["fallback"] = json!({"on": ["contentFilter"], "chain": ["stable"]});
+    let fb = compile_one(&flag("s", 1, spec)).fallback;
+    assert!(fb.judges_answers() && !fb.applies_to(Failure::Empty));
 }
 
 #[test]

@@ -26,6 +26,13 @@ fn valid_flag() -> Value {
     })
 }
 
+/// Judges answers: empty ones are retried, filtered ones fall back.
+fn judging_flag() -> Value {
+    let mut v = valid_flag();
+    v["spec"]["fallback"]["on"] = json!(["timeout", "5xx", "empty", "contentFilter"]);
+    v
+}
+
 fn canary_flag() -> Value {
     let mut v = valid_flag();
     v["spec"]["rollout"] = json!({
@@ -339,7 +346,43 @@ fn cases() -> Vec<Case> {
             }),
             cel: None,
             compile: &[
-                r#"spec.fallback.on[1]: "rate-limited" is not one of timeout, connect, 4xx, 5xx or a status code 400-599"#,
+                r#"spec.fallback.on[1]: "rate-limited" is not one of timeout, connect, 4xx, 5xx, empty, contentFilter or a status code 400-599"#,
+            ],
+        },
+        Case {
+            name: "the wire name of the content filter class",
+            flag: with(valid_flag, |s| {
+                s["fallback"]["on"] = json!(["5xx", "content_filter"])
+            }),
+            cel: None,
+            compile: &[
+                r#"spec.fallback.on[1]: "content_filter" is not one of timeout, connect, 4xx, 5xx, empty, contentFilter or a status code 400-599; did you mean contentFilter?"#,
+            ],
+        },
+        Case {
+            name: "contentFilter with nowhere to fall back",
+            flag: with(valid_flag, |s| {
+                s["fallback"] = json!({"on": ["5xx", "contentFilter"], "retries": 2})
+            }),
+            cel: Some((
+                "spec.fallback.on",
+                "fallback.on names contentFilter, which is never retried on the same variant: name the variants to fall back to in fallback.chain",
+            )),
+            compile: &[
+                "spec.fallback.on[1]: contentFilter is never retried on the same variant: name the variants to fall back to in spec.fallback.chain",
+            ],
+        },
+        Case {
+            name: "empty with neither chain nor retries",
+            flag: with(valid_flag, |s| {
+                s["fallback"] = json!({"on": ["empty"], "retries": 0})
+            }),
+            cel: Some((
+                "spec.fallback.on",
+                "fallback.on names empty: give it a fallback.chain or retries to retry with",
+            )),
+            compile: &[
+                "spec.fallback.on[0]: empty needs somewhere to go: a spec.fallback.chain or retries",
             ],
         },
         Case {
@@ -384,7 +427,7 @@ fn compile_errors(flag: &AIFeatureFlag) -> Vec<String> {
 
 #[test]
 fn the_base_flags_are_valid_both_ways() {
-    for base in [valid_flag(), canary_flag()] {
+    for base in [valid_flag(), canary_flag(), judging_flag()] {
         let flag = parse(&base);
         assert!(flag.validate_cel().is_ok(), "{:?}", flag.validate_cel());
         assert_eq!(compile_errors(&flag), Vec::<String>::new());

@@ -59,6 +59,14 @@ def fallback_ratio(by, scope, window=RATE):
     return ratio_or_zero(hops, total)
 
 
+def bad_answer_ratio(by, scope, window=RATE):
+    """Share of answers (2xx) judged empty or stopped by a content filter,
+    per `by`; `variant` here is the variant that gave the answer."""
+    bad = sum_rate("aiflags_answers_total", by, scope, 'verdict=~"empty|content_filter"', window)
+    total = sum_rate("aiflags_answers_total", by, scope, window=window)
+    return ratio_or_zero(bad, total)
+
+
 def quantile(q, histogram, by, scope, window=RATE):
     by_le = f"{by}, le" if by else "le"
     return f"histogram_quantile({q}, {sum_rate(histogram + '_bucket', by_le, scope, window=window)})"

@@ -50,13 +50,17 @@ SPLIT = [
 
 TRAFFIC = [
     graph("Requests per second", "Requests answered, per variant.", "reqps",
-          [Query(q.sum_rate("aiflags_requests_total", "variant", SCOPE), V)], width=8),
+          [Query(q.sum_rate("aiflags_requests_total", "variant", SCOPE), V)], width=6),
     graph("Error rate", f"Share of each variant's requests answered with {q.ERROR_CODES_TEXT} after every "
-          "retry and fallback.", "percentunit", [Query(q.error_ratio("variant", SCOPE), V)], width=8),
+          "retry and fallback.", "percentunit", [Query(q.error_ratio("variant", SCOPE), V)], width=6),
+    graph("Empty or filtered answers", "Share of the answers each variant's model gave (2xx) that were "
+          "empty or stopped by its content filter, whether or not the flag fell back from them: a canary "
+          "that answers badly shows here even while fallbacks hide it from the error rate.",
+          "percentunit", [Query(q.bad_answer_ratio("variant", SCOPE), V)], width=6),
     graph("Served by model", "Requests per variant and the model that answered them: after a "
           "fallback a variant is served by another model.", "reqps",
           [Query(q.sum_rate("aiflags_requests_total", "variant, model", SCOPE), f"{V} → {{{{model}}}}")],
-          width=8),
+          width=6),
 ]
 
 LATENCY = [
@@ -64,7 +68,7 @@ LATENCY = [
           "response.", "s",
           [Query(q.quantile(p, "aiflags_request_duration_seconds", "variant", SCOPE), f"{V} p{n}")
            for p, n in ((0.5, 50), (0.95, 95), (0.99, 99))]),
-    graph("Time to first token p50 / p95", "Streams: arrival to the first byte sent to the client.",
+    graph("Time to first token p50 / p95", "Streams: arrival to the first content sent to the client.",
           "s",
           [Query(q.quantile(p, "aiflags_time_to_first_token_seconds", "variant", SCOPE), f"{V} p{n}")
            for p, n in ((0.5, 50), (0.95, 95))]),

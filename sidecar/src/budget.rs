@@ -1,6 +1,7 @@
 //! One process-wide budget for the bytes the proxy holds in memory: request
-//! bodies read to find their flag, and whole responses read for their usage.
-//! Streams pass through and cost nothing here. Past the budget a request gets
+//! bodies read to find their flag, whole responses read for their usage and
+//! verdict, and the silent openings of streams held back until their first
+//! content (`opening`). Streams otherwise pass through and cost nothing here. Past the budget a request gets
 //! a clear 503 instead of the pod being OOM-killed with every request in it.
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //!
 //! Targets are the chosen variant, then each `fallback.chain` variant
 //! (skipping the chosen one, duplicates and unknown names), each tried
-//! `1 + retries` times. Waiting is for retries of the *same* target only: its
+//! `1 + retries` times (but once, when its content filter stopped the answer). Waiting is for retries of the *same* target only: its
 //! `Retry-After`, or exponential backoff with jitter. Moving down the chain
 //! goes at once, since the failed target's `Retry-After` describes that
 //! target's limits, not the next one's, and the per-target circuit breaker
@@ -53,6 +53,10 @@ pub enum Event {
     /// The target could not be tried at all (its circuit is open, or it is
     /// misconfigured): move on to the next one without retrying it.
     Skipped,
+    /// The target answered, but its content filter stopped the answer and
+    /// `fallback.on` names that: the same target would stop the same prompt
+    /// again, so move on to the next one without retrying it.
+    Refused,
 }
 
 /// One request's way through its targets.
@@ -108,7 +112,7 @@ impl FallbackChain {
         }
         let step = match event {
             Event::Start | Event::Waited => self.send_current(),
-            Event::Skipped => self.move_on(),
+            Event::Skipped | Event::Refused => self.move_on(),
             Event::Failed { covered: false, .. } => Step::GiveUp,
             Event::Failed {
                 covered: true,
@@ -155,11 +159,13 @@ pub fn classify_status(status: u16) -> Option<Failure> {
 
 /// Whether a failure says the target itself is unwell, whatever the flag's
 /// `fallback.on` says: a flag that retries on 400s must not open a provider's
-/// circuit because its clients send bad requests.
+/// circuit because its clients send bad requests, and an empty or filtered
+/// answer came from a target that answered.
 pub fn target_unwell(failure: Failure) -> bool {
     match failure {
         Failure::Timeout | Failure::Connect => true,
         Failure::Status(s) => s == 429 || s >= 500,
+        Failure::Empty | Failure::ContentFilter => false,
     }
 }
 

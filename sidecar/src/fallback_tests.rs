@@ -108,6 +108,19 @@ fn an_uncovered_failure_gives_up_and_a_skip_moves_on() {
 }
 
 #[test]
+fn a_filtered_answer_moves_down_the_chain_without_a_retry() {
+    let now = Instant::now();
+    let mut chain = FallbackChain::new(0, &[1, 2], 3, 2, now + Duration::from_secs(60));
+    assert_eq!(chain.next(Event::Start, now, 0), Step::Send(0));
+    assert_eq!(chain.next(Event::Refused, now, 0), Step::Send(1));
+    // An empty answer is a failure like any other: retried first.
+    assert!(matches!(chain.next(FAILED, now, 0), Step::Wait(_)));
+    assert_eq!(chain.next(Event::Waited, now, 0), Step::Send(1));
+    assert_eq!(chain.next(Event::Refused, now, 0), Step::Send(2));
+    assert_eq!(chain.next(Event::Refused, now, 0), Step::GiveUp);
+}
+
+#[test]
 fn retry_after_is_honoured_within_the_deadline() {
     let now = Instant::now();
     let mut chain = FallbackChain::new(0, &[1], 2, 1, now + Duration::from_secs(10));
@@ -230,7 +243,7 @@ proptest! {
         chain in prop::collection::vec(0usize..7, 0..6),
         retries in 0u32..4,
         deadline_ms in 0u64..5_000,
-        events in prop::collection::vec((any::<bool>(), any::<bool>(), prop::option::of(0u64..3_000), 0u64..400, any::<u32>()), 1..40),
+        events in prop::collection::vec((any::<bool>(), 0u8..3, prop::option::of(0u64..3_000), 0u64..400, any::<u32>()), 1..40),
     ) {
         let start = Instant::now();
         let deadline = start + Duration::from_millis(deadline_ms);
@@ -240,7 +253,8 @@ proptest! {
         let mut step = machine.next(Event::Start, now, 0);
         let mut sent: Vec<usize> = Vec::new();
         let mut last_failed = false;
-        for (covered, skip, retry_after, elapsed, random) in events {
+        let mut moved_on_from: Option<usize> = None;
+        for (covered, kind, retry_after, elapsed, random) in events {
             match step {
                 Step::GiveUp => {
                     prop_assert_eq!(machine.next(Event::Waited, now, random), Step::GiveUp);
@@ -269,15 +283,18 @@ proptest! {
                         let position = |t: usize| targets.iter().position(|x| *x == t);
                         prop_assert!(position(i) > position(*previous));
                     }
+                    // A skipped or refused target is not tried again.
+                    prop_assert_ne!(moved_on_from, Some(i));
                     sent.push(i);
                     prop_assert!(sent.iter().filter(|t| **t == i).count() <= retries as usize + 1);
                     now += Duration::from_millis(elapsed);
-                    let event = if skip {
-                        Event::Skipped
-                    } else {
-                        Event::Failed { covered, retry_after: retry_after.map(Duration::from_millis) }
+                    let event = match kind {
+                        0 => Event::Failed { covered, retry_after: retry_after.map(Duration::from_millis) },
+                        1 => Event::Skipped,
+                        _ => Event::Refused,
                     };
-                    last_failed = !skip;
+                    last_failed = kind == 0;
+                    moved_on_from = (kind != 0).then_some(i);
                     step = machine.next(event, now, random);
                 }
             }

@@ -9,7 +9,9 @@
 //!    variant ([`flags`]), and runs
 //! 3. [`attempts`]: the [`fallback`] state machine's steps, each spliced
 //!    ([`request::splice`]) and sent [`upstream`] behind a [`circuit`]
-//!    breaker; then
+//!    breaker; each answer judged by [`verdict`] (empty? filtered?), a
+//!    stream's [`opening`] read (held back until its first content when the
+//!    flag judges answers) before it is committed; then
 //! 4. [`respond`] builds the client's response — whole, or a [`stream`]
 //!    filtered by [`sse`] — whose body carries the request's [`record`] to
 //!    [`telemetry`] when it ends.
@@ -25,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod fallback;
 pub mod flags;
+pub mod opening;
 pub mod random;
 pub mod record;
 pub mod request;
@@ -38,3 +41,4 @@ pub mod telemetry;
 pub mod text;
 pub mod upstream;
 pub mod usage;
+pub mod verdict;

@@ -5,6 +5,7 @@
 //! happened in `x-aiflags-*` headers.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,7 +23,6 @@ use crate::record::{End, Recorded, ReportOnce, Tracked, WholeBody};
 use crate::stream::{DrainCut, FilteredStream, StreamSetup};
 use crate::telemetry::Record;
 use crate::upstream::headers::strip_hop_by_hop;
-use crate::usage::usage_from_bytes;
 
 /// What streams need from the sidecar.
 #[derive(Clone)]
@@ -41,7 +41,6 @@ pub fn served(
         mut head,
         body,
         variant,
-        strip_usage_chunk,
     } = served;
     let serving = exchange.flag.variant(variant);
     let attempts = report.record().attempts;
@@ -55,34 +54,39 @@ pub fn served(
     // The body may have been decoded or filtered; hyper sets the length it has.
     head.headers.remove(header::CONTENT_LENGTH);
     let body = match body {
-        ServedBody::Whole(bytes, reservation) => {
-            report.record().usage = usage_from_bytes(exchange.operation, &bytes);
+        ServedBody::Whole {
+            bytes,
+            held,
+            usage,
+            verdict,
+        } => {
+            let record = report.record();
+            record.usage = usage;
+            record.verdict = verdict;
             // The bytes stay held against the budget until they are sent.
-            boxed(Recorded::new(WholeBody::held(bytes, reservation), report))
+            boxed(Recorded::new(WholeBody::held(bytes, held), report))
         }
         ServedBody::Stream {
-            first,
+            opening,
+            held,
             body,
-            decoder,
+            reader,
+            ended: _,
         } => {
-            if decoder.is_some() {
-                head.headers.remove(header::CONTENT_ENCODING);
-            }
-            let record = report.record();
-            record.time_to_first_token = Some(record.started.elapsed());
+            let answering = match serving {
+                Some(v) => (v.name.clone(), v.model.clone()),
+                None => (Arc::from(""), Arc::from("")),
+            };
             let setup = StreamSetup {
                 operation: exchange.operation,
-                strip_usage_chunk,
                 idle_timeout: Duration::from_millis(
                     exchange.flag.compiled.fallback.per_attempt_timeout_ms,
                 ),
                 drain: ctx.drain.clone(),
-                decoder,
+                answering,
             };
-            boxed(Recorded::new(
-                FilteredStream::new(first, body, setup),
-                report,
-            ))
+            let stream = FilteredStream::new(opening, held, body, reader, setup);
+            boxed(Recorded::new(stream, report))
         }
     };
     let mut response = Response::from_parts(head, body);
@@ -106,12 +110,19 @@ pub fn gave_up(
         return own_error(error, report, Some((exchange, exchange.chosen)));
     };
     describe(report.record(), exchange, variant);
-    if let Some((mut head, bytes)) = failed.response {
-        report.record().status = head.status.as_u16();
+    let verdict = failed.verdict();
+    if let Some((mut head, bytes)) = failed.response.map(|r| *r) {
+        let record = report.record();
+        record.status = head.status.as_u16();
+        // A bad answer, handed back as it came: nothing better was left.
+        record.verdict = verdict;
         strip_hop_by_hop(&mut head.headers);
         head.headers.remove(header::CONTENT_LENGTH);
-        let mut response =
-            Response::from_parts(head, boxed(Recorded::new(WholeBody::new(bytes), report)));
+        let body = match failed.held {
+            Some(held) => WholeBody::held(bytes, held),
+            None => WholeBody::new(bytes),
+        };
+        let mut response = Response::from_parts(head, boxed(Recorded::new(body, report)));
         set_aiflags_headers(response.headers_mut(), exchange, variant, attempts);
         return response;
     }

@@ -1,10 +1,15 @@
-//! A streamed (SSE) response on its way to the client: forwarded chunk by
-//! chunk through the usage filter, never buffered. Once the first byte has
-//! gone out there is no retry, so every way a stream can end early — the
-//! upstream breaking, stalling or stopping short, or the sidecar shutting
-//! down — ends in an explicit SSE error event rather than a silent cut.
+//! A streamed (SSE) response on its way to the client: read through a
+//! [`StreamReader`] (decoded if the upstream compressed it, then the usage
+//! filter and the answer's judge) and forwarded chunk by chunk, never
+//! buffered. The attempt loop reads a stream's opening before committing it
+//! (see `opening`); [`FilteredStream`] sends that opening, then the rest.
+//! Once the first byte has gone out there is no retry, so every way a stream
+//! can end early — the upstream breaking, stalling or stopping short, or the
+//! sidecar shutting down — ends in an explicit SSE error event rather than a
+//! silent cut.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -16,78 +21,160 @@ use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::body::BoxError;
+use crate::budget::Reservation;
 use crate::record::{End, Tracked};
-use crate::request::decode::StreamDecoder;
+use crate::request::decode::{Coding, StreamDecoder};
 use crate::sse::StreamFilter;
-use crate::telemetry::Record;
+use crate::telemetry::{Judged, Record};
 
-/// What a stream needs besides its upstream body.
-pub struct StreamSetup {
-    pub operation: Operation,
-    /// The proxy asked for the usage chunk: hide it from the client.
-    pub strip_usage_chunk: bool,
-    /// The upstream may go this long without sending anything.
-    pub idle_timeout: Duration,
-    /// Cancelled when the sidecar's drain time is up.
-    pub drain: CancellationToken,
+/// The most a compressed stream may decode to: a stream is not held, so this
+/// only stops a decompression bomb.
+const MAX_STREAM_DECODED: usize = 1 << 30;
+
+/// An upstream stream's bytes, decoded and filtered for the client, with
+/// what they said (usage, the end, the answer) read on the way.
+pub struct StreamReader {
     /// The upstream compressed the stream despite being asked not to.
-    pub decoder: Option<Box<StreamDecoder>>,
-}
-
-pub struct FilteredStream {
-    /// Bytes read before the response was committed (still encoded, if the
-    /// stream is).
-    pending: Option<Bytes>,
-    upstream: Incoming,
+    coding: Option<Coding>,
     decoder: Option<Box<StreamDecoder>>,
     filter: StreamFilter,
-    operation: Operation,
-    idle_timeout: Duration,
-    idle: Pin<Box<Sleep>>,
-    drain: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// `Some` once ended: whether it ended naturally.
-    ended: Option<bool>,
-    streaming_since: Instant,
 }
 
-impl FilteredStream {
-    pub fn new(first: Bytes, upstream: Incoming, setup: StreamSetup) -> FilteredStream {
-        FilteredStream {
-            pending: Some(first),
-            upstream,
-            decoder: setup.decoder,
-            filter: StreamFilter::new(setup.operation, setup.strip_usage_chunk),
-            operation: setup.operation,
-            idle_timeout: setup.idle_timeout,
-            idle: Box::pin(tokio::time::sleep(setup.idle_timeout)),
-            drain: Box::pin(setup.drain.cancelled_owned()),
-            ended: None,
-            streaming_since: Instant::now(),
+impl StreamReader {
+    /// `strip_usage_chunk`: the proxy asked for the usage chunk, so hide it.
+    pub fn new(op: Operation, strip_usage_chunk: bool, coding: Option<Coding>) -> StreamReader {
+        StreamReader {
+            coding,
+            decoder: None,
+            filter: StreamFilter::new(op, strip_usage_chunk),
         }
     }
 
-    /// Decodes (if needed) and filters one upstream chunk.
-    fn feed(&mut self, chunk: Bytes) -> Result<Bytes, String> {
-        let plain = match &mut self.decoder {
-            Some(decoder) => decoder.push(&chunk).map_err(|e| e.to_string())?,
-            None => chunk,
+    /// Decodes (if needed) and filters one upstream chunk: the bytes for the client.
+    pub fn feed(&mut self, chunk: Bytes) -> Result<Bytes, String> {
+        let plain = match (&mut self.decoder, self.coding) {
+            (Some(decoder), _) => decoder.push(&chunk).map_err(|e| e.to_string())?,
+            (None, Some(coding)) => {
+                // The first bytes tell zlib-wrapped deflate from raw.
+                let mut decoder = StreamDecoder::new(coding, &chunk, MAX_STREAM_DECODED);
+                let plain = decoder.push(&chunk).map_err(|e| e.to_string());
+                self.decoder = Some(Box::new(decoder));
+                plain?
+            }
+            (None, None) => chunk,
         };
         Ok(self.filter.push(plain))
     }
 
-    /// Flushes the decoder and filter, appends the error event if any.
-    fn end(&mut self, error: Option<String>) -> Option<Result<Frame<Bytes>, BoxError>> {
+    /// The end of the upstream bytes: what the decoder and filter still held,
+    /// and the decoder's complaint if the encoding was cut short.
+    pub fn finish(&mut self) -> (Bytes, Option<String>) {
+        let (rest, error, _) = self.finish_at_boundary();
+        (rest, error)
+    }
+
+    /// [`Self::finish`], also saying whether the bytes ended between events.
+    pub fn finish_at_boundary(&mut self) -> (Bytes, Option<String>, bool) {
         let mut out = BytesMut::new();
-        let mut error = error;
+        let mut error = None;
         if let Some(decoder) = &mut self.decoder {
             match decoder.finish() {
                 Ok(rest) => out.extend_from_slice(&self.filter.push(rest)),
-                Err(e) if error.is_none() => error = Some(e.to_string()),
-                Err(_) => {}
+                Err(e) => error = Some(e.to_string()),
             }
         }
         let boundary = self.filter.at_event_boundary();
         out.extend_from_slice(&self.filter.finish());
+        (out.freeze(), error, boundary)
+    }
+
+    /// Whether the bytes for the client are decoded (drop `content-encoding`).
+    pub fn decodes(&self) -> bool {
+        self.coding.is_some()
+    }
+
+    pub fn filter(&self) -> &StreamFilter {
+        &self.filter
+    }
+
+    /// The upstream ended the stream itself (`[DONE]`, `message_stop`, …),
+    /// not with an error event.
+    pub fn ended_naturally(&self) -> bool {
+        self.filter.saw_done() && !self.filter.saw_error()
+    }
+}
+
+/// What a stream needs besides its upstream body.
+pub struct StreamSetup {
+    pub operation: Operation,
+    /// The upstream may go this long without sending anything.
+    pub idle_timeout: Duration,
+    /// Cancelled when the sidecar's drain time is up.
+    pub drain: CancellationToken,
+    /// The variant and model whose answer this is, for its verdict.
+    pub answering: (Arc<str>, Arc<str>),
+}
+
+pub struct FilteredStream {
+    /// The opening read before the response was committed, for the client.
+    pending: Option<Bytes>,
+    /// Holds the opening against the memory budget until it is sent.
+    pending_held: Option<Reservation>,
+    upstream: Incoming,
+    reader: Box<StreamReader>,
+    operation: Operation,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+    drain: Pin<Box<WaitForCancellationFutureOwned>>,
+    answering: (Arc<str>, Arc<str>),
+    /// `Some` once ended: whether it ended naturally.
+    ended: Option<bool>,
+    streaming_since: Instant,
+    first_byte_at: Option<Instant>,
+    first_content_at: Option<Instant>,
+}
+
+impl FilteredStream {
+    pub fn new(
+        opening: Bytes,
+        held: Option<Reservation>,
+        upstream: Incoming,
+        reader: Box<StreamReader>,
+        setup: StreamSetup,
+    ) -> FilteredStream {
+        FilteredStream {
+            pending: Some(opening),
+            pending_held: held,
+            upstream,
+            reader,
+            operation: setup.operation,
+            idle_timeout: setup.idle_timeout,
+            idle: Box::pin(tokio::time::sleep(setup.idle_timeout)),
+            drain: Box::pin(setup.drain.cancelled_owned()),
+            answering: setup.answering,
+            ended: None,
+            streaming_since: Instant::now(),
+            first_byte_at: None,
+            first_content_at: None,
+        }
+    }
+
+    /// Bytes going to the client now: notes when the first byte, and the
+    /// first that carried something to show, went.
+    fn send(&mut self, out: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let now = Instant::now();
+        self.first_byte_at.get_or_insert(now);
+        if self.reader.filter().judge().opened() {
+            self.first_content_at.get_or_insert(now);
+        }
+        Poll::Ready(Some(Ok(Frame::data(out))))
+    }
+
+    /// Flushes the reader, appends the error event if any.
+    fn end(&mut self, error: Option<String>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let (rest, decode_error, boundary) = self.reader.finish_at_boundary();
+        let error = error.or(decode_error);
+        let mut out = BytesMut::from(&rest[..]);
         self.ended = Some(error.is_none());
         if let Some(message) = error {
             // Cut mid-event: end that event first, so the error is an event
@@ -98,7 +185,10 @@ impl FilteredStream {
             tracing::warn!(operation = self.operation.as_str(), error = %message, "stream ended early after its first byte; sent an error event");
             out.extend_from_slice(&error_event(self.operation, &message));
         }
-        (!out.is_empty()).then(|| Ok(Frame::data(out.freeze())))
+        if out.is_empty() {
+            return Poll::Ready(None);
+        }
+        self.send(out.freeze())
     }
 }
 
@@ -114,16 +204,15 @@ impl Body for FilteredStream {
         if this.ended.is_some() {
             return Poll::Ready(None);
         }
-        if let Some(first) = this.pending.take() {
-            match this.feed(first) {
-                Ok(out) if !out.is_empty() => return Poll::Ready(Some(Ok(Frame::data(out)))),
-                Ok(_) => {}
-                Err(message) => return Poll::Ready(this.end(Some(message))),
+        if let Some(opening) = this.pending.take() {
+            this.pending_held = None;
+            if !opening.is_empty() {
+                return this.send(opening);
             }
         }
         if this.drain.as_mut().poll(cx).is_ready() {
             let message = "the sidecar is shutting down and its drain time is up".to_string();
-            return Poll::Ready(this.end(Some(message)));
+            return this.end(Some(message));
         }
         loop {
             match Pin::new(&mut this.upstream).poll_frame(cx) {
@@ -132,29 +221,27 @@ impl Body for FilteredStream {
                     this.idle.as_mut().reset(deadline);
                     // Trailers are dropped: SSE carries nothing in them.
                     if let Ok(data) = frame.into_data() {
-                        match this.feed(data) {
-                            Ok(out) if !out.is_empty() => {
-                                return Poll::Ready(Some(Ok(Frame::data(out))));
-                            }
+                        match this.reader.feed(data) {
+                            Ok(out) if !out.is_empty() => return this.send(out),
                             Ok(_) => {}
-                            Err(message) => return Poll::Ready(this.end(Some(message))),
+                            Err(message) => return this.end(Some(message)),
                         }
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let message = format!("the upstream stream broke: {e}");
-                    return Poll::Ready(this.end(Some(message)));
+                    return this.end(Some(message));
                 }
                 // Every protocol marks its natural end: `data: [DONE]` for chat
                 // and completions, `response.completed` (or `incomplete`/`failed`)
                 // for responses, `message_stop` for messages.
-                Poll::Ready(None) if this.filter.saw_done() => {
-                    return Poll::Ready(this.end(None));
+                Poll::Ready(None) if this.reader.filter().saw_done() => {
+                    return this.end(None);
                 }
                 Poll::Ready(None) => {
                     let message =
                         "the upstream ended the stream before it was complete".to_string();
-                    return Poll::Ready(this.end(Some(message)));
+                    return this.end(Some(message));
                 }
                 Poll::Pending => {
                     ready!(this.idle.as_mut().poll(cx));
@@ -162,7 +249,7 @@ impl Body for FilteredStream {
                         "the upstream sent nothing for {}ms",
                         this.idle_timeout.as_millis()
                     );
-                    return Poll::Ready(this.end(Some(message)));
+                    return this.end(Some(message));
                 }
             }
         }
@@ -177,8 +264,23 @@ impl Tracked for FilteredStream {
     fn settle(&mut self, record: &mut Record, _end: End) {
         // The body's lifetime is the upstream generating tokens: not overhead.
         record.upstream_time += self.streaming_since.elapsed();
-        record.usage = self.filter.usage();
+        record.usage = self.reader.filter().usage();
         record.stream_error = self.ended == Some(false);
+        // A token is what the client would show; a stream that never carried
+        // one is timed by its first byte.
+        let first = self.first_content_at.or(self.first_byte_at);
+        record.time_to_first_token = first.map(|t| t.saturating_duration_since(record.started));
+        let ended = self.ended == Some(true) && self.reader.ended_naturally();
+        let verdict = self.reader.filter().judge().verdict(ended);
+        record.verdict = verdict;
+        if let Some(verdict) = verdict {
+            let (variant, model) = self.answering.clone();
+            record.answers.push(Judged {
+                variant,
+                model,
+                verdict,
+            });
+        }
     }
 }
 

@@ -76,6 +76,13 @@ pub fn usage_from_bytes(op: Operation, body: &[u8]) -> Option<Usage> {
     usage_from_usage(op, &usage)
 }
 
+/// Usage from the raw JSON text of a `usage` object (the answer's judge
+/// reads it in its own pass over the body).
+pub(crate) fn usage_from_raw(op: Operation, raw: &str) -> Option<Usage> {
+    let usage: Value = serde_json::from_str(raw).ok()?;
+    usage_from_usage(op, &usage)
+}
+
 fn usage_from_usage(op: Operation, usage: &Value) -> Option<Usage> {
     match op {
         Operation::Chat | Operation::Completions | Operation::Embeddings => openai_usage(usage),

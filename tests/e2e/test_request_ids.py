@@ -99,7 +99,8 @@ def test_a_forged_request_id_is_replaced_and_forges_no_field(tmp_path, fmt):
     records = [parse(line) for line in lines]
     for record in records:
         assert list(record)[:len(FIELDS)] == FIELDS, record
-        assert set(record) <= {*FIELDS, "ttft_ms"}, record
+        # The optional fields: a stream's first token, an answer's verdict, why it fell back.
+        assert set(record) <= {*FIELDS, "ttft_ms", "verdict", "fallback_reasons"}, record
         assert (record["flag"], record["variant"], record["model"]) == ("logged", "only", "gpt-4.1-mini"), record
         assert str(record["status"]) == "200"
     *forged, kept = [r["request_id"] for r in records]

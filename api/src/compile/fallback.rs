@@ -1,8 +1,8 @@
 //! `spec.fallback`: failure classes, chain, retries and timeouts.
 
 use super::{Errors, unknown_variant};
-use crate::config::{CompiledFallback, FailureClass, MAX_RETRIES, MAX_TIMEOUT_MS};
-use crate::crd::AIFeatureFlagSpec;
+use crate::config::{CompiledFallback, FAILURE_CLASSES, FailureClass, MAX_RETRIES, MAX_TIMEOUT_MS};
+use crate::crd::{AIFeatureFlagSpec, Fallback};
 use crate::duration::parse_duration_ms;
 
 pub(super) fn compile_fallback(
@@ -23,14 +23,10 @@ pub(super) fn compile_fallback(
         for (i, s) in f.on.iter().enumerate() {
             match FailureClass::parse(s) {
                 Some(c) => on.push(c),
-                None => errs.push(
-                    format!("spec.fallback.on[{i}]"),
-                    format!(
-                        "{s:?} is not one of timeout, connect, 4xx, 5xx or a status code 400-599"
-                    ),
-                ),
+                None => errs.push(format!("spec.fallback.on[{i}]"), unknown_class(s)),
             }
         }
+        check_answer_classes(f, errs);
         on
     };
     let mut out = CompiledFallback {
@@ -104,4 +100,45 @@ pub(super) fn compile_fallback(
         );
     }
     out
+}
+
+fn unknown_class(s: &str) -> String {
+    // The names other tools and the wire format use for the same classes.
+    let meant = match s.to_ascii_lowercase().replace(['_', '-'], "").as_str() {
+        "contentfilter" | "filtered" | "refusal" => Some("contentFilter"),
+        "emptyresponse" | "emptyanswer" | "noanswer" => Some("empty"),
+        _ => None,
+    };
+    match meant {
+        Some(class) => format!("{s:?} is not one of {FAILURE_CLASSES}; did you mean {class}?"),
+        None => format!("{s:?} is not one of {FAILURE_CLASSES}"),
+    }
+}
+
+/// Answers judged bad need somewhere to go: a filtered answer is never
+/// retried on the same variant (its filter would stop it again), so it needs
+/// a chain; an empty one needs a chain or retries. (The CRD's CEL rules say
+/// the same at `kubectl apply`.)
+fn check_answer_classes(f: &Fallback, errs: &mut Errors) {
+    let at = |class: FailureClass| {
+        f.on.iter()
+            .position(|s| FailureClass::parse(s) == Some(class))
+    };
+    if f.chain.is_empty()
+        && let Some(i) = at(FailureClass::ContentFilter)
+    {
+        errs.push(
+            format!("spec.fallback.on[{i}]"),
+            "contentFilter is never retried on the same variant: name the variants to fall back to in spec.fallback.chain",
+        );
+    }
+    if f.chain.is_empty()
+        && f.retries.unwrap_or(0) == 0
+        && let Some(i) = at(FailureClass::Empty)
+    {
+        errs.push(
+            format!("spec.fallback.on[{i}]"),
+            "empty needs somewhere to go: a spec.fallback.chain or retries",
+        );
+    }
 }

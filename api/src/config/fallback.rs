@@ -46,6 +46,15 @@ impl CompiledFallback {
     pub fn applies_to(&self, failure: Failure) -> bool {
         self.on.iter().any(|class| class.matches(failure))
     }
+
+    /// Whether answers are judged before they are trusted: `on` names
+    /// `empty` or `contentFilter`, so a stream is held back until its first
+    /// content.
+    pub fn judges_answers(&self) -> bool {
+        self.on
+            .iter()
+            .any(|c| matches!(c, FailureClass::Empty | FailureClass::ContentFilter))
+    }
 }
 
 /// An observed failure of one upstream attempt.
@@ -54,6 +63,12 @@ pub enum Failure {
     Timeout,
     Connect,
     Status(u16),
+    /// A successful answer with nothing in it: no text, tool call or refusal
+    /// (no vectors, for embeddings).
+    Empty,
+    /// The provider's content filter stopped the answer
+    /// (`finish_reason: content_filter`, Anthropic's `stop_reason: refusal`).
+    ContentFilter,
 }
 
 /// A class of failures named in `fallback.on`.
@@ -65,7 +80,15 @@ pub enum FailureClass {
     /// `4xx` or `5xx`: the leading digit.
     StatusClass(u16),
     Status(u16),
+    /// `empty`: an answer with no content.
+    Empty,
+    /// `contentFilter`: an answer the provider's content filter stopped.
+    ContentFilter,
 }
+
+/// What `fallback.on` accepts, for error messages.
+pub const FAILURE_CLASSES: &str =
+    "timeout, connect, 4xx, 5xx, empty, contentFilter or a status code 400-599";
 
 impl FailureClass {
     pub fn matches(self, failure: Failure) -> bool {
@@ -74,6 +97,8 @@ impl FailureClass {
             (FailureClass::Connect, Failure::Connect) => true,
             (FailureClass::StatusClass(c), Failure::Status(s)) => s / 100 == c,
             (FailureClass::Status(a), Failure::Status(b)) => a == b,
+            (FailureClass::Empty, Failure::Empty) => true,
+            (FailureClass::ContentFilter, Failure::ContentFilter) => true,
             _ => false,
         }
     }
@@ -82,9 +107,7 @@ impl FailureClass {
 impl TryFrom<String> for FailureClass {
     type Error = String;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        FailureClass::parse(&s).ok_or_else(|| {
-            format!("{s:?} is not one of timeout, connect, 4xx, 5xx or a status code 400-599")
-        })
+        FailureClass::parse(&s).ok_or_else(|| format!("{s:?} is not one of {FAILURE_CLASSES}"))
     }
 }
 
@@ -95,6 +118,8 @@ impl FailureClass {
             "connect" => Some(FailureClass::Connect),
             "4xx" => Some(FailureClass::StatusClass(4)),
             "5xx" => Some(FailureClass::StatusClass(5)),
+            "empty" => Some(FailureClass::Empty),
+            "contentFilter" => Some(FailureClass::ContentFilter),
             _ => s
                 .parse::<u16>()
                 .ok()
@@ -111,6 +136,8 @@ impl From<FailureClass> for String {
             FailureClass::Connect => "connect".into(),
             FailureClass::StatusClass(d) => format!("{d}xx"),
             FailureClass::Status(s) => s.to_string(),
+            FailureClass::Empty => "empty".into(),
+            FailureClass::ContentFilter => "contentFilter".into(),
         }
     }
 }

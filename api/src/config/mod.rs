@@ -22,8 +22,8 @@ pub use self::encoding::{
     decode_config, encode_config,
 };
 pub use self::fallback::{
-    CompiledFallback, DEFAULT_DEADLINE_MS, DEFAULT_PER_ATTEMPT_TIMEOUT_MS, Failure, FailureClass,
-    MAX_RETRIES, MAX_TIMEOUT_MS,
+    CompiledFallback, DEFAULT_DEADLINE_MS, DEFAULT_PER_ATTEMPT_TIMEOUT_MS, FAILURE_CLASSES,
+    Failure, FailureClass, MAX_RETRIES, MAX_TIMEOUT_MS,
 };
 pub(crate) use self::flag::http_token;
 pub use self::flag::{CompiledFlag, CompiledTargeting, CompiledVariant, is_secret_key};

@@ -2,6 +2,9 @@
 //! demos, in the TensorZero style: the model name picks the behaviour.
 //!
 //! - any other model answers normally; the reply names the model.
+//! - `mock-empty`, `mock-content-filter`, `mock-content-then-filter`,
+//!   `mock-slow-role-stream`: `200`s that are bad (or slow) answers, in every
+//!   protocol's shape, plain and streamed ([`bad_answers`]).
 //! - `mock-error-500`: 500. `mock-429`: 429 with `retry-after: 1`.
 //! - `mock-slow-first-token`: waits 3s before the response head.
 //! - `mock-timeout`: never answers. `mock-slow-stream`: chunks 200ms apart.
@@ -25,6 +28,7 @@
 //! after the JSON, lone surrogate escapes); `x-mock-body-json` says how. `GET /mock/requests/{model}` counts requests per model,
 //! `GET /mock/active-streams` the streams still sending.
 
+mod bad_answers;
 mod echo;
 mod gzip;
 mod replies;
@@ -244,6 +248,9 @@ async fn behave(
         _ => {
             if model == "mock-slow-first-token" {
                 tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            if let Some(bad) = bad_answers::BadAnswer::for_model(model) {
+                return bad_answers::answer(bad, &seen.active, stream, &reply, operation);
             }
             if model == "mock-malformed-sse" && stream {
                 return sse(

@@ -1,6 +1,7 @@
 //! Forwarding an upstream SSE stream to the client while reading it: the
-//! usage it reports (interpreted by `usage`), its natural end, and — when the
-//! proxy asked for it — the usage-only chunk hidden from a client that did not.
+//! usage it reports (interpreted by `usage`), what its answer amounts to
+//! (judged by `verdict`), its natural end, and — when the proxy asked for
+//! it — the usage-only chunk hidden from a client that did not.
 
 use aiflags_api::Operation;
 use bytes::{Bytes, BytesMut};
@@ -8,6 +9,7 @@ use serde_json::Value;
 
 use super::parser::{MAX_EVENT_BYTES, SseEvent, SseParser};
 use crate::usage::{AnthropicCounts, Usage, openai_usage, responses_usage};
+use crate::verdict::StreamJudge;
 
 /// Forwards an upstream SSE stream to the client while reading it: usage, the
 /// end of the stream, and (when the proxy asked for it) the usage-only chunk
@@ -25,6 +27,7 @@ pub struct StreamFilter {
     drop_leading_lf: bool,
     usage: Option<Usage>,
     anthropic: AnthropicCounts,
+    judge: StreamJudge,
     done: bool,
     error: bool,
 }
@@ -43,6 +46,7 @@ impl StreamFilter {
             drop_leading_lf: false,
             usage: None,
             anthropic: AnthropicCounts::default(),
+            judge: StreamJudge::default(),
             done: false,
             error: false,
         }
@@ -137,6 +141,11 @@ impl StreamFilter {
         self.parser.at_event_boundary()
     }
 
+    /// What the answer read so far amounts to.
+    pub fn judge(&self) -> &StreamJudge {
+        &self.judge
+    }
+
     fn observe(&mut self, event: &SseEvent) {
         if event.data.trim() == "[DONE]" {
             self.done = true;
@@ -154,6 +163,7 @@ impl StreamFilter {
             self.done = true;
             return;
         }
+        self.judge.observe(self.op, kind, &data);
         match self.op {
             Operation::Chat | Operation::Completions | Operation::Embeddings => {
                 if let Some(usage) = data.get("usage").and_then(openai_usage) {

@@ -155,7 +155,14 @@ pub fn json_line(r: &Record, now: SystemTime) -> String {
         Some(t) => push_millis(&mut line, t),
         None => line.push_str("null"),
     }
-    line.push_str("},\"target\":\"aiflags::access\"}\n");
+    line.push_str(",\"verdict\":");
+    match r.verdict {
+        Some(v) => push_json_string(&mut line, v.label()),
+        None => line.push_str("null"),
+    }
+    line.push_str(",\"fallback_reasons\":\"");
+    push_reasons(&mut line, r);
+    line.push_str("\"},\"target\":\"aiflags::access\"}\n");
     line
 }
 
@@ -186,6 +193,14 @@ pub fn text_line(r: &Record, now: SystemTime) -> String {
     if let Some(t) = r.time_to_first_token {
         line.push_str(" ttft_ms=");
         push_millis(&mut line, t);
+    }
+    if let Some(v) = r.verdict {
+        line.push_str(" verdict=");
+        line.push_str(v.label());
+    }
+    if !r.fallbacks.is_empty() {
+        line.push_str(" fallback_reasons=");
+        push_reasons(&mut line, r);
     }
     line.push('\n');
     line
@@ -260,6 +275,18 @@ fn strings(r: &Record) -> [(&'static str, &str); 6] {
         ("provider", &r.provider),
         ("operation", r.operation),
     ]
+}
+
+/// Why each hop down the chain was taken, in order: `empty,status_503`.
+/// Reasons are label values of a closed set (letters, digits, `_`): they
+/// need no quoting or escaping.
+fn push_reasons(out: &mut String, r: &Record) {
+    for (i, (_, _, why)) in r.fallbacks.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(why);
+    }
 }
 
 fn push_json_string(out: &mut String, value: &str) {

@@ -113,3 +113,30 @@ fn numbers_are_written_without_the_formatter() {
     push_u64(&mut n, u64::MAX);
     assert_eq!(n, format!("0 {}", u64::MAX));
 }
+
+#[test]
+fn lines_say_what_the_answer_was_and_why_each_fallback_was_taken() {
+    let mut r = record("req-2");
+    r.verdict = Some(crate::verdict::Verdict::Content);
+    let hop = |reason: &str| (Arc::from("m1"), Arc::from("m2"), Arc::from(reason));
+    r.fallbacks = vec![hop("empty"), hop("status_503")];
+    let text = text_line(&r, SystemTime::now());
+    assert!(
+        text.ends_with(" verdict=content fallback_reasons=empty,status_503\n"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&json_line(&r, SystemTime::now())).unwrap();
+    assert_eq!(json["fields"]["verdict"], "content");
+    assert_eq!(json["fields"]["fallback_reasons"], "empty,status_503");
+    // Unjudged (an error, a pass-through) and without fallbacks.
+    let plain = record("req-3");
+    let text = text_line(&plain, SystemTime::now());
+    assert!(
+        !text.contains("verdict=") && !text.contains("fallback_reasons="),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&json_line(&plain, SystemTime::now())).unwrap();
+    assert_eq!(json["fields"]["verdict"], serde_json::Value::Null);
+    assert_eq!(json["fields"]["fallback_reasons"], "");
+}

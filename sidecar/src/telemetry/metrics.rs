@@ -40,6 +40,7 @@ pub struct Metrics {
     cost: CounterVec,
     fallbacks: IntCounterVec,
     attempts: IntCounterVec,
+    answers: IntCounterVec,
     circuit_open: IntGaugeVec,
     active: IntGauge,
     revision_info: IntGaugeVec,
@@ -57,6 +58,8 @@ pub struct Metrics {
     series: LabelCache<3, Series>,
     /// The same for `requests_total`, the one family with six labels.
     request_counters: LabelCache<6, IntCounter>,
+    /// And for `answers_total`: `(flag, variant, model, verdict)`.
+    answer_counters: LabelCache<4, IntCounter>,
 }
 
 /// Resolved metric children by label values, looked up without allocating:
@@ -222,6 +225,12 @@ impl Metrics {
             "Upstream attempts by outcome",
             &["provider", "model", "outcome"],
         )?;
+        let answers = counter(
+            "aiflags_answers_total",
+            "Answers upstreams gave (2xx), judged: content, empty or content_filter; by the flag, \
+             the variant and model that gave them",
+            &["flag", "variant", "model", "verdict"],
+        )?;
         let circuit_open = gauge(
             "aiflags_circuit_open",
             "1 while the circuit breaker of a target is open",
@@ -286,6 +295,7 @@ impl Metrics {
             cost,
             fallbacks,
             attempts,
+            answers,
             circuit_open,
             active,
             revision_info,
@@ -299,6 +309,7 @@ impl Metrics {
             access_log_dropped,
             series: LabelCache::default(),
             request_counters: LabelCache::default(),
+            answer_counters: LabelCache::default(),
         })
     }
 
@@ -353,6 +364,17 @@ impl Telemetry for Metrics {
             if let Some(price) = price_for(&r.model, r.pricing.as_ref()) {
                 series.cost.inc_by(cost_usd(u, &price));
             }
+        }
+        for answer in &r.answers {
+            let labels = [
+                &*r.flag,
+                &*answer.variant,
+                &*answer.model,
+                answer.verdict.label(),
+            ];
+            self.answer_counters
+                .get_or_insert(&labels, || self.answers.with_label_values(&labels))
+                .inc();
         }
         for (from, to, reason) in &r.fallbacks {
             self.fallbacks

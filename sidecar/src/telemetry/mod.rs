@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use aiflags_api::Pricing;
 
 pub use crate::usage::Usage;
+pub use crate::verdict::Verdict;
 
 /// One request, as the client saw it.
 #[derive(Clone, Debug)]
@@ -38,10 +39,15 @@ pub struct Record {
     pub pricing: Option<Pricing>,
     /// Time spent waiting on upstreams (and between retries): not overhead.
     pub upstream_time: Duration,
-    /// Streams: time until the first byte went to the client.
+    /// Streams: time until the first content (or, in a stream with none,
+    /// the first byte) went to the client.
     pub time_to_first_token: Option<Duration>,
     /// Moves down the chain: (from model, to model, reason).
     pub fallbacks: Vec<(Arc<str>, Arc<str>, Arc<str>)>,
+    /// Every answer the attempts got and judged, in order.
+    pub answers: Vec<Judged>,
+    /// The verdict of the answer the client got, when it was judged.
+    pub verdict: Option<Verdict>,
     /// The stream ended with an error event instead of its natural end.
     pub stream_error: bool,
     /// Set when reported.
@@ -66,10 +72,21 @@ impl Record {
             upstream_time: Duration::ZERO,
             time_to_first_token: None,
             fallbacks: Vec::new(),
+            answers: Vec::new(),
+            verdict: None,
             stream_error: false,
             duration: Duration::ZERO,
         }
     }
+}
+
+/// An answer one attempt got: the variant and model that gave it, and what
+/// it amounted to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judged {
+    pub variant: Arc<str>,
+    pub model: Arc<str>,
+    pub verdict: Verdict,
 }
 
 /// A flag as its configured-state metrics show it.
@@ -87,7 +104,7 @@ pub trait Telemetry: Send + Sync + 'static {
     fn request_started(&self) {}
     fn request_finished(&self, _record: &Record) {}
     /// One upstream attempt: `outcome` is `ok`, `timeout`, `connect`,
-    /// `status_NNN`, `circuit_open`, `error`.
+    /// `status_NNN`, `circuit_open`, `error`, `empty`, `content_filter`.
     fn attempt_finished(&self, _provider: &str, _model: &str, _outcome: &str) {}
     fn circuit_changed(&self, _provider: &str, _model: &str, _open: bool) {}
     /// A config now serves: its revision and its flags.
