@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,7 @@ pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
     derive = "PartialEq",
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".spec.state"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.rollout.stepSummary"}"#,
     printcolumn = r#"{"name":"Split","type":"string","jsonPath":".status.split"}"#,
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.configRevision"}"#,
     printcolumn = r#"{"name":"Proxies","type":"string","jsonPath":".status.proxies.summary"}"#,
@@ -278,9 +279,39 @@ pub struct Analysis {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub max_p95_latency_seconds: Option<f64>,
+    /// Highest share of canary requests served by another model (a fallback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub max_fallback_rate: Option<f64>,
+    /// Highest share of the canary model's upstream attempts that answered
+    /// empty or content-filtered (the sidecar's attempt outcomes `empty` and
+    /// `content_filter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_empty_rate: Option<f64>,
+    /// The canary may be worse than the stable variant (`defaultVariant`) by
+    /// at most these margins, measured over the same interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_increase_over_stable: Option<StableMargins>,
+}
+
+/// How much worse than the stable variant the canary may be: each margin is
+/// added to the stable variant's value (rates as ratios, latency in seconds).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StableMargins {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub p95_latency_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub fallback_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub empty_rate: Option<f64>,
 }
 
 /// Sends matching requests to a variant before the split is consulted.
@@ -364,6 +395,7 @@ pub struct AIFeatureFlagStatus {
     /// Revision of the namespace config that holds the serving version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_revision: Option<String>,
+    /// The canary's step, counted from 1 (rollouts with `steps` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step: Option<u32>,
     /// Percent per variant now served.
@@ -374,10 +406,105 @@ pub struct AIFeatureFlagStatus {
     pub split: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxies: Option<ProxyCount>,
+    /// Failed analysis checks since the rollout (re)started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_checks: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Where a progressive rollout (`rollout.steps`) stands: the rollout
+    /// engine's state, from which a restarted operator resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// The rollout engine's record of a progressive rollout.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// Identity of the spec this rollout runs: a hash of the spec without
+    /// `state` and `rollout.analysis`. Any other change restarts the steps.
+    pub spec_hash: String,
+    pub state: RolloutState,
+    /// `currentStep/steps`, for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_summary: Option<String>,
+    /// Canary percent the config serves.
+    pub canary_weight: f64,
+    /// When this step's weight was decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+    /// When every proxy was first seen serving this step's weight: its
+    /// pause counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_served_at: Option<Time>,
+    /// Set while paused by hand: resuming adds the time paused to the step's pause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<Time>,
+    /// The latest analysis checks, oldest first (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<AnalysisCheck>,
+    /// What the rollout waits for, or why it stopped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// Where a progressive rollout is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RolloutState {
+    /// Walking the steps: waiting for proxies, holding a pause, or waiting
+    /// for a passing analysis check.
+    #[default]
+    Progressing,
+    /// Held by hand (`aiflags.dev/pause`) or at a step without a pause,
+    /// until resumed. Analysis keeps running.
+    Paused,
+    /// Analysis failed `failureLimit` times, or aborted by hand: the canary gets 0%.
+    Aborted,
+    /// Every step walked (or promoted): the canary keeps its last weight.
+    Completed,
+    /// `state: Disabled` stopped it; enabling the flag again restarts it.
+    Stopped,
+}
+
+/// One analysis check of the canary against the thresholds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisCheck {
+    pub time: Time,
+    /// The step it was taken at, counted from 1.
+    pub step: u32,
+    pub result: CheckResult,
+    pub message: String,
+    /// The canary's measurements, when Prometheus answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<VariantMeasurements>,
+    /// The stable variant's, when a relative threshold needed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<VariantMeasurements>,
+}
+
+/// The outcome of one analysis check.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CheckResult {
+    Pass,
+    Fail,
+    /// Too few requests, or no answer from Prometheus: neither pass nor fail.
+    Inconclusive,
+}
+
+/// What Prometheus showed for one variant over one interval.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantMeasurements {
+    pub requests: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_latency_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_rate: Option<f64>,
 }
 
 /// Summary phase of a flag.

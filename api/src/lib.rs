@@ -10,7 +10,9 @@ pub mod duration;
 pub mod manifest;
 mod schema;
 
-pub use compile::{Compilation, FieldError, FlagInput, FlagOutcome, compile, compile_flag};
+pub use compile::{
+    Compilation, FieldError, FlagInput, FlagOutcome, compile, compile_flag, rollout_identity,
+};
 pub use config::*;
 pub use crd::*;
 pub use manifest::{Manifest, ManifestError, compile_manifests, parse_manifests};

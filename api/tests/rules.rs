@@ -31,7 +31,10 @@ fn canary_flag() -> Value {
     v["spec"]["rollout"] = json!({
         "canary": "candidate",
         "steps": [{"weight": 1, "pause": "10m"}, {"weight": 50, "pause": "1h"}, {"weight": 100}],
-        "analysis": {"interval": "1m", "failureLimit": 2, "maxErrorRate": 0.05}
+        "analysis": {"interval": "1m", "failureLimit": 2, "maxErrorRate": 0.05,
+                     "maxEmptyRate": 0.02,
+                     "maxIncreaseOverStable": {"errorRate": 0.01, "p95LatencySeconds": 2,
+                                               "fallbackRate": 0.05, "emptyRate": 0.01}}
     });
     v
 }
@@ -356,6 +359,22 @@ fn cases() -> Vec<Case> {
             cel: None,
             compile: &[
                 "spec.rollout.analysis: analysis gates canary steps; it needs rollout.steps",
+            ],
+        },
+        Case {
+            name: "analysis ratios above 1",
+            flag: with(canary_flag, |s| {
+                s["rollout"]["analysis"]["maxEmptyRate"] = json!(1.5);
+                s["rollout"]["analysis"]["maxIncreaseOverStable"] =
+                    json!({"errorRate": 2, "p95LatencySeconds": -1});
+            }),
+            // Ranges are OpenAPI minimum/maximum, which the API server checks
+            // before CEL runs.
+            cel: None,
+            compile: &[
+                "spec.rollout.analysis.maxEmptyRate: must be a ratio between 0 and 1",
+                "spec.rollout.analysis.maxIncreaseOverStable.errorRate: must be a ratio between 0 and 1",
+                "spec.rollout.analysis.maxIncreaseOverStable.p95LatencySeconds: must be zero or a positive number of seconds",
             ],
         },
         Case {

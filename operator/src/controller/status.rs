@@ -102,6 +102,7 @@ pub fn desired_status(
         current_step: None,
         proxies: None,
         failed_checks: None,
+        rollout: None,
     }
 }
 
@@ -118,6 +119,7 @@ pub fn reconciled_part(status: &AIFeatureFlagStatus) -> AIFeatureFlagStatus {
         current_step: None,
         proxies: None,
         failed_checks: None,
+        rollout: None,
         ..status.clone()
     }
 }
