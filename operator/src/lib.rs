@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod propagation;
 pub mod render;
 pub mod restart;
+pub mod rollout;
 pub mod run;
 pub mod server;
 pub mod telemetry;
