@@ -2,6 +2,7 @@
 //! analysis that judges the canary from Prometheus, and the manual
 //! commands given by annotation.
 
+pub mod analysis;
 pub mod conditions;
 pub mod engine;
 
