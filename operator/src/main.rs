@@ -12,6 +12,7 @@ use std::time::Duration;
 use aiflags_operator::crdgen::crd_yaml;
 use aiflags_operator::injection::InjectionOptions;
 use aiflags_operator::render::{read_sources, render};
+use aiflags_operator::rollout::analysis::prometheus::{Prometheus, PrometheusSettings};
 use aiflags_operator::run::{RunOptions, run};
 use aiflags_operator::telemetry::{self, LogFormat};
 use aiflags_operator::webhook::config::InjectionConfig;
@@ -54,6 +55,8 @@ enum Command {
         /// Never restart workloads for injection, whatever their annotations say.
         #[arg(long, env = "AIFLAGS_DISABLE_RESTARTS")]
         disable_restarts: bool,
+        #[command(flatten)]
+        prometheus: PrometheusArgs,
     },
     /// Print the AIFeatureFlag CustomResourceDefinition as YAML.
     Crdgen,
@@ -80,6 +83,37 @@ enum Command {
     },
 }
 
+/// Where the rollout analysis queries the sidecars' metrics.
+#[derive(clap::Args)]
+struct PrometheusArgs {
+    /// Prometheus' base URL, e.g. http://prometheus-operated.monitoring:9090.
+    /// Without it, every analysis check is inconclusive and rollouts with
+    /// `analysis` hold at their first step.
+    #[arg(long, env = "AIFLAGS_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// A file holding a bearer token for Prometheus (read at every query).
+    #[arg(long, env = "AIFLAGS_PROMETHEUS_TOKEN_FILE")]
+    prometheus_token_file: Option<PathBuf>,
+    /// PEM certificates to trust for an https:// Prometheus, besides the system's.
+    #[arg(long, env = "AIFLAGS_PROMETHEUS_CA_FILE")]
+    prometheus_ca_file: Option<PathBuf>,
+    /// Longest wait for one query's answer.
+    #[arg(long, env = "AIFLAGS_PROMETHEUS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    prometheus_timeout: Duration,
+}
+
+impl PrometheusArgs {
+    fn settings(self) -> Option<PrometheusSettings> {
+        let url = self.prometheus_url.filter(|u| !u.is_empty())?;
+        Some(PrometheusSettings {
+            url,
+            token_file: self.prometheus_token_file,
+            ca_file: self.prometheus_ca_file,
+            timeout: self.prometheus_timeout,
+        })
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     aiflags_api::duration::parse_duration_ms(text).map(Duration::from_millis)
 }
@@ -101,10 +135,16 @@ fn main() -> ExitCode {
             injection_config: config_path,
             restart_spacing,
             disable_restarts,
+            prometheus,
         } => {
             let config = match injection_config(config_path.as_ref()) {
                 Ok(config) => config,
                 Err(errors) => return fail(&errors),
+            };
+            let prometheus = match prometheus.settings().map(|s| Prometheus::new(&s)) {
+                Some(Ok(prometheus)) => Some(prometheus),
+                Some(Err(errors)) => return fail(&errors),
+                None => None,
             };
             let options = RunOptions {
                 metrics_listen,
@@ -113,6 +153,7 @@ fn main() -> ExitCode {
                     webhook: webhook_listen.map(|listen| (listen, webhook_cert_dir)),
                     restart_spacing: (!disable_restarts).then_some(restart_spacing),
                 },
+                prometheus,
             };
             run_controller(options, log_format)
         }

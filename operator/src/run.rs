@@ -20,11 +20,14 @@ use crate::injection::{self, InjectionOptions};
 use crate::metrics::Metrics;
 use crate::propagation::metrics::PropagationMetrics;
 use crate::propagation::{self, Propagation, proxy_pods};
+use crate::rollout::analysis::prometheus::Prometheus;
 use crate::server::{self, Probe};
 
 pub struct RunOptions {
     pub metrics_listen: SocketAddr,
     pub injection: InjectionOptions,
+    /// Where the rollout analysis asks; `None`: checks are inconclusive.
+    pub prometheus: Option<Prometheus>,
 }
 
 /// Runs until SIGTERM or ctrl-c, then lets reconciles in flight finish.
@@ -68,7 +71,18 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     // namespace that need it: statuses learn the new revision and manual
     // edits are undone.
     let refresh = config_map_triggers(client.clone(), store.clone());
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), store.clone()));
+    let mut ctx = Context::new(client.clone(), metrics.clone(), store.clone());
+    match &options.prometheus {
+        Some(prometheus) => tracing::info!(
+            url = prometheus.url(),
+            "rollout analysis queries Prometheus"
+        ),
+        None => tracing::info!(
+            "no Prometheus configured: rollouts with analysis hold at their first step"
+        ),
+    }
+    ctx.prometheus = options.prometheus.map(Arc::new);
+    let ctx = Arc::new(ctx);
     // Which revision the sidecars serve: status.proxies and Propagated.
     let (pods, watch_pods) = proxy_pods(client.clone());
     tokio::spawn(watch_pods);

@@ -3,8 +3,11 @@
 //! commands given by annotation.
 
 pub mod analysis;
+pub mod commands;
 pub mod conditions;
 pub mod engine;
+pub mod metrics;
+pub mod turn;
 
 use aiflags_api::{CheckResult, VariantMeasurements};
 

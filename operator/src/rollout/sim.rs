@@ -10,6 +10,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use super::engine::{Decision, Input, Proxies, analysis_due, decide};
+use super::turn::with_engine_part;
 use super::{Command, Verdict};
 
 pub(crate) struct Sim {
@@ -103,7 +104,10 @@ impl Sim {
         let decision = decide(&input, verdict);
         self.checks_asked += usize::from(due);
         self.events.extend(decision.events.iter().map(|e| e.reason));
-        self.status = Some(restored(merged(self.status.take(), &decision.status)));
+        self.status = Some(restored(with_engine_part(
+            self.status.take(),
+            &decision.status,
+        )));
         self.last = Some(decision);
         self.last.as_ref().expect("just set")
     }
@@ -188,24 +192,6 @@ impl Sim {
         self.generation += 1;
         self
     }
-}
-
-/// The engine's fields of `decision` written over `status`, as a
-/// server-side apply by the engine's field manager does: the other
-/// owners' fields and conditions stay.
-pub(crate) fn merged(
-    status: Option<AIFeatureFlagStatus>,
-    engine: &AIFeatureFlagStatus,
-) -> AIFeatureFlagStatus {
-    let mut status = status.unwrap_or_default();
-    status
-        .conditions
-        .retain(|c| c.type_ != "Progressing" && c.type_ != "Aborted");
-    status.conditions.extend(engine.conditions.iter().cloned());
-    status.current_step = engine.current_step;
-    status.failed_checks = engine.failed_checks;
-    status.rollout = engine.rollout.clone();
-    status
 }
 
 /// `status` as read back from the API server.
