@@ -5,6 +5,7 @@
 //! Event to publish, how long to back off) are pure functions; the
 //! Kubernetes and HTTP shells around them stay thin.
 
+pub mod cli;
 pub mod controller;
 pub mod crdgen;
 pub mod injection;

@@ -84,6 +84,19 @@ impl ApiServer {
         (body, respond)
     }
 
+    /// The next request, whatever its path: its method, URI (path and
+    /// query) and the means to answer it.
+    pub(crate) async fn next_any(
+        &mut self,
+    ) -> (
+        Method,
+        String,
+        tower_test::mock::SendResponse<Response<Body>>,
+    ) {
+        let (request, respond) = self.0.next_request().await.expect("a request");
+        (request.method().clone(), request.uri().to_string(), respond)
+    }
+
     pub(crate) async fn finalizer_added(mut self, flag: &AIFeatureFlag) -> Self {
         let path = format!("{FLAGS_PATH}/{}?", flag.name_any());
         let (body, respond) = self.next(Method::PATCH, &path).await;

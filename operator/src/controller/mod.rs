@@ -16,7 +16,7 @@ pub mod written;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
-mod mock_api;
+pub(crate) mod mock_api;
 #[cfg(test)]
 mod mock_rollout;
 #[cfg(test)]
