@@ -9,6 +9,7 @@ pub mod cli;
 pub mod controller;
 pub mod crdgen;
 pub mod injection;
+pub mod leader;
 pub mod metrics;
 pub mod propagation;
 pub mod render;
