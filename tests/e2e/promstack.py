@@ -182,9 +182,9 @@ def running_prometheus(tmp, config):
 
 
 class OperatorMetrics:
-    """The operator's exposition as operator/src/metrics.rs writes it (plus the
-    families the rollout issue adds, under the names DESIGN gives them), with
-    counters that grow on every scrape. Stands in for a running operator."""
+    """The operator's exposition as operator/src/metrics.rs and
+    operator/src/rollout/metrics.rs write it, with counters that grow on every
+    scrape. Stands in for a running operator."""
 
     def __init__(self, namespace, flag):
         self.namespace, self.flag = namespace, flag
