@@ -56,6 +56,7 @@ pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
     validation = Rule::new("!has(self.rollout) || !has(self.rollout.canary) || self.variants.exists(v, v.name == self.rollout.canary)").message("rollout.canary must name one of spec.variants").field_path(".rollout.canary"),
     validation = Rule::new("!has(self.rollout) || !has(self.rollout.canary) || self.rollout.canary != self.defaultVariant").message("rollout.canary must differ from defaultVariant, which receives the remaining traffic").field_path(".rollout.canary"),
     validation = Rule::new("!has(self.rollout) || !has(self.rollout.steps) || self.rollout.steps.map(s, double(s.weight)).isSorted()").message("rollout.steps weights must be non-decreasing").field_path(".rollout.steps"),
+    validation = Rule::new("!has(self.rollout) || !has(self.rollout.analysis) || has(self.rollout.steps)").message("rollout.analysis gates canary steps: it needs rollout.steps").field_path(".rollout.analysis"),
     validation = Rule::new("!has(self.targeting) || self.targeting.all(t, self.variants.exists(v, v.name == t.variant))").message("every targeting[].variant must name one of spec.variants").field_path(".targeting"),
     validation = Rule::new("!has(self.fallback) || !has(self.fallback.chain) || self.fallback.chain.all(c, self.variants.exists(v, v.name == c))").message("every fallback.chain entry must name one of spec.variants").field_path(".fallback.chain"),
 )]
@@ -297,8 +298,9 @@ pub struct Analysis {
 
 /// How much worse than the stable variant the canary may be: each margin is
 /// added to the stable variant's value (rates as ratios, latency in seconds).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.errorRate) || has(self.p95LatencySeconds) || has(self.fallbackRate) || has(self.emptyRate)").message("name at least one margin: errorRate, p95LatencySeconds, fallbackRate or emptyRate"))]
 pub struct StableMargins {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]

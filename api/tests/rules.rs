@@ -356,9 +356,12 @@ fn cases() -> Vec<Case> {
             flag: with(valid_flag, |s| {
                 s["rollout"]["analysis"] = json!({"maxErrorRate": 0.1})
             }),
-            cel: None,
+            cel: Some((
+                "spec.rollout.analysis",
+                "rollout.analysis gates canary steps: it needs rollout.steps",
+            )),
             compile: &[
-                "spec.rollout.analysis: analysis gates canary steps; it needs rollout.steps",
+                "spec.rollout.analysis: analysis gates canary steps: it needs rollout.steps",
             ],
         },
         Case {
@@ -375,6 +378,19 @@ fn cases() -> Vec<Case> {
                 "spec.rollout.analysis.maxEmptyRate: must be a ratio between 0 and 1",
                 "spec.rollout.analysis.maxIncreaseOverStable.errorRate: must be a ratio between 0 and 1",
                 "spec.rollout.analysis.maxIncreaseOverStable.p95LatencySeconds: must be zero or a positive number of seconds",
+            ],
+        },
+        Case {
+            name: "relative thresholds without a margin",
+            flag: with(canary_flag, |s| {
+                s["rollout"]["analysis"]["maxIncreaseOverStable"] = json!({});
+            }),
+            cel: Some((
+                "spec.rollout.analysis.maxIncreaseOverStable",
+                "name at least one margin: errorRate, p95LatencySeconds, fallbackRate or emptyRate",
+            )),
+            compile: &[
+                "spec.rollout.analysis.maxIncreaseOverStable: name at least one margin: errorRate, p95LatencySeconds, fallbackRate or emptyRate",
             ],
         },
         Case {

@@ -167,7 +167,7 @@ pub(super) fn compile_rollout(
         if rollout.steps.is_none() {
             errs.push(
                 "spec.rollout.analysis",
-                "analysis gates canary steps; it needs rollout.steps",
+                "analysis gates canary steps: it needs rollout.steps",
             );
         }
         if let Some(interval) = &a.interval
@@ -198,6 +198,12 @@ pub(super) fn compile_rollout(
             errs.push(
                 "spec.rollout.analysis.maxP95LatencySeconds",
                 "must be a positive number of seconds",
+            );
+        }
+        if a.max_increase_over_stable.is_some() && margins == Default::default() {
+            errs.push(
+                "spec.rollout.analysis.maxIncreaseOverStable",
+                "name at least one margin: errorRate, p95LatencySeconds, fallbackRate or emptyRate",
             );
         }
         if margins

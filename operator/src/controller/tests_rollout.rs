@@ -268,18 +268,61 @@ async fn without_prometheus_a_due_check_is_inconclusive_and_the_step_holds() {
 }
 
 #[tokio::test]
-async fn a_conflicting_engine_write_fails_the_reconcile_before_any_config_write() {
+async fn a_conflicting_engine_write_is_decided_again_on_the_fresh_flag() {
+    let (ctx, server, mut cache) = Context::test();
+    let flag = canary();
+    cache.holds(&[&flag]);
+    // Meanwhile another writer changed the flag (resourceVersion 2).
+    let mut fresh = flag.clone();
+    fresh.metadata.resource_version = Some("2".into());
+    let (expected, fresh_copy) = (flag.clone(), fresh.clone());
+    let scenario = tokio::spawn(async move {
+        let server = server.engine_rejected(&expected, 409).await;
+        let server = server.flag_read(&fresh_copy).await;
+        let (server, updated, engine) = server.engine_applied(&fresh_copy).await;
+        assert_eq!(engine["rollout"]["canaryWeight"], 10.0);
+        let (server, _) = server
+            .event_posted(&fresh_copy, "Normal", "RolloutStarted")
+            .await;
+        let server = server.config_map_read(None).await;
+        let (server, config) = server.config_map_applied().await;
+        assert_eq!(weights(&config, "summarizer"), [9000, 1000]);
+        let (server, status) = server
+            .flag_read(&updated)
+            .await
+            .status_applied(&updated)
+            .await;
+        assert_eq!(status["phase"], "Progressing");
+        let (server, _) = server.event_posted(&updated, "Normal", "Compiled").await;
+        server.reader_applied().await;
+    });
+
+    let result = reconcile(Arc::new(flag), ctx.clone()).await;
+    finished(scenario).await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_second_conflict_fails_the_reconcile_before_any_config_write() {
     let (ctx, server, mut cache) = Context::test();
     let flag = canary();
     cache.holds(&[&flag]);
     let expected = flag.clone();
     let scenario = tokio::spawn(async move {
+        let server = server.engine_rejected(&expected, 409).await;
+        let server = server.flag_read(&expected).await;
         server.engine_rejected(&expected, 409).await;
     });
 
     let result = reconcile(Arc::new(flag), ctx.clone()).await;
     finished(scenario).await;
     assert_eq!(result.expect_err("a conflict").metric_reason(), "conflict");
+    assert!(
+        !ctx.metrics
+            .encode()
+            .contains("aiflags_operator_rollout_step{"),
+        "nothing recorded"
+    );
 }
 
 #[tokio::test]

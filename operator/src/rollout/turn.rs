@@ -69,51 +69,67 @@ pub async fn engine_turn(ctx: &Context, flag: &AIFeatureFlag) -> Result<Option<T
     }
 
     let written = ctx.written.get(&namespace);
-    let input = Input {
-        spec: &flag.spec,
-        status: flag.status.as_ref(),
-        generation: flag.metadata.generation.unwrap_or_default(),
-        now: Timestamp::now(),
-        proxies: proxies_view(flag, written.as_deref()),
-        command: asked.command,
-    };
-    let verdict = match Request::for_flag(flag).filter(|_| analysis_due(&input)) {
-        Some(request) => Some(analyse(ctx.prometheus.as_deref(), &request).await),
-        None => None,
-    };
-    let decision = decide(&input, verdict);
-    if let Some(check) = &decision.check {
-        ctx.metrics.rollout.checked(&namespace, &name, check.result);
-        tracing::info!(flag = %name, %namespace, result = ?check.result, message = %check.message, "analysis check");
-    }
-    if decision.aborted {
-        ctx.metrics.rollout.aborted(&namespace, &name);
-    }
-
-    let mut updated = flag.clone();
-    if engine_part(flag.status.as_ref()) != decision.status {
-        write_engine_part(ctx, flag, &decision.status).await?;
-        updated.status = Some(with_engine_part(flag.status.clone(), &decision.status));
-        ctx.engine_written(&updated);
-        for event in &decision.events {
-            publish(ctx, flag, event.clone()).await;
+    let now = Timestamp::now();
+    let mut current = flag.clone();
+    let mut verdict = None;
+    // A second try decides again on the fresh flag when another writer
+    // changed it meanwhile (the propagation pass, say): the decision then
+    // includes whatever that writer recorded, so nothing is stepped twice.
+    for attempt in 0..2 {
+        let asked = requested(current.metadata.annotations.as_ref());
+        let input = Input {
+            spec: &current.spec,
+            status: current.status.as_ref(),
+            generation: current.metadata.generation.unwrap_or_default(),
+            now,
+            proxies: proxies_view(&current, written.as_deref()),
+            command: asked.command,
+        };
+        if verdict.is_none()
+            && let Some(request) = Request::for_flag(&current).filter(|_| analysis_due(&input))
+        {
+            verdict = Some(analyse(ctx.prometheus.as_deref(), &request).await);
         }
+        let decision = decide(&input, verdict.clone());
+        if engine_part(current.status.as_ref()) != decision.status {
+            match write_engine_part(ctx, &current, &decision.status).await {
+                Ok(()) => {}
+                Err(kube::Error::Api(status)) if status.code == 409 && attempt == 0 => {
+                    let api: Api<AIFeatureFlag> = Api::namespaced(ctx.client.clone(), &namespace);
+                    match api.get_opt(&name).await? {
+                        Some(fresh) if fresh.metadata.deletion_timestamp.is_none() => {
+                            current = fresh;
+                            continue;
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+            if let Some(check) = &decision.check {
+                ctx.metrics.rollout.checked(&namespace, &name, check.result);
+                tracing::info!(flag = %name, %namespace, result = ?check.result, message = %check.message, "analysis check");
+            }
+            if decision.aborted {
+                ctx.metrics.rollout.aborted(&namespace, &name);
+            }
+            current.status = Some(with_engine_part(current.status.clone(), &decision.status));
+            ctx.engine_written(&current);
+            for event in &decision.events {
+                publish(ctx, &current, event.clone()).await;
+            }
+        }
+        if !asked.present.is_empty() {
+            remove_commands(ctx, &current, &asked).await?;
+        }
+        let status = current.status.clone().unwrap_or_default();
+        ctx.metrics.rollout.observed(&namespace, &name, &status);
+        return Ok(Some(Turn {
+            flag: current,
+            requeue: decision.requeue,
+        }));
     }
-    if !asked.present.is_empty() {
-        remove_commands(ctx, flag, &asked).await?;
-    }
-    ctx.metrics.rollout.observed(
-        &namespace,
-        &name,
-        updated
-            .status
-            .as_ref()
-            .unwrap_or(&AIFeatureFlagStatus::default()),
-    );
-    Ok(Some(Turn {
-        flag: updated,
-        requeue: decision.requeue,
-    }))
+    Ok(None)
 }
 
 /// Server-side applies the engine's part, on the condition that the flag
