@@ -8,9 +8,9 @@ use std::time::Duration;
 use aiflags_api::{AIFeatureFlag, SidecarConfig};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::controller::Action;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::fixtures::{CacheBuilder, FlagBuilder, finished};
+use super::fixtures::{ApiServer, CacheBuilder, FlagBuilder, finished};
 use super::tests::compiled;
 use super::{Context, reconcile};
 use crate::rollout::commands::{ABORT, PROMOTE};
@@ -52,6 +52,28 @@ fn weights(config: &SidecarConfig, flag: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// What follows the engine's write of `updated` in a reconcile: the config
+/// (read back as `served`, applied with the canary at `canary` basis
+/// points), the reconciler's status, its `Compiled` Event and the reader
+/// Role. Returns the server, the config and the status applied.
+async fn compiled_after_engine(
+    server: ApiServer,
+    updated: &AIFeatureFlag,
+    served: Option<&SidecarConfig>,
+    canary: u32,
+) -> (ApiServer, SidecarConfig, Value) {
+    let server = server.config_map_read(served).await;
+    let (server, config) = server.config_map_applied().await;
+    assert_eq!(weights(&config, "summarizer"), [10_000 - canary, canary]);
+    let (server, status) = server
+        .flag_read(updated)
+        .await
+        .status_applied(updated)
+        .await;
+    let (server, _) = server.event_posted(updated, "Normal", "Compiled").await;
+    (server.reader_applied().await, config, status)
+}
+
 #[tokio::test]
 async fn a_new_canary_starts_at_step_one_and_the_config_follows_the_engine() {
     let (ctx, server, mut cache) = Context::test();
@@ -74,14 +96,7 @@ async fn a_new_canary_starts_at_step_one_and_the_config_follows_the_engine() {
             .event_posted(&expected, "Normal", "RolloutStarted")
             .await;
         assert_eq!(note, "the rollout starts at step 1 (10%)");
-        let server = server.config_map_read(None).await;
-        let (server, config) = server.config_map_applied().await;
-        assert_eq!(weights(&config, "summarizer"), [9000, 1000]);
-        let (server, status) = server
-            .flag_read(&updated)
-            .await
-            .status_applied(&updated)
-            .await;
+        let (_, _, status) = compiled_after_engine(server, &updated, None, 1000).await;
         assert_eq!(status["phase"], "Progressing");
         assert_eq!(status["split"], "stable=90 candidate=10");
         assert_eq!(
@@ -89,8 +104,6 @@ async fn a_new_canary_starts_at_step_one_and_the_config_follows_the_engine() {
             Some(1),
             "Ready only"
         );
-        let (server, _) = server.event_posted(&updated, "Normal", "Compiled").await;
-        server.reader_applied().await;
     });
 
     let result = reconcile(Arc::new(flag), ctx.clone()).await;
@@ -134,18 +147,10 @@ async fn promote_by_annotation_is_acted_on_removed_and_kept_by_other_flags_recon
             "promoted by hand (aiflags.dev/promote): the canary gets 100%"
         );
         let server = server.commands_removed(&expected, &[PROMOTE]).await;
-        let server = server.config_map_read(Some(&served)).await;
-        let (server, config) = server.config_map_applied().await;
-        assert_eq!(weights(&config, "summarizer"), [0, 10_000]);
-        let (server, status) = server
-            .flag_read(&updated)
-            .await
-            .status_applied(&updated)
-            .await;
+        let (server, config, status) =
+            compiled_after_engine(server, &updated, Some(&served), 10_000).await;
         assert_eq!(status["phase"], "Healthy");
         assert_eq!(status["split"], "stable=0 candidate=100");
-        let (server, _) = server.event_posted(&updated, "Normal", "Compiled").await;
-        let server = server.reader_applied().await;
 
         // The other flag's reconcile compiles the canary at 100% too.
         let server = server.config_map_read(Some(&config)).await;
@@ -185,17 +190,8 @@ async fn abort_by_annotation_sends_everything_to_stable_and_counts() {
             .event_posted(&expected, "Warning", "RolloutAborted")
             .await;
         let server = server.commands_removed(&expected, &[ABORT]).await;
-        let server = server.config_map_read(Some(&served)).await;
-        let (server, config) = server.config_map_applied().await;
-        assert_eq!(weights(&config, "summarizer"), [10_000, 0]);
-        let (server, status) = server
-            .flag_read(&updated)
-            .await
-            .status_applied(&updated)
-            .await;
+        let (_, _, status) = compiled_after_engine(server, &updated, Some(&served), 0).await;
         assert_eq!(status["phase"], "Degraded");
-        let (server, _) = server.event_posted(&updated, "Normal", "Compiled").await;
-        server.reader_applied().await;
     });
 
     let result = reconcile(Arc::new(flag), ctx.clone()).await;
@@ -245,16 +241,7 @@ async fn without_prometheus_a_due_check_is_inconclusive_and_the_step_holds() {
         let (server, _) = server
             .event_posted(&expected, "Warning", "AnalysisInconclusive")
             .await;
-        let server = server.config_map_read(Some(&served)).await;
-        let (server, config) = server.config_map_applied().await;
-        assert_eq!(weights(&config, "summarizer"), [9000, 1000]);
-        let (server, _) = server
-            .flag_read(&updated)
-            .await
-            .status_applied(&updated)
-            .await;
-        let (server, _) = server.event_posted(&updated, "Normal", "Compiled").await;
-        server.reader_applied().await;
+        compiled_after_engine(server, &updated, Some(&served), 1000).await;
     });
 
     let result = reconcile(Arc::new(flag), ctx.clone()).await;
@@ -284,17 +271,8 @@ async fn a_conflicting_engine_write_is_decided_again_on_the_fresh_flag() {
         let (server, _) = server
             .event_posted(&fresh_copy, "Normal", "RolloutStarted")
             .await;
-        let server = server.config_map_read(None).await;
-        let (server, config) = server.config_map_applied().await;
-        assert_eq!(weights(&config, "summarizer"), [9000, 1000]);
-        let (server, status) = server
-            .flag_read(&updated)
-            .await
-            .status_applied(&updated)
-            .await;
+        let (_, _, status) = compiled_after_engine(server, &updated, None, 1000).await;
         assert_eq!(status["phase"], "Progressing");
-        let (server, _) = server.event_posted(&updated, "Normal", "Compiled").await;
-        server.reader_applied().await;
     });
 
     let result = reconcile(Arc::new(flag), ctx.clone()).await;

@@ -28,8 +28,8 @@
 use std::time::Duration;
 
 use aiflags_api::{
-    AIFeatureFlagSpec, AIFeatureFlagStatus, AnalysisCheck, CheckResult, FlagState, RolloutState,
-    RolloutStatus, RolloutStep, rollout_identity,
+    AIFeatureFlagSpec, AIFeatureFlagStatus, Analysis, AnalysisCheck, CheckResult, FlagState,
+    RolloutState, RolloutStatus, RolloutStep, rollout_identity,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -371,7 +371,17 @@ fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     }
 }
 
-fn notice(warning: bool, reason: &'static str, note: String) -> Notice {
+/// `analysis.interval`, 1m when absent (or unreadable: the compiler rejects that).
+pub fn interval_of(analysis: &Analysis) -> Duration {
+    analysis
+        .interval
+        .as_deref()
+        .and_then(|i| aiflags_api::duration::parse_duration_ms(i).ok())
+        .map_or(DEFAULT_INTERVAL, Duration::from_millis)
+}
+
+/// An Event of the rollout.
+pub(crate) fn notice(warning: bool, reason: &'static str, note: String) -> Notice {
     Notice {
         warning,
         reason,

@@ -16,8 +16,7 @@ use serde_json::json;
 use super::analysis::{Request, analyse};
 use super::commands::{Requested, removal, requested};
 use super::conditions::{ABORTED, PROGRESSING, engine_part};
-use super::engine::{Input, Proxies, analysis_due, decide};
-use crate::controller::status::Notice;
+use super::engine::{Input, Proxies, analysis_due, decide, notice};
 use crate::controller::{Context, publish};
 use crate::propagation::status::PROPAGATED;
 
@@ -237,15 +236,6 @@ pub fn proxies_view(flag: &AIFeatureFlag, written: Option<&SidecarConfig>) -> Pr
         Some(c) if c.status == "True" => Proxies::Serving(weight),
         Some(c) => Proxies::Behind(c.message.clone()),
         None => Proxies::Behind("the proxies are not counted yet".into()),
-    }
-}
-
-fn notice(warning: bool, reason: &'static str, note: String) -> Notice {
-    Notice {
-        warning,
-        reason,
-        action: "Rollout",
-        note,
     }
 }
 

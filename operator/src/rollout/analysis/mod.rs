@@ -24,7 +24,7 @@ use aiflags_api::{AIFeatureFlag, Analysis, CheckResult, StableMargins, VariantMe
 use self::prometheus::{Prometheus, QueryError};
 use self::promql::Scope;
 use super::Verdict;
-use super::engine::{DEFAULT_INTERVAL, DEFAULT_MIN_REQUESTS};
+use super::engine::{DEFAULT_MIN_REQUESTS, interval_of};
 
 /// What to check, for one flag.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,11 +57,7 @@ impl Request {
                 model: variant.model.clone(),
             })
         };
-        let window = analysis
-            .interval
-            .as_deref()
-            .and_then(|i| aiflags_api::duration::parse_duration_ms(i).ok())
-            .map_or(DEFAULT_INTERVAL, Duration::from_millis);
+        let window = interval_of(&analysis);
         Some(Request {
             namespace: flag.metadata.namespace.clone()?,
             flag: flag.metadata.name.clone()?,

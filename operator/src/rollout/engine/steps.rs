@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::{
-    AbortCause, DEFAULT_FAILURE_LIMIT, DEFAULT_INTERVAL, Input, KEPT_CHECKS, Outcome, Proxies,
-    Record, earliest, notice, result_word, same_weight, shift, until,
+    AbortCause, DEFAULT_FAILURE_LIMIT, Input, KEPT_CHECKS, Outcome, Proxies, Record, earliest,
+    interval_of, notice, result_word, same_weight, shift, until,
 };
 use crate::controller::status::Notice;
 use crate::rollout::Verdict;
@@ -305,13 +305,8 @@ struct AnalysisSettings {
 impl AnalysisSettings {
     fn of(spec: &AIFeatureFlagSpec) -> Option<AnalysisSettings> {
         let analysis = spec.rollout.as_ref()?.analysis.as_ref()?;
-        let interval = analysis
-            .interval
-            .as_deref()
-            .and_then(|i| aiflags_api::duration::parse_duration_ms(i).ok())
-            .map_or(DEFAULT_INTERVAL, Duration::from_millis);
         Some(AnalysisSettings {
-            interval,
+            interval: interval_of(analysis),
             failure_limit: analysis
                 .failure_limit
                 .unwrap_or(DEFAULT_FAILURE_LIMIT)
