@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Runs the sidecar's cargo-fuzz targets for a bounded time each, starting from
-# the committed seed corpus. Usage: scripts/fuzz.sh [target...]
-#   FUZZ_SECONDS  seconds per target (default 20)
-# New corpus entries go to a temporary copy and are thrown away. A failing
-# input is printed, kept under sidecar/fuzz/artifacts/<target>/, and fails
-# the run.
+# the committed seed corpus and the reproducers of past findings.
+# Usage: scripts/fuzz.sh [target...]
+#   FUZZ_SECONDS         seconds per target (default 20)
+#   AIFLAGS_FUZZ_STRICT  1: no exemption for findings not yet fixed in the
+#                        sidecar (sidecar/fuzz/src/known.rs); their
+#                        reproducers under sidecar/fuzz/regressions/ then fail
+# Every seed and reproducer is first run once at its full size (the corpus
+# holds one 1 MB body); fuzzing then mutates inputs of up to 16 KiB. New
+# corpus entries go to a temporary copy and are thrown away. A failing input
+# is printed, kept under sidecar/fuzz/artifacts/<target>/, and fails the run.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root/sidecar/fuzz"
@@ -13,7 +18,7 @@ seconds="${FUZZ_SECONDS:-20}"
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(sse_stream request_rewrite)
+  targets=(sse_stream request_rewrite request_decode)
 fi
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -50,9 +55,15 @@ for target in "${targets[@]}"; do
   log="$work/$target.log"
   mkdir -p "$corpus" "$artifacts"
   cp -R "corpus/$target/." "$corpus/"
-  if cargo fuzz run "${build[@]}" "$target" "$corpus" -- \
-    -max_total_time="$seconds" -timeout=10 -dict="dict/$target.dict" \
-    -artifact_prefix="$artifacts/" >"$log" 2>&1; then
+  if [ -d "regressions/$target" ]; then
+    cp -R "regressions/$target/." "$corpus/"
+  fi
+  # -runs=0: every input once, at its full size, and no fuzzing.
+  if cargo fuzz run "${build[@]}" "$target" "$corpus" -- -runs=0 -timeout=60 \
+    -artifact_prefix="$artifacts/" >"$log" 2>&1 &&
+    cargo fuzz run "${build[@]}" "$target" "$corpus" -- \
+      -max_total_time="$seconds" -max_len=16384 -timeout=10 \
+      -dict="dict/$target.dict" -artifact_prefix="$artifacts/" >>"$log" 2>&1; then
     grep -E '^(#[0-9]+[[:space:]]+DONE|Done )' "$log" || tail -n 3 "$log"
     continue
   fi

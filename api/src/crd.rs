@@ -2,7 +2,7 @@
 //!
 //! Structural rules live in the generated OpenAPI schema and its CEL
 //! `x-kubernetes-validations`, so `kubectl apply` rejects bad input at once; the
-//! semantic rules are repeated in [`crate::compile`] so that every path into
+//! semantic rules are repeated in `compile` so that every path into
 //! the sidecar config (operator, `render`, local mode) gives the same answer.
 
 use std::collections::BTreeMap;

@@ -11,8 +11,6 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::{ProxyBody, full};
 use crate::budget::Budget;
-use crate::request::ReadError;
-use crate::upstream::target::BadTarget;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -23,8 +21,9 @@ pub enum ProxyError {
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     ReadBody(String),
+    /// The request target is not one the proxy forwards (see `upstream::target`).
     #[error("{0}")]
-    BadTarget(#[from] BadTarget),
+    BadTarget(String),
     #[error(
         "flag {flag:?} named in the x-aiflags-flag header is not in this sidecar's config \
          (revision {revision}); check the flag name and its podSelector"
@@ -49,15 +48,6 @@ impl ProxyError {
     pub fn budget(budget: &Arc<Budget>) -> ProxyError {
         ProxyError::Busy {
             limit: budget.limit(),
-        }
-    }
-
-    /// A request body read that failed.
-    pub fn reading(error: ReadError, limit: usize, budget: &Arc<Budget>) -> ProxyError {
-        match error {
-            ReadError::TooLarge => ProxyError::BodyTooLarge { limit },
-            ReadError::Budget => ProxyError::budget(budget),
-            ReadError::Broken(e) => ProxyError::ReadBody(e),
         }
     }
 
@@ -115,26 +105,6 @@ pub fn error_json(message: &str, code: &str) -> Bytes {
     Bytes::from(value.to_string())
 }
 
-/// Client-supplied text fit to echo in a message or a log line: printable
-/// ASCII only (anything else becomes `?`), at most `max` characters.
-pub fn printable(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .take(max)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if text.chars().nth(max).is_some() {
-        out.push_str("...");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use http_body_util::BodyExt;
@@ -166,14 +136,6 @@ mod tests {
         assert_eq!(upstream(StatusCode::GATEWAY_TIMEOUT).status(), 504);
         assert_eq!(upstream(StatusCode::BAD_GATEWAY).status(), 502);
         assert_eq!(ProxyError::Busy { limit: 1 }.status(), 503);
-        assert_eq!(ProxyError::BadTarget(BadTarget::Connect).status(), 400);
-    }
-
-    #[test]
-    fn echoed_text_is_printable_and_bounded() {
-        assert_eq!(printable("abc def", 16), "abc def");
-        assert_eq!(printable("a\nb=c\u{1b}[31m", 16), "a?b=c?[31m");
-        assert_eq!(printable("éé", 16), "??");
-        assert_eq!(printable(&"x".repeat(300), 4), "xxxx...");
+        assert_eq!(ProxyError::BadTarget("x".into()).status(), 400);
     }
 }

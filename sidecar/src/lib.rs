@@ -35,5 +35,6 @@ pub mod settings;
 pub mod sse;
 pub mod stream;
 pub mod telemetry;
+pub mod text;
 pub mod upstream;
 pub mod usage;

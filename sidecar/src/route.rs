@@ -18,13 +18,14 @@ use crate::body::{ProxyBody, boxed};
 use crate::budget::{Budget, Reservation};
 use crate::circuit::{BreakerSettings, Breakers};
 use crate::config::snapshot::SnapshotCell;
-use crate::error::{ProxyError, printable};
+use crate::error::ProxyError;
 use crate::flags::Selection;
 use crate::flags::decide::{RequestView, decide};
 use crate::record::{ReportOnce, Reporter};
 use crate::request::{Readable, make_readable, read_bounded};
 use crate::respond::{IdleBody, StreamContext, gave_up, own_error, passed_through, served};
 use crate::telemetry::Record;
+use crate::text::printable;
 use crate::upstream::target::{Protocol, check_request_target};
 use crate::upstream::{Send, Upstream};
 
@@ -117,7 +118,7 @@ impl Route {
                 if matches!(e, crate::request::ReadError::Budget) {
                     self.reporter.telemetry.budget_exhausted();
                 }
-                return own_error(ProxyError::reading(e, limit, &self.budget), report, None);
+                return own_error(e.into_proxy_error(limit, &self.budget), report, None);
             }
             Err(_) => {
                 let message = format!(
@@ -274,9 +275,10 @@ impl Route {
         self.reporter.telemetry.request_unparsed(reason);
         tracing::warn!(
             operation = operation.as_str(),
-            path = %printable(parts.uri.path(), 128),
+            // Quoted (`?`): both echo what the client sent.
+            path = ?printable(parts.uri.path(), 128),
             reason,
-            detail = %printable(detail, 200),
+            detail = ?printable(detail, 200),
             "request body not readable: passed through without a flag"
         );
     }

@@ -28,18 +28,6 @@ pub(crate) struct AnthropicCounts {
     output: u64,
 }
 
-impl Usage {
-    /// Adds another response's counts, e.g. across attempts.
-    pub fn add(&mut self, other: &Usage) {
-        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
-        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
-        self.cached_input_tokens = self
-            .cached_input_tokens
-            .saturating_add(other.cached_input_tokens);
-        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
-    }
-}
-
 impl AnthropicCounts {
     /// Takes the counts a usage object carries, keeping the others: a
     /// `message_delta` may repeat only `output_tokens`. `None` when `usage`
@@ -78,16 +66,14 @@ pub fn usage_from_response(op: Operation, body: &Value) -> Option<Usage> {
     usage_from_usage(op, body.get("usage")?)
 }
 
-/// The same, straight from a response body's bytes: only the top-level
-/// `usage` object is built, the rest (the completion itself, embeddings) is
-/// skipped by the parser without being materialised.
+/// The same, straight from a response body's bytes: the body is scanned to
+/// find its top-level `usage` member, and only that small object is parsed
+/// (the completion itself, or a batch of embeddings, is never built).
 pub fn usage_from_bytes(op: Operation, body: &[u8]) -> Option<Usage> {
-    #[derive(serde::Deserialize)]
-    struct OnlyUsage {
-        usage: Option<Value>,
-    }
-    let only: OnlyUsage = serde_json::from_slice(body).ok()?;
-    usage_from_usage(op, &only.usage?)
+    let scanned = crate::request::scan::Scanned::new(body).ok()?;
+    let raw = scanned.get(body, "usage")?;
+    let usage: Value = serde_json::from_str(raw).ok()?;
+    usage_from_usage(op, &usage)
 }
 
 fn usage_from_usage(op: Operation, usage: &Value) -> Option<Usage> {
@@ -101,24 +87,31 @@ fn usage_from_usage(op: Operation, usage: &Value) -> Option<Usage> {
 /// OpenAI's chat/completions/embeddings usage object.
 pub(crate) fn openai_usage(usage: &Value) -> Option<Usage> {
     usage.as_object()?;
-    let count = |path| usage.pointer(path).and_then(Value::as_u64).unwrap_or(0);
     Some(Usage {
-        input_tokens: count("/prompt_tokens"),
-        output_tokens: count("/completion_tokens"),
-        cached_input_tokens: count("/prompt_tokens_details/cached_tokens"),
-        reasoning_tokens: count("/completion_tokens_details/reasoning_tokens"),
+        input_tokens: count(usage, &["prompt_tokens"]),
+        output_tokens: count(usage, &["completion_tokens"]),
+        cached_input_tokens: count(usage, &["prompt_tokens_details", "cached_tokens"]),
+        reasoning_tokens: count(usage, &["completion_tokens_details", "reasoning_tokens"]),
     })
+}
+
+/// A count at a path of object keys; anything missing or not a whole
+/// number is zero. (`Value::pointer` would allocate per segment.)
+fn count(value: &Value, path: &[&str]) -> u64 {
+    path.iter()
+        .try_fold(value, |v, key| v.get(key))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
 }
 
 /// OpenAI's responses usage object.
 pub(crate) fn responses_usage(usage: &Value) -> Option<Usage> {
     usage.as_object()?;
-    let count = |path| usage.pointer(path).and_then(Value::as_u64).unwrap_or(0);
     Some(Usage {
-        input_tokens: count("/input_tokens"),
-        output_tokens: count("/output_tokens"),
-        cached_input_tokens: count("/input_tokens_details/cached_tokens"),
-        reasoning_tokens: count("/output_tokens_details/reasoning_tokens"),
+        input_tokens: count(usage, &["input_tokens"]),
+        output_tokens: count(usage, &["output_tokens"]),
+        cached_input_tokens: count(usage, &["input_tokens_details", "cached_tokens"]),
+        reasoning_tokens: count(usage, &["output_tokens_details", "reasoning_tokens"]),
     })
 }
 
@@ -210,12 +203,5 @@ mod tests {
         );
         assert_eq!(counts.update(&json!(null)), None);
         assert_eq!(counts.usage(), usage(40, 15, 10, 0));
-    }
-
-    #[test]
-    fn usage_adds_up_without_overflow() {
-        let mut total = usage(u64::MAX, 1, 2, 3);
-        total.add(&usage(1, 1, 1, 1));
-        assert_eq!(total, usage(u64::MAX, 2, 3, 4));
     }
 }

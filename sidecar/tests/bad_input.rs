@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use support::{Stack, within};
@@ -133,10 +131,8 @@ async fn a_client_leaving_mid_stream_cancels_the_upstream_request() {
     within("first chunk", body.frame()).await.unwrap().unwrap();
     assert_eq!(active_streams(&stack).await, 1);
     drop(body);
-    within("the upstream stream to be cancelled", async {
-        while active_streams(&stack).await != 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    support::eventually("the upstream stream to be cancelled", || async {
+        active_streams(&stack).await == 0
     })
     .await;
     // And the sidecar still serves.

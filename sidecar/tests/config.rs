@@ -5,9 +5,8 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
 
-use support::{Stack, compile, within};
+use support::{Stack, compile, eventually, within};
 
 fn split(candidate: u32) -> String {
     format!(
@@ -61,33 +60,52 @@ async fn a_symlink_swap_under_load_loses_no_request_and_changes_the_split() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Traffic under the old config first: a split with no candidate.
+    eventually("requests served before the swap", || {
+        let sent = sent.clone();
+        async move { sent.load(Ordering::Relaxed) >= 40 }
+    })
+    .await;
     assert_eq!(candidates.load(Ordering::Relaxed), 0);
+    let reloads = stack
+        .metric("aiflags_config_reloads_total", &[("result", "ok")])
+        .await;
     stack.swap_config(&compile(&split(100)).to_json());
-    within("the new split", async {
-        while candidates.load(Ordering::Relaxed) < 50 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    eventually("the new split", || {
+        let candidates = candidates.clone();
+        async move { candidates.load(Ordering::Relaxed) >= 50 }
     })
     .await;
     stop.store(true, Ordering::Relaxed);
     for worker in load {
         within("load worker", worker).await.unwrap();
     }
-    assert!(sent.load(Ordering::Relaxed) > 100);
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     let config = stack.admin("/config").await.json();
     assert_eq!(config["revision"], compile(&split(100)).revision);
+    let after = stack
+        .metric("aiflags_config_reloads_total", &[("result", "ok")])
+        .await;
+    assert_eq!(after, reloads + 1.0, "one swap, one reload");
 }
 
 #[tokio::test]
 async fn an_invalid_document_leaves_the_old_config_serving() {
     let stack = Stack::config_map(&split(100)).start().await;
     let revision = stack.admin("/config").await.json()["revision"].clone();
+    let failed = |n: f64| {
+        let stack = &stack;
+        move || async move {
+            stack
+                .metric("aiflags_config_reloads_total", &[("result", "error")])
+                .await
+                >= n
+        }
+    };
     stack.swap_config(r#"{"schema": "aiflags.dev/config/v2", "revision": "x", "flags": []}"#);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    eventually("the unknown schema to be refused", failed(1.0)).await;
     stack.swap_config("{ not json");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    eventually("the broken document to be refused", failed(2.0)).await;
     assert_eq!(
         stack.chat("gpt-4o-mini").user("a").send().await.variant(),
         "candidate"
@@ -102,10 +120,8 @@ async fn local_flag_file_changes_are_picked_up() {
     assert_eq!(stack.admin("/readyz").await.status, 200);
     assert_eq!(stack.admin("/healthz").await.status, 200);
     std::fs::write(stack.dir.path().join("flags.yaml"), split(100)).unwrap();
-    within("the local flags reload", async {
-        while stack.chat("gpt-4o-mini").user("a").send().await.variant() != "candidate" {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually("the local flags reload", || async {
+        stack.chat("gpt-4o-mini").user("a").send().await.variant() == "candidate"
     })
     .await;
 }

@@ -33,7 +33,11 @@ async fn shutdown_drains_an_in_flight_stream_and_stops_accepting() {
     let addr = sidecar.addr;
     let response = client.chat("gpt-4o-mini").streaming().open().await;
     let shutdown = tokio::spawn(sidecar.shutdown());
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Draining: the listener is closed while the stream goes on.
+    support::eventually("the listener to close", || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
     let body = within("the drained stream", response.into_body().collect())
         .await
         .unwrap();

@@ -7,12 +7,11 @@ so every count is exactly what that test sent and no test depends on another's
 traffic or on the breaker state another left behind."""
 
 import json
-import re
 import urllib.request
 
 import pytest
 
-from conftest import running_stack, wait_until
+from conftest import grown, running_stack, settled, value, wait_until
 
 FLAGS = """
 apiVersion: aiflags.dev/v1alpha1
@@ -61,8 +60,6 @@ spec:
 """
 
 MESSAGES = [{"role": "user", "content": "Count the tokens, please."}]
-SERIES = re.compile(r'^(?P<name>[a-z_]+)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 @pytest.fixture
@@ -77,46 +74,6 @@ def sdk(metered):
     import openai
 
     return openai.OpenAI(base_url=f"{metered.base}/v1", api_key="sk-e2e", max_retries=0, timeout=30)
-
-
-def scrape(stack):
-    """{(name, frozenset(labels)): value} from the Prometheus text format."""
-    with urllib.request.urlopen(f"{stack.admin}/metrics", timeout=5) as response:
-        assert response.headers["content-type"].startswith("text/plain")
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = SERIES.match(line)
-        assert m, f"unparseable exposition line: {line!r}"
-        labels = frozenset(LABEL.findall(m["labels"] or ""))
-        samples[(m["name"], labels)] = float(m["value"])
-    return samples
-
-
-def settled(stack):
-    """A scrape once no request is in flight: a request (a stream above all)
-    is counted when its body ends, which can be just after the client read
-    the last byte."""
-    def idle():
-        samples = scrape(stack)
-        return samples if value(samples, "aiflags_active_requests") == 0 else None
-
-    return wait_until("no request in flight", idle)
-
-
-def value(samples, name, **labels):
-    matches = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls]
-    assert matches, f"no sample {name}{labels}"
-    return sum(matches)
-
-
-def grown(after, before, name, **labels):
-    """How much a counter grew between two scrapes; a series that did not
-    exist before counts from 0."""
-    earlier = [v for (n, ls), v in before.items() if n == name and set(labels.items()) <= ls]
-    return value(after, name, **labels) - sum(earlier)
 
 
 def mock_output_tokens(model):

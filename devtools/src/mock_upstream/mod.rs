@@ -9,15 +9,24 @@
 //! - `mock-truncated-stream`: a few chunks, then a clean end without the end marker.
 //! - `mock-malformed-sse`: a stream that is not valid SSE JSON.
 //! - `mock-flaky-N`: fails the first N requests for that model, then answers.
+//! - `mock-gzip-stream`: answers gzip-compressed (`content-encoding: gzip`)
+//!   whatever `accept-encoding` asked for, streams chunk by chunk.
+//! - `mock-gzip-cut-stream`: a gzip stream cut off after a few chunks.
+//! - `mock-gzip-stall-stream`: a few gzip chunks, then silence with the
+//!   stream held open until the client goes.
 //!
 //! [`Behaviour`] adds what a demo wants on top: model-like latency, and one
 //! real model name that fails every Nth request so fallbacks show.
 //!
 //! Every response echoes what arrived (`x-mock-received-model`,
-//! `x-mock-saw-authorization`, `x-mock-body-sha256`, …) so tests can assert on
-//! what the proxy sent. `GET /mock/requests/{model}` counts requests per model,
+//! `x-mock-saw-headers` (every header name), `x-mock-saw-authorization`,
+//! `x-mock-body-sha256`, …) so tests can assert on what the proxy sent. A
+//! body is read as tolerantly as providers read it (a byte order mark, bytes
+//! after the JSON, lone surrogate escapes); `x-mock-body-json` says how. `GET /mock/requests/{model}` counts requests per model,
 //! `GET /mock/active-streams` the streams still sending.
 
+mod echo;
+mod gzip;
 mod replies;
 
 use std::collections::HashMap;
@@ -32,7 +41,6 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -139,7 +147,7 @@ impl MockState {
                 &json!({ "model": model, "requests": count }),
             ));
         }
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let (body, read_as) = echo::read_json(&bytes);
         let model = body
             .get("model")
             .and_then(Value::as_str)
@@ -149,7 +157,7 @@ impl MockState {
             count: self.count(&model, true),
             model,
             active: self.active_streams.clone(),
-            headers: echo_headers(&parts.headers, &bytes, &body, &path),
+            headers: echo::echo_headers(&parts.headers, &bytes, &body, read_as, &path),
         };
         let operation = (parts.method == Method::POST)
             .then(|| operation_for_path(&path))
@@ -267,6 +275,9 @@ async fn behave(
                 );
                 return response;
             }
+            if let Some(end) = gzip::GzipEnd::for_model(model) {
+                return gzip::gzipped(&seen.active, stream, &reply, end);
+            }
             if !stream {
                 return json_response(StatusCode::OK, &reply.whole());
             }
@@ -307,7 +318,7 @@ fn operation_for_path(path: &str) -> Option<Operation> {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
+pub(super) fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     let body =
         json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}});
     json_response(status, &body)
@@ -330,6 +341,17 @@ fn sse(
     pace: Duration,
     chunks: Vec<Result<Bytes, BoxError>>,
 ) -> Response<ProxyBody> {
+    sse_then(active, pace, chunks, false)
+}
+
+/// [`sse`], then, if `stall`, the stream stays open without a byte more
+/// until the client goes.
+pub(super) fn sse_then(
+    active: &Arc<AtomicI64>,
+    pace: Duration,
+    chunks: Vec<Result<Bytes, BoxError>>,
+    stall: bool,
+) -> Response<ProxyBody> {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
     let active = ActiveStream::new(active.clone());
     tokio::spawn(async move {
@@ -339,6 +361,9 @@ fn sse(
             if tx.send(chunk.map(Frame::data)).await.is_err() {
                 return;
             }
+        }
+        if stall {
+            tx.closed().await;
         }
     });
     let frames = futures::stream::unfold(rx, |mut rx| async move {
@@ -353,7 +378,7 @@ fn sse(
 }
 
 /// Time between streamed chunks.
-const PACE: Duration = Duration::from_millis(5);
+pub(super) const PACE: Duration = Duration::from_millis(5);
 
 /// Counts a stream while its sender lives.
 struct ActiveStream(Arc<AtomicI64>);
@@ -369,60 +394,6 @@ impl Drop for ActiveStream {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// Facts about the request, as `x-mock-*` headers.
-fn echo_headers(headers: &HeaderMap, bytes: &Bytes, body: &Value, path: &str) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    let yes_no = |b: bool| HeaderValue::from_static(if b { "yes" } else { "no" });
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
-    let mut put = |name: &'static str, value: Option<HeaderValue>| {
-        if let Some(value) = value {
-            out.insert(name, value);
-        }
-    };
-    put("x-mock-received-model", HeaderValue::from_str(model).ok());
-    put("x-mock-received-path", HeaderValue::from_str(path).ok());
-    put(
-        "x-mock-saw-authorization",
-        Some(yes_no(headers.contains_key(header::AUTHORIZATION))),
-    );
-    put(
-        "x-mock-authorization",
-        headers.get(header::AUTHORIZATION).cloned(),
-    );
-    put("x-mock-api-key", headers.get("x-api-key").cloned());
-    put(
-        "x-mock-accept-encoding",
-        headers.get(header::ACCEPT_ENCODING).cloned(),
-    );
-    put(
-        "x-mock-aiflags-flag",
-        headers.get("x-aiflags-flag").cloned(),
-    );
-    put("x-mock-host", headers.get(header::HOST).cloned());
-    put(
-        "x-mock-body-sha256",
-        HeaderValue::from_str(&hex::encode(Sha256::digest(bytes))).ok(),
-    );
-    put(
-        "x-mock-body-bytes",
-        HeaderValue::from_str(&bytes.len().to_string()).ok(),
-    );
-    let include_usage = body
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool);
-    put(
-        "x-mock-saw-include-usage",
-        Some(yes_no(include_usage == Some(true))),
-    );
-    if let Some(t) = body.get("temperature") {
-        put(
-            "x-mock-temperature",
-            HeaderValue::from_str(&t.to_string()).ok(),
-        );
-    }
-    out
 }
 
 /// The `mock-upstream` subcommand: serve until ctrl-c or SIGTERM.

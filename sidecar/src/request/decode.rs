@@ -193,11 +193,14 @@ impl StreamDecoder {
 
     /// Decodes a chunk; returns what it decoded to so far.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Bytes, DecodeError> {
+        // Flushed after every chunk: a write-side decoder otherwise keeps a
+        // chunk's output until the next write, a chunk late on a live stream
+        // and lost when the stream ends early.
         let written = match &mut self.inner {
-            Writer::Gzip(w) => w.write_all(chunk),
-            Writer::Zlib(w) => w.write_all(chunk),
-            Writer::RawDeflate(w) => w.write_all(chunk),
-            Writer::Brotli(w) => w.write_all(chunk),
+            Writer::Gzip(w) => w.write_all(chunk).and_then(|()| w.flush()),
+            Writer::Zlib(w) => w.write_all(chunk).and_then(|()| w.flush()),
+            Writer::RawDeflate(w) => w.write_all(chunk).and_then(|()| w.flush()),
+            Writer::Brotli(w) => w.write_all(chunk).and_then(|()| w.flush()),
             Writer::Unsupported => Err(std::io::Error::other("not decodable as a stream")),
         };
         written.map_err(|e| self.error(&e))?;

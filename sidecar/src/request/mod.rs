@@ -52,6 +52,17 @@ pub enum ReadError {
     Broken(String),
 }
 
+impl ReadError {
+    /// The proxy's answer to a request body it could not read.
+    pub fn into_proxy_error(self, limit: usize, budget: &Arc<Budget>) -> ProxyError {
+        match self {
+            ReadError::TooLarge => ProxyError::BodyTooLarge { limit },
+            ReadError::Budget => ProxyError::budget(budget),
+            ReadError::Broken(e) => ProxyError::ReadBody(e),
+        }
+    }
+}
+
 /// Reads a whole body (a request's, or a response's): refused past `limit`
 /// bytes and past the budget, before a byte more is held.
 pub async fn read_bounded(

@@ -43,7 +43,7 @@ pub fn splice(bytes: &Bytes, scanned: &Scanned, edits: &Edits<'_>) -> Result<Rop
         let key = scanned.key(bytes, entry);
         if key == "model" {
             has_model = true;
-            out.member(key, |o| o.json(&Value::from(edits.model)))?;
+            out.member(key, |o| o.string(edits.model))?;
             continue;
         }
         match patch.get(key) {
@@ -77,7 +77,7 @@ pub fn splice(bytes: &Bytes, scanned: &Scanned, edits: &Edits<'_>) -> Result<Rop
         out.member(key, |o| o.json(&added))?;
     }
     if !has_model {
-        out.member("model", |o| o.json(&Value::from(edits.model)))?;
+        out.member("model", |o| o.string(edits.model))?;
     }
     out.text(b"}");
     // Whatever followed the object (whitespace, or bytes an upstream will
@@ -180,6 +180,21 @@ impl Output {
         }
     }
 
+    /// A JSON string literal: most names and model ids need no escaping.
+    fn string(&mut self, text: &str) -> Result<(), SpliceError> {
+        if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.pending.reserve(text.len() + 2);
+            self.pending.extend_from_slice(b"\"");
+            self.pending.extend_from_slice(text.as_bytes());
+            self.pending.extend_from_slice(b"\"");
+            return Ok(());
+        }
+        let mut writer = std::mem::take(&mut self.pending).writer();
+        let written = serde_json::to_writer(&mut writer, text);
+        self.pending = writer.into_inner();
+        written.map_err(|e| SpliceError(e.to_string()))
+    }
+
     fn json(&mut self, value: &Value) -> Result<(), SpliceError> {
         let mut writer = std::mem::take(&mut self.pending).writer();
         let written = serde_json::to_writer(&mut writer, value);
@@ -197,7 +212,7 @@ impl Output {
             self.text(b",");
         }
         self.members += 1;
-        self.json(&Value::from(key))?;
+        self.string(key)?;
         self.text(b":");
         value(self)
     }

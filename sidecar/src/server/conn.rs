@@ -113,13 +113,17 @@ pub async fn serve<S, F>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (builder, service, limits, closing, permits, open) = (
+        // Registered here, before the next accept: a burst of new
+        // connections must find each other evictable.
+        let activity = Arc::new(Activity::default());
+        let evicted = CancellationToken::new();
+        let registered = Open::add(&open, activity.clone(), evicted.clone());
+        let (builder, service, limits, closing, permits) = (
             builder.clone(),
             service.clone(),
             limits.clone(),
             closing_rx.clone(),
             permits.clone(),
-            open.clone(),
         );
         tokio::spawn(async move {
             // The evicted connection's place frees as soon as its task ends.
@@ -127,10 +131,17 @@ pub async fn serve<S, F>(
                 Some(permit) => permit,
                 None => match tokio::time::timeout(EVICTION_WAIT, permits.acquire_owned()).await {
                     Ok(Ok(permit)) => permit,
-                    _ => return refuse(&stream, limits.max_connections),
+                    _ => {
+                        drop(registered);
+                        return refuse(&stream, limits.max_connections);
+                    }
                 },
             };
-            serve_connection(stream, &builder, service, &limits, closing, &open).await;
+            serve_connection(
+                stream, &builder, service, &limits, closing, activity, evicted,
+            )
+            .await;
+            drop(registered);
             drop(permit);
         });
     }
@@ -158,14 +169,12 @@ async fn serve_connection<S, F>(
     service: S,
     limits: &ListenerLimits,
     mut closing: watch::Receiver<bool>,
-    open: &Open,
+    activity: Arc<Activity>,
+    evicted: CancellationToken,
 ) where
     S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
-    let activity = Arc::new(Activity::default());
-    let evicted = CancellationToken::new();
-    let _registered = open.add(activity.clone(), evicted.clone());
     let mut first = [0u8; 1];
     tokio::select! {
         peeked = tokio::time::timeout(limits.first_byte, stream.peek(&mut first)) => match peeked {
@@ -239,16 +248,19 @@ struct Open {
 }
 
 /// Removes its connection from [`Open`] when the connection ends.
-struct Registered<'a> {
-    open: &'a Open,
+struct Registered {
+    open: Arc<Open>,
     id: u64,
 }
 
 impl Open {
-    fn add(&self, activity: Arc<Activity>, evict: CancellationToken) -> Registered<'_> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, (activity, evict));
-        Registered { open: self, id }
+    fn add(open: &Arc<Open>, activity: Arc<Activity>, evict: CancellationToken) -> Registered {
+        let id = open.next.fetch_add(1, Ordering::Relaxed);
+        open.lock().insert(id, (activity, evict));
+        Registered {
+            open: open.clone(),
+            id,
+        }
     }
 
     /// Closes the oldest connection with no request in flight; `false` when
@@ -273,7 +285,7 @@ impl Open {
     }
 }
 
-impl Drop for Registered<'_> {
+impl Drop for Registered {
     fn drop(&mut self) {
         self.open.lock().remove(&self.id);
     }

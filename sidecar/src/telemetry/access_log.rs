@@ -1,16 +1,20 @@
 //! The access log: one line per request, written off the serving thread.
 //!
 //! A request formats its line (names and numbers only: never prompts,
-//! completions or credentials) and hands it to a bounded queue; a writer
-//! thread drains the queue into the sink, flushing whenever it runs dry. A
-//! full queue (a sink slower than the traffic) drops the line and counts it
-//! in `aiflags_access_log_dropped_total` rather than making a request wait.
+//! completions or credentials) and appends it to a shared buffer; a writer
+//! thread takes the buffer every [`FLUSH_EVERY`] and writes it in one go.
+//! Nobody is woken per request, so a busy sidecar spends no system call on
+//! its access log beyond one write per interval. A buffer past
+//! [`MAX_BUFFERED`] (a sink slower than the traffic) drops the line and
+//! counts it in `aiflags_access_log_dropped_total` rather than making a
+//! request wait or the memory grow.
 
-use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::IntCounter;
 
@@ -29,19 +33,27 @@ pub enum Format {
     Json,
 }
 
-/// Lines waiting for the writer; past this, lines are dropped and counted.
-const QUEUE_LINES: usize = 8192;
+/// How often the writer takes what has been logged.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Bytes waiting for the writer; past this, lines are dropped and counted.
+pub const MAX_BUFFERED: usize = 4 << 20;
 
-/// A handle to the writer thread; cheap to clone.
-#[derive(Clone)]
+/// The serving side of the log; the writer thread stops (after a last
+/// flush) when this is dropped.
 pub struct AccessLog {
-    queue: SyncSender<String>,
+    shared: Arc<Shared>,
     format: Format,
     dropped: IntCounter,
+    writer: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    lines: Mutex<Vec<u8>>,
+    closed: AtomicBool,
 }
 
 impl AccessLog {
-    /// Starts the writer thread. `dropped` counts lines the queue had no room for.
+    /// Starts the writer thread. `dropped` counts lines the buffer had no room for.
     pub fn start(sink: Sink, format: Format, dropped: IntCounter) -> std::io::Result<AccessLog> {
         let out: Box<dyn Write + Send> = match &sink {
             Sink::Stderr => Box::new(std::io::stderr()),
@@ -52,42 +64,71 @@ impl AccessLog {
                     .open(path)?,
             ),
         };
-        let (queue, lines) = sync_channel(QUEUE_LINES);
-        std::thread::Builder::new()
-            .name("aiflags-access-log".into())
-            .spawn(move || write_lines(lines, out))?;
+        let shared = Arc::new(Shared {
+            lines: Mutex::new(Vec::with_capacity(64 * 1024)),
+            closed: AtomicBool::new(false),
+        });
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("aiflags-access-log".into())
+                .spawn(move || write_lines(&shared, out))?
+        };
         Ok(AccessLog {
-            queue,
+            shared,
             format,
             dropped,
+            writer: Some(writer),
         })
     }
 
-    /// Queues the line for `record`; never blocks.
+    /// Appends the line for `record`; never blocks on the sink.
     pub fn write(&self, record: &Record) {
         let line = match self.format {
             Format::Json => json_line(record, SystemTime::now()),
             Format::Text => text_line(record, SystemTime::now()),
         };
-        match self.queue.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.dropped.inc(),
+        let mut lines = self.shared.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() + line.len() > MAX_BUFFERED {
+            drop(lines);
+            self.dropped.inc();
+            return;
+        }
+        lines.extend_from_slice(line.as_bytes());
+    }
+}
+
+impl Drop for AccessLog {
+    /// Flushes what is left and stops the writer.
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        if let Some(writer) = self.writer.take() {
+            writer.thread().unpark();
+            let _ = writer.join();
         }
     }
 }
 
-/// The writer thread: block for a line, then take every line already queued
-/// before one flush, so a busy sidecar writes in large batches.
-fn write_lines(lines: Receiver<String>, out: Box<dyn Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(line) = lines.recv() {
-        let _ = out.write_all(line.as_bytes());
-        while let Ok(line) = lines.try_recv() {
-            let _ = out.write_all(line.as_bytes());
+/// The writer thread: every interval (or when closing), swap the buffer for
+/// an empty one and write it whole.
+fn write_lines(shared: &Shared, mut out: Box<dyn Write + Send>) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    loop {
+        let closing = shared.closed.load(Ordering::Acquire);
+        {
+            let mut lines = shared.lines.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut *lines, &mut batch);
         }
-        let _ = out.flush();
+        if !batch.is_empty() {
+            let _ = out.write_all(&batch);
+            let _ = out.flush();
+            batch.clear();
+        }
+        if closing {
+            return;
+        }
+        std::thread::park_timeout(FLUSH_EVERY);
     }
-    let _ = out.flush();
 }
 
 /// The shape of the sidecar's other JSON log lines (tracing's):
@@ -98,23 +139,21 @@ pub fn json_line(r: &Record, now: SystemTime) -> String {
     push_timestamp(&mut line, now);
     line.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
     for (name, value) in strings(r) {
-        let _ = write!(line, ",\"{name}\":");
+        line.push_str(",\"");
+        line.push_str(name);
+        line.push_str("\":");
         push_json_string(&mut line, value);
     }
-    let _ = write!(
-        line,
-        ",\"status\":{},\"attempts\":{},\"fallbacks\":{},\"stream_error\":{},\"duration_ms\":{:.3}",
-        r.status,
-        r.attempts,
-        r.fallbacks.len(),
-        r.stream_error,
-        r.duration.as_secs_f64() * 1e3
-    );
+    for (name, value) in numbers(r) {
+        line.push_str(",\"");
+        line.push_str(name);
+        line.push_str("\":");
+        value.push_to(&mut line);
+    }
+    line.push_str(",\"ttft_ms\":");
     match r.time_to_first_token {
-        Some(t) => {
-            let _ = write!(line, ",\"ttft_ms\":{:.3}", t.as_secs_f64() * 1e3);
-        }
-        None => line.push_str(",\"ttft_ms\":null"),
+        Some(t) => push_millis(&mut line, t),
+        None => line.push_str("null"),
     }
     line.push_str("},\"target\":\"aiflags::access\"}\n");
     line
@@ -126,7 +165,9 @@ pub fn text_line(r: &Record, now: SystemTime) -> String {
     push_timestamp(&mut line, now);
     line.push_str("  INFO aiflags::access: request");
     for (name, value) in strings(r) {
-        let _ = write!(line, " {name}=");
+        line.push(' ');
+        line.push_str(name);
+        line.push('=');
         // Anything that could be mistaken for another field is quoted.
         if value.is_empty()
             || value.contains(|c: char| c == ' ' || c == '=' || c == '"' || c.is_control())
@@ -136,20 +177,78 @@ pub fn text_line(r: &Record, now: SystemTime) -> String {
             line.push_str(value);
         }
     }
-    let _ = write!(
-        line,
-        " status={} attempts={} fallbacks={} stream_error={} duration_ms={:.3}",
-        r.status,
-        r.attempts,
-        r.fallbacks.len(),
-        r.stream_error,
-        r.duration.as_secs_f64() * 1e3
-    );
+    for (name, value) in numbers(r) {
+        line.push(' ');
+        line.push_str(name);
+        line.push('=');
+        value.push_to(&mut line);
+    }
     if let Some(t) = r.time_to_first_token {
-        let _ = write!(line, " ttft_ms={:.3}", t.as_secs_f64() * 1e3);
+        line.push_str(" ttft_ms=");
+        push_millis(&mut line, t);
     }
     line.push('\n');
     line
+}
+
+/// A number field of the line.
+enum Number {
+    Count(u64),
+    Flag(bool),
+    Millis(std::time::Duration),
+}
+
+impl Number {
+    fn push_to(&self, out: &mut String) {
+        match self {
+            Number::Count(n) => push_u64(out, *n),
+            Number::Flag(b) => out.push_str(if *b { "true" } else { "false" }),
+            Number::Millis(d) => push_millis(out, *d),
+        }
+    }
+}
+
+fn numbers(r: &Record) -> [(&'static str, Number); 5] {
+    [
+        ("status", Number::Count(u64::from(r.status))),
+        ("attempts", Number::Count(u64::from(r.attempts))),
+        ("fallbacks", Number::Count(r.fallbacks.len() as u64)),
+        ("stream_error", Number::Flag(r.stream_error)),
+        ("duration_ms", Number::Millis(r.duration)),
+    ]
+}
+
+/// Decimal digits without the formatting machinery: lines are written per
+/// request, on the serving thread.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for digit in &digits[at..] {
+        out.push(char::from(*digit));
+    }
+}
+
+/// Milliseconds with three decimals (microsecond resolution): `12.345`.
+fn push_millis(out: &mut String, d: std::time::Duration) {
+    let micros = d.as_micros().min(u128::from(u64::MAX)) as u64;
+    push_u64(out, micros / 1000);
+    out.push('.');
+    let fraction = micros % 1000;
+    if fraction < 100 {
+        out.push('0');
+    }
+    if fraction < 10 {
+        out.push('0');
+    }
+    push_u64(out, fraction);
 }
 
 fn strings(r: &Record) -> [(&'static str, &str); 6] {
@@ -170,7 +269,7 @@ fn push_json_string(out: &mut String, value: &str) {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
+                let _ = std::fmt::Write::write_fmt(out, format_args!("\\u{:04x}", u32::from(c)));
             }
             c => out.push(c),
         }
@@ -178,20 +277,34 @@ fn push_json_string(out: &mut String, value: &str) {
     out.push('"');
 }
 
-/// RFC 3339 in UTC with milliseconds.
+/// RFC 3339 in UTC with milliseconds. The date and time of day are worked
+/// out once a second per thread; the milliseconds are appended.
 fn push_timestamp(out: &mut String, now: SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60,
-        since.subsec_millis()
-    );
+    SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != secs {
+            let (days, rest) = (secs / 86_400, secs % 86_400);
+            let (year, month, day) = civil_from_days(days as i64);
+            cached.1 = format!(
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.",
+                rest / 3600,
+                rest / 60 % 60,
+                rest % 60
+            );
+            cached.0 = secs;
+        }
+        out.push_str(&cached.1);
+    });
+    let millis = since.subsec_millis();
+    out.push(char::from(b'0' + (millis / 100) as u8));
+    out.push(char::from(b'0' + (millis / 10 % 10) as u8));
+    out.push(char::from(b'0' + (millis % 10) as u8));
+    out.push('Z');
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.

@@ -69,18 +69,47 @@ fn dates_are_civil() {
 }
 
 #[test]
-fn a_full_queue_drops_and_counts_instead_of_waiting() {
+fn lines_reach_the_sink_and_a_full_buffer_drops_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
     let dropped = IntCounter::new("dropped", "d").unwrap();
-    let (queue, lines) = sync_channel(1);
-    let log = AccessLog {
-        queue,
-        format: Format::Json,
-        dropped: dropped.clone(),
-    };
-    // Nobody drains `lines`: the first line fills the queue.
-    for _ in 0..3 {
+    let log = AccessLog::start(Sink::File(path.clone()), Format::Json, dropped.clone()).unwrap();
+    log.write(&record("first"));
+    // Fill the buffer past its bound while the writer may be asleep: the
+    // excess is dropped, never waited for.
+    let line_len = json_line(&record("r"), SystemTime::now()).len();
+    for _ in 0..(MAX_BUFFERED / line_len + 10) {
         log.write(&record("r"));
     }
-    assert_eq!(dropped.get(), 2);
-    assert_eq!(lines.try_iter().count(), 1);
+    drop(log);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines = text.lines().count() as u64;
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains("\"request_id\":\"first\"")
+    );
+    assert_eq!(
+        lines + dropped.get(),
+        1 + (MAX_BUFFERED / line_len + 10) as u64
+    );
+    assert!(lines >= 1);
+}
+
+#[test]
+fn numbers_are_written_without_the_formatter() {
+    let text = |d: Duration| {
+        let mut out = String::new();
+        push_millis(&mut out, d);
+        out
+    };
+    assert_eq!(text(Duration::from_micros(1_005)), "1.005");
+    assert_eq!(text(Duration::from_micros(50)), "0.050");
+    assert_eq!(text(Duration::from_secs(125)), "125000.000");
+    let mut n = String::new();
+    push_u64(&mut n, 0);
+    n.push(' ');
+    push_u64(&mut n, u64::MAX);
+    assert_eq!(n, format!("0 {}", u64::MAX));
 }

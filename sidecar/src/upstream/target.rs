@@ -76,6 +76,12 @@ pub enum BadTarget {
     Connect,
 }
 
+impl From<BadTarget> for crate::error::ProxyError {
+    fn from(bad: BadTarget) -> Self {
+        crate::error::ProxyError::BadTarget(bad.to_string())
+    }
+}
+
 impl Upstreams {
     pub fn default_target(&self, protocol: Protocol) -> Target {
         let base = match protocol {
@@ -195,7 +201,7 @@ fn decode_dots_and_slashes(segment: &str) -> String {
 
 /// What of a client-supplied string an error message echoes: bounded, printable.
 fn clip(text: &str) -> String {
-    crate::error::printable(text, 128)
+    crate::text::printable(text, 128)
 }
 
 /// An `http(s)://host[:port][/prefix]` URL without query or fragment.

@@ -38,6 +38,42 @@ pub async fn within<F: Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("{what} did not finish within {PATIENCE:?}"))
 }
 
+/// Polls `check` until it holds: the way a test waits for an observable
+/// event (a counter, a response) instead of sleeping. Bounded by `PATIENCE`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(what, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// The sum of the samples of metric `name` whose labels include `labels`,
+/// from Prometheus text; 0 when there is none.
+pub fn metric(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let wanted = series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")));
+            wanted.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
 /// A flag manifest, compiled as the operator would.
 pub fn compile(yaml: &str) -> SidecarConfig {
     let (manifests, errors) = parse_manifests("test", yaml);
@@ -116,6 +152,11 @@ impl Stack {
         self.client
             .send(Request::get(url).body(Full::new(Bytes::new())).unwrap())
             .await
+    }
+
+    /// A metric of the sidecar's `/metrics` (see [`metric`]).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(&self.admin("/metrics").await.text(), name, labels)
     }
 
     /// Swaps the mounted config as kubelet does: a new timestamped directory,

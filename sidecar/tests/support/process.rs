@@ -22,7 +22,7 @@ use http::Request;
 use http_body_util::Full;
 use serde_json::Value;
 
-use crate::support::{Reply, TestClient, within};
+use crate::support::{Reply, TestClient, eventually, within};
 
 /// A running sidecar process; killed when dropped.
 pub struct SidecarProcess {
@@ -113,10 +113,8 @@ impl SidecarCommand {
             client: TestClient::new(addr),
             log,
         };
-        within("/readyz", async {
-            while process.admin("/readyz").await.status != 200 {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+        eventually("/readyz", || async {
+            process.admin("/readyz").await.status == 200
         })
         .await;
         process

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Instructions per request through the sidecar, counted by valgrind's
+# callgrind: the same binary, traffic and flags give the same count whatever
+# else the machine is doing, so an A/B of two builds holds on a busy machine
+# where bench/run.sh's throughput does not. (It counts user-space
+# instructions only: syscalls and the kernel's work are bench/run.sh's part.)
+#
+# Usage: bench/instructions.sh [SIDECAR_BINARY] [REQUESTS]
+#   default binary: target/release/aiflags-sidecar (built if missing)
+#   ACCESS_LOG=off|stderr (default stderr: the sidecar's default)
+# Prints one line: binary, requests, instructions, instructions per request.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="${1:-$root/target/release/aiflags-sidecar}"
+requests="${2:-4000}"
+if [ ! -x "$bin" ]; then
+  (cd "$root" && cargo build --quiet --release --locked -p aiflags-sidecar)
+fi
+command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)" >&2; exit 1; }
+work="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+port_up=18301 port=18302 admin=18303
+cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/body;
+  server {
+    listen 127.0.0.1:$port_up;
+    location / {
+      default_type application/json;
+      return 200 '{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"A quick brown fox jumps over a lazy dog.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":11,"total_tokens":30}}';
+    }
+  }
+}
+NGINX
+nginx -e "$work/nginx.err" -p "$work" -c "$work/nginx.conf" &
+valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+  "$bin" --flags "$root/bench/flags.yaml" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+  --openai-upstream "http://127.0.0.1:$port_up" --access-log "${ACCESS_LOG:-stderr}" \
+  >"$work/sidecar.log" 2>&1 &
+sidecar=$!
+for _ in $(seq 1 600); do
+  curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+body="$(<"$root/bench/lib/request.json")"
+# One request first, so the count is of steady-state requests only.
+curl -sf -H 'content-type: application/json' -d "$body" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
+callgrind_control -z "$sidecar" >/dev/null 2>&1 || true
+"${CARGO_HOME:-$HOME/.cargo}/bin/oha" -n "$requests" -c 16 --no-tui -m POST -H 'content-type: application/json' \
+  -d "$body" "http://127.0.0.1:$port/v1/chat/completions" >"$work/oha.txt"
+callgrind_control -d "$sidecar" >/dev/null 2>&1
+total=$(ls "$work"/callgrind.out* | xargs -I{} sh -c "grep -h '^totals:\|^summary:' {} | awk '{print \$2}'" | sort -n | tail -1)
+kill -TERM "$sidecar"; wait "$sidecar" 2>/dev/null || true
+# PROFILE_DIR=dir keeps the callgrind profile for callgrind_annotate.
+if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR" && cp "$work"/callgrind.out* "$PROFILE_DIR"/; fi
+grep -q "\[200\] $requests responses" "$work/oha.txt" || { echo "not every request succeeded:" >&2; cat "$work/oha.txt" >&2; exit 1; }
+awk -v b="$(basename "$bin")" -v n="$requests" -v t="$total" 'BEGIN { printf "%s requests=%d instructions=%d per_request=%d\n", b, n, t, t / n }'
