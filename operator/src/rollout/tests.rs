@@ -460,6 +460,19 @@ fn a_manual_pause_stops_the_pause_clock() {
 }
 
 #[test]
+fn a_step_served_during_a_manual_pause_starts_its_pause_at_the_resume() {
+    let mut sim = three_steps();
+    sim.tick(Some(Command::Pause));
+    sim.at(120).propagate().tick(None);
+    sim.at(120).tick(Some(Command::Resume));
+    // The whole ten minutes are left, counted from the resume.
+    sim.at(599).tick(None);
+    assert_eq!(sim.step(), 1);
+    sim.at(1).tick(None);
+    assert_eq!(sim.step(), 2);
+}
+
+#[test]
 fn abort_then_resume_starts_over_with_a_clean_slate() {
     let mut sim = served(analysed());
     sim.verdicts = Verdicts::Always(CheckResult::Fail);

@@ -47,9 +47,12 @@ impl Record {
             }
             (Command::Resume, RolloutState::Paused) => match self.paused_at.take() {
                 Some(paused_at) => {
-                    // The pause clock stood still while paused.
-                    let held = now.duration_since(paused_at).max(SignedDuration::ZERO);
-                    self.step_served_at = self.step_served_at.map(|t| shift(t, held));
+                    // The pause clock stood still while paused (and ran
+                    // only from when the proxies served the step).
+                    self.step_served_at = self.step_served_at.map(|served| {
+                        let held = now.duration_since(paused_at.max(served));
+                        shift(served, held.max(SignedDuration::ZERO))
+                    });
                     self.state = RolloutState::Progressing;
                     self.message = format!("resumed at step {}", self.step + 1);
                     events.push(notice(false, "RolloutResumed", self.message.clone()));
