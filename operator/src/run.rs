@@ -113,11 +113,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
     ctx.prometheus = options.prometheus.map(Arc::new);
     let ctx = Arc::new(ctx);
-    // Which revision the sidecars serve: status.proxies and Propagated.
-    let (pods, watch_pods) = proxy_pods(client.clone());
-    tokio::spawn(watch_pods);
     let propagation = Propagation::new(
-        client,
+        client.clone(),
         propagation::Settings::default(),
         ctx.written.clone(),
         PropagationMetrics::new(metrics.registry()).context("registering metrics")?,
@@ -128,6 +125,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     };
     if leading {
         tracing::info!("leading: reconciling flags");
+        // Which revision the sidecars serve: status.proxies and Propagated.
+        // The pod watch starts with the leadership: a candidate holds no cache.
+        let (pods, watch_pods) = proxy_pods(client);
+        tokio::spawn(watch_pods);
         tokio::spawn(propagation::run(propagation, store, pods, stop.clone()));
         controller
             .reconcile_on(refresh)
