@@ -250,7 +250,7 @@ impl Metrics {
                 .remove_label_values(&[namespace, flag, phase_label(phase)]);
         }
         let _ = self.flag_ready.remove_label_values(&[namespace, flag]);
-        self.rollout.removed(namespace, flag);
+        self.rollout.forget(namespace, flag);
         let key = (namespace.to_string(), flag.to_string());
         let mut exported = self
             .exported_variants

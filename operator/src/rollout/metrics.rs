@@ -87,6 +87,17 @@ impl RolloutMetrics {
         }
     }
 
+    /// Drops every series of a deleted flag.
+    pub fn forget(&self, namespace: &str, flag: &str) {
+        self.removed(namespace, flag);
+        let _ = self.aborts.remove_label_values(&[namespace, flag]);
+        for r in RESULTS {
+            let _ = self
+                .checks
+                .remove_label_values(&[namespace, flag, label(r)]);
+        }
+    }
+
     /// Drops a flag's gauges (its counters stay: they only grow).
     pub fn removed(&self, namespace: &str, flag: &str) {
         let _ = self.step.remove_label_values(&[namespace, flag]);
