@@ -9,6 +9,7 @@ pub mod crd;
 pub mod duration;
 pub mod manifest;
 mod schema;
+pub mod status;
 
 pub use compile::{
     Compilation, FieldError, FlagInput, FlagOutcome, compile, compile_flag, rollout_identity,

@@ -35,3 +35,5 @@ mod proptests;
 pub(crate) mod sim;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_commands;

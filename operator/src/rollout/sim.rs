@@ -35,6 +35,31 @@ pub(crate) enum Verdicts {
     Missing,
 }
 
+const TEN_MIN: Option<&str> = Some("10m");
+
+/// 10% (10m) → 50% (no pause: holds) → 100%.
+pub(crate) fn three_steps() -> Sim {
+    Sim::new(canary_spec(
+        &[(10.0, TEN_MIN), (50.0, None), (100.0, None)],
+        None,
+    ))
+}
+
+/// 10% (10m) → 100% (10m), analysis every minute.
+pub(crate) fn analysed() -> Sim {
+    Sim::new(canary_spec(
+        &[(10.0, TEN_MIN), (100.0, TEN_MIN)],
+        Some("1m"),
+    ))
+}
+
+/// Serves step 1 from t=0.
+pub(crate) fn served(mut sim: Sim) -> Sim {
+    sim.tick(None);
+    sim.propagate().tick(None);
+    sim
+}
+
 /// A canary spec: stable/candidate, these steps (`(weight, pause)`), and
 /// analysis every `interval` when given.
 pub(crate) fn canary_spec(
