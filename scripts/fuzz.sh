@@ -3,9 +3,6 @@
 # the committed seed corpus and the reproducers of past findings.
 # Usage: scripts/fuzz.sh [target...]
 #   FUZZ_SECONDS         seconds per target (default 20)
-#   AIFLAGS_FUZZ_STRICT  1: no exemption for findings not yet fixed in the
-#                        sidecar (sidecar/fuzz/src/known.rs); their
-#                        reproducers under sidecar/fuzz/regressions/ then fail
 # Every seed and reproducer is first run once at its full size (the corpus
 # holds one 1 MB body); fuzzing then mutates inputs of up to 16 KiB. New
 # corpus entries go to a temporary copy and are thrown away. A failing input

@@ -31,8 +31,9 @@ use crate::telemetry::{Record, Telemetry};
 use crate::upstream::target::{Protocol, Target};
 use crate::upstream::{Send, Upstream, UpstreamError};
 
-/// Error bodies kept to hand back when no attempt succeeds.
-const MAX_ERROR_BODY: usize = 1 << 20;
+/// Error bodies kept to hand back when no attempt succeeds (outside the
+/// budget: small, and one per request at most).
+const MAX_ERROR_BODY: usize = 64 << 10;
 /// Timeouts from config are clamped to this, so deadline arithmetic cannot overflow.
 const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -372,7 +373,7 @@ impl Attempts<'_> {
                 },
             ));
         }
-        let (bytes, reservation) = self.read_whole(body, attempt_end, now, target).await?;
+        let (bytes, mut reservation) = self.read_whole(body, attempt_end, now, target).await?;
         let mut head = head;
         let bytes = match response_codings {
             Ok(codings) if codings.is_empty() => bytes,
@@ -385,6 +386,16 @@ impl Attempts<'_> {
                         )
                     })?;
                 head.headers.remove(header::CONTENT_ENCODING);
+                // The decoded bytes are what is held now.
+                if !reservation.resize(plain.len()) {
+                    return Err(Failed::new(
+                        Cause::Unholdable { budget: true },
+                        format!(
+                            "the sidecar's buffer budget ({} bytes) cannot hold the decoded response; try again shortly",
+                            self.budget.limit()
+                        ),
+                    ));
+                }
                 plain
             }
             // An encoding we cannot undo: hand it on as it came, unread.

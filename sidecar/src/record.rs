@@ -143,9 +143,16 @@ impl<B: Tracked> Body for Recorded<B> {
 }
 
 impl<B: Tracked> Drop for Recorded<B> {
-    /// Dropped before its end: the client went away.
+    /// Dropped before its end: the client went away — unless there was
+    /// nothing left to send (an empty body, a 204, an answer to HEAD, which
+    /// hyper never polls).
     fn drop(&mut self) {
-        self.end(End::ClientGone);
+        let end = if self.body.is_end_stream() {
+            End::Complete
+        } else {
+            End::ClientGone
+        };
+        self.end(end);
     }
 }
 

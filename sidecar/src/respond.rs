@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use aiflags_api::Operation;
 use bytes::Bytes;
 use http::response::Parts as ResponseParts;
 use http::{HeaderMap, HeaderValue, Response, header};
@@ -18,7 +19,7 @@ use crate::attempts::{Exchange, GaveUp, Served, ServedBody, give_up_status};
 use crate::body::{BoxError, ProxyBody, boxed};
 use crate::error::ProxyError;
 use crate::record::{End, Recorded, ReportOnce, Tracked, WholeBody};
-use crate::stream::{FilteredStream, StreamSetup};
+use crate::stream::{DrainCut, FilteredStream, StreamSetup};
 use crate::telemetry::Record;
 use crate::upstream::headers::strip_hop_by_hop;
 use crate::usage::usage_from_bytes;
@@ -161,14 +162,31 @@ pub fn passed_through(
     response: Response<Incoming>,
     mut report: ReportOnce,
     idle: Duration,
+    streams: &StreamContext,
+    operation: Option<Operation>,
 ) -> Response<ProxyBody> {
     let (mut head, body): (ResponseParts, Incoming) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
     report.record().status = head.status.as_u16();
-    Response::from_parts(
-        head,
-        boxed(Recorded::new(IdleBody::new(body, idle), report)),
-    )
+    let is_sse = head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let body = IdleBody::new(body, idle);
+    let body = if is_sse {
+        // Unread, but still a stream: cut at the drain time with an error
+        // event, like a flagged one.
+        let cut = DrainCut::new(
+            body,
+            streams.drain.clone(),
+            operation.unwrap_or(Operation::Chat),
+        );
+        boxed(Recorded::new(cut, report))
+    } else {
+        boxed(Recorded::new(body, report))
+    };
+    Response::from_parts(head, body)
 }
 
 /// Labels a request: `variant` is the one the split chose (so a canary's

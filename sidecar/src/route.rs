@@ -26,7 +26,7 @@ use crate::request::{Readable, make_readable, read_bounded};
 use crate::respond::{IdleBody, StreamContext, gave_up, own_error, passed_through, served};
 use crate::telemetry::Record;
 use crate::text::printable;
-use crate::upstream::target::{Protocol, check_request_target};
+use crate::upstream::target::{Protocol, check_request_target, operation_for_path};
 use crate::upstream::{Send, Upstream};
 
 /// Traffic no flag applies to has no flag timeouts; this bounds how long its
@@ -106,7 +106,7 @@ impl Route {
         };
         let Some(operation) = operation else {
             let body = boxed(IdleBody::new(body, self.limits.body_idle));
-            return self.pass_through(parts, body, protocol, report).await;
+            return self.pass_through(parts, body, protocol, None, report).await;
         };
         report.record().operation = operation.as_str();
         let limit = self.limits.max_body_bytes;
@@ -133,7 +133,13 @@ impl Route {
         let Some(snapshot) = snapshot.filter(|s| !s.flags.is_empty()) else {
             // With no flag loaded there is nothing to decide: skip the scan.
             return self
-                .pass_through(parts, held(bytes, reservation), protocol, report)
+                .pass_through(
+                    parts,
+                    held(bytes, reservation),
+                    protocol,
+                    Some(operation),
+                    report,
+                )
                 .await;
         };
         let readable = make_readable(
@@ -152,7 +158,13 @@ impl Route {
             }) => {
                 self.unparsed(&parts, operation, reason, &detail);
                 return self
-                    .pass_through(parts, held(bytes, reservation), protocol, report)
+                    .pass_through(
+                        parts,
+                        held(bytes, reservation),
+                        protocol,
+                        Some(operation),
+                        report,
+                    )
                     .await;
             }
             Err(e) => {
@@ -187,7 +199,13 @@ impl Route {
             Selection::Selected(_) | Selection::None => {
                 drop(body);
                 return self
-                    .pass_through(parts, held(bytes, reservation), protocol, report)
+                    .pass_through(
+                        parts,
+                        held(bytes, reservation),
+                        protocol,
+                        Some(operation),
+                        report,
+                    )
                     .await;
             }
         };
@@ -236,6 +254,7 @@ impl Route {
         parts: Parts,
         body: ProxyBody,
         protocol: Protocol,
+        operation: Option<Operation>,
         mut report: ReportOnce,
     ) -> Response<ProxyBody> {
         let target = self.upstream.default_target(protocol);
@@ -248,7 +267,13 @@ impl Route {
             status,
         };
         match tokio::time::timeout(PASS_THROUGH_HEAD_TIMEOUT, send).await {
-            Ok(Ok(response)) => passed_through(response, report, self.limits.body_idle),
+            Ok(Ok(response)) => passed_through(
+                response,
+                report,
+                self.limits.body_idle,
+                &self.streams,
+                operation,
+            ),
             Ok(Err(e)) => own_error(
                 failed(e.to_string(), http::StatusCode::BAD_GATEWAY),
                 report,
@@ -281,25 +306,6 @@ impl Route {
             detail = ?printable(detail, 200),
             "request body not readable: passed through without a flag"
         );
-    }
-}
-
-/// The operation an API path names, or `None` for any other path (passed
-/// through untouched).
-///
-/// Paths are matched exactly, with the `/v1` prefix both SDKs send (the
-/// injected `OPENAI_BASE_URL` ends in `/v1`, and the Anthropic SDK appends
-/// `/v1/messages` to `ANTHROPIC_BASE_URL`). One trailing slash is ignored;
-/// prefixes such as Azure's `/openai/deployments/…` are not recognised.
-pub fn operation_for_path(path: &str) -> Option<Operation> {
-    let path = path.strip_suffix('/').unwrap_or(path);
-    match path {
-        "/v1/chat/completions" => Some(Operation::Chat),
-        "/v1/responses" => Some(Operation::Responses),
-        "/v1/completions" => Some(Operation::Completions),
-        "/v1/embeddings" => Some(Operation::Embeddings),
-        "/v1/messages" => Some(Operation::Messages),
-        _ => None,
     }
 }
 

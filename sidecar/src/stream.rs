@@ -86,9 +86,15 @@ impl FilteredStream {
                 Err(_) => {}
             }
         }
+        let boundary = self.filter.at_event_boundary();
         out.extend_from_slice(&self.filter.finish());
         self.ended = Some(error.is_none());
         if let Some(message) = error {
+            // Cut mid-event: end that event first, so the error is an event
+            // of its own and the client's last one.
+            if !boundary {
+                out.extend_from_slice(b"\n\n");
+            }
             tracing::warn!(operation = self.operation.as_str(), error = %message, "stream ended early after its first byte; sent an error event");
             out.extend_from_slice(&error_event(self.operation, &message));
         }
@@ -173,6 +179,62 @@ impl Tracked for FilteredStream {
         record.upstream_time += self.streaming_since.elapsed();
         record.usage = self.filter.usage();
         record.stream_error = self.ended == Some(false);
+    }
+}
+
+/// A passed-through stream (not read by the proxy): when the sidecar's
+/// drain time is up it ends with the proxy's error event, after a blank line
+/// that closes whatever event was under way.
+pub struct DrainCut<B> {
+    body: B,
+    drain: Pin<Box<WaitForCancellationFutureOwned>>,
+    operation: Operation,
+    cut: bool,
+}
+
+impl<B> DrainCut<B> {
+    pub fn new(body: B, drain: CancellationToken, operation: Operation) -> DrainCut<B> {
+        DrainCut {
+            body,
+            drain: Box::pin(drain.cancelled_owned()),
+            operation,
+            cut: false,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes, Error = BoxError> + Unpin> Body for DrainCut<B> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.cut {
+            return Poll::Ready(None);
+        }
+        if self.drain.as_mut().poll(cx).is_ready() {
+            self.cut = true;
+            let mut out = BytesMut::from(&b"\n\n"[..]);
+            out.extend_from_slice(&error_event(
+                self.operation,
+                "the sidecar is shutting down and its drain time is up",
+            ));
+            return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.cut || self.body.is_end_stream()
+    }
+}
+
+impl<B: Tracked> Tracked for DrainCut<B> {
+    fn settle(&mut self, record: &mut Record, end: End) {
+        self.body.settle(record, end);
+        record.stream_error |= self.cut;
     }
 }
 

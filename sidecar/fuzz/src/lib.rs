@@ -12,7 +12,6 @@
 pub mod config;
 pub mod encode;
 pub mod json;
-pub mod known;
 pub mod request;
 pub mod select;
 pub mod sse;

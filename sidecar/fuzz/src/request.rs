@@ -21,7 +21,6 @@ use serde_json::{Value, json};
 
 use crate::config;
 use crate::json::{self, Tolerant};
-use crate::known::{self, Finding};
 use crate::select::{self, Expected, Variant};
 
 /// The body limit the request targets read with.
@@ -233,16 +232,7 @@ fn check_splice(
         );
     };
     let stripped = json::strip_bom(plain);
-    let mut sent_value = sent.value;
-    if known::exempt(Finding::PatchOverUnreadableMember) {
-        for key in patched_unreadable(stripped, variant, include_usage) {
-            for side in [&mut sent_value, &mut expected] {
-                if let Value::Object(members) = side {
-                    members.remove(&key);
-                }
-            }
-        }
-    }
+    let sent_value = sent.value;
     assert_eq!(sent_value, expected, "spliced body vs RFC 7386");
     assert_eq!(
         out.get(sent.end..),
@@ -277,32 +267,6 @@ fn check_splice(
     }
 }
 
-/// Members an object patch merges into whose (last) value serde_json cannot
-/// read as it stands: [`Finding::PatchOverUnreadableMember`].
-fn patched_unreadable(
-    json_text: &[u8],
-    variant: &ResolvedVariant,
-    include_usage: bool,
-) -> Vec<String> {
-    let object_patch = |key: &str| {
-        (include_usage && key == "stream_options")
-            || variant
-                .params
-                .as_ref()
-                .and_then(|p| p.get(key))
-                .is_some_and(Value::is_object)
-    };
-    let mut last: BTreeMap<String, &[u8]> = BTreeMap::new();
-    for member in json::members(json_text).map(|(m, _)| m).unwrap_or_default() {
-        if let Some(key) = json::string_text(&json_text[member.key]) {
-            last.insert(key, &json_text[member.value]);
-        }
-    }
-    last.into_iter()
-        .filter(|(key, raw)| object_patch(key) && serde_json::from_slice::<Value>(raw).is_err())
-        .map(|(key, _)| key)
-        .collect()
-}
 
 /// Untouched members by name: (raw name, raw value) in order.
 type Members<'b> = BTreeMap<String, Vec<(&'b [u8], &'b [u8])>>;

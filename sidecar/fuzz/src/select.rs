@@ -1,7 +1,8 @@
 //! Which flag and variant a request must get, from the rules DESIGN and the
 //! flags module's documentation state, evaluated naively over the compiled
 //! config (no index, no regex): the explicit flag header wins if the flag
-//! covers the operation; else the most specific model match (exact, then the
+//! covers the operation (a named flag that does not leaves the choice to
+//! model matching; an unknown name is an error); else the most specific model match (exact, then the
 //! glob with most literal characters, then a flag naming no models), ties to
 //! the smallest key. Then: the kill switch, targeting in order, the split.
 
@@ -33,11 +34,12 @@ pub fn expected_flag<'c>(
         .map(str::trim)
         .filter(|name| !name.is_empty());
     if let Some(name) = named {
-        return match config.flags.iter().find(|f| f.key == name) {
-            None => Expected::Unknown(name.to_string()),
-            Some(flag) if covers(flag) && model.is_some() => Expected::Flag(flag),
-            Some(_) => Expected::Pass,
-        };
+        match config.flags.iter().find(|f| f.key == name) {
+            None => return Expected::Unknown(name.to_string()),
+            Some(flag) if covers(flag) && model.is_some() => return Expected::Flag(flag),
+            Some(flag) if covers(flag) => return Expected::Pass,
+            Some(_) => {}
+        }
     }
     let Some(model) = model else {
         return Expected::Pass;

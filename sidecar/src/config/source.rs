@@ -244,26 +244,35 @@ pub fn spawn_reloader(
     state.file_polled(first, &loader, &cell, &telemetry);
     tokio::spawn(async move {
         let mut updates = watch_updates;
+        // An interval, not a sleep per turn: a busy watch cannot starve the
+        // file poll (it also reads the pod's labels).
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
         loop {
             let update = tokio::select! {
-                _ = tokio::time::sleep(interval) => None,
+                _ = ticks.tick() => None,
                 update = next_update(&mut updates) => update,
                 _ = stop.changed() => return,
             };
-            if let Some(update) = update {
-                state.watched(update, &loader, &cell, &telemetry);
-                continue;
-            }
-            // File reads and local-mode compiles block: keep them off the
-            // (by default single) thread that serves requests.
-            let polled = tokio::task::spawn_blocking(move || {
-                let polled = loader.poll();
-                (loader, polled)
+            // File reads, local-mode compiles and resolving a config (its
+            // model globs compile) block: keep them off the (by default
+            // single) thread that serves requests.
+            let (cell, telemetry) = (cell.clone(), telemetry.clone());
+            let handled = tokio::task::spawn_blocking(move || {
+                match update {
+                    Some(update) => state.watched(update, &loader, &cell, &telemetry),
+                    None => {
+                        let polled = loader.poll();
+                        state.file_polled(polled, &loader, &cell, &telemetry);
+                    }
+                }
+                (loader, state)
             });
-            match polled.await {
-                Ok((back, polled)) => {
+            match handled.await {
+                Ok((back, serving)) => {
                     loader = back;
-                    state.file_polled(polled, &loader, &cell, &telemetry);
+                    state = serving;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "config reload task failed; reloading stops");

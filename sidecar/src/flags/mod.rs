@@ -4,9 +4,9 @@
 //! (A regex set rather than `globset`: globset matches bytes, so its `?`
 //! would match one byte of a non-ASCII model name, not one character.)
 //!
-//! Which flag applies: an explicit `x-aiflags-flag` header wins (the flag must
-//! still cover the request's operation: a header cannot turn an embeddings
-//! flag onto chat traffic); otherwise, among the flags covering the
+//! Which flag applies: an explicit `x-aiflags-flag` header wins when the flag
+//! covers the request's operation (a header cannot turn an embeddings flag
+//! onto chat traffic, and model matching then decides); otherwise, among the flags covering the
 //! operation, an exact model pattern beats a glob, a glob with more literal
 //! characters beats one with fewer, and a flag listing no models comes last;
 //! ties go to the smallest flag key.
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use aiflags_api::{Operation, SidecarConfig};
 use http::HeaderMap;
-use regex::RegexSet;
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use self::resolved::ResolvedFlag;
 use crate::upstream::target::Upstreams;
@@ -28,14 +28,14 @@ use crate::upstream::target::Upstreams;
 pub const FLAG_HEADER: &str = "x-aiflags-flag";
 
 /// Flags ready to match requests against.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Flags {
     /// Sorted by key.
     flags: Vec<ResolvedFlag>,
     by_key: HashMap<Box<str>, usize>,
     /// Model → flags naming it exactly, by key.
     exact: HashMap<Box<str>, Vec<usize>>,
-    globs: RegexSet,
+    globs: GlobMatcher,
     /// Per glob in `globs`: (flag index, literal characters).
     glob_owners: Vec<(usize, usize)>,
     /// Flags listing no models, by key.
@@ -49,19 +49,6 @@ pub enum Selection<'f> {
     Selected(&'f ResolvedFlag),
     /// The flag header names a flag this sidecar does not serve.
     UnknownFlag(String),
-}
-
-impl Default for Flags {
-    fn default() -> Self {
-        Flags {
-            flags: Vec::new(),
-            by_key: HashMap::new(),
-            exact: HashMap::new(),
-            globs: RegexSet::empty(),
-            glob_owners: Vec::new(),
-            catch_all: Vec::new(),
-        }
-    }
 }
 
 impl Flags {
@@ -98,11 +85,7 @@ impl Flags {
         for list in exact.values_mut() {
             list.dedup();
         }
-        let globs = RegexSet::new(&globs).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "model globs do not compile together; only exact models match");
-            glob_owners.clear();
-            RegexSet::empty()
-        });
+        let globs = GlobMatcher::new(&globs, &mut glob_owners, GLOB_SET_LIMIT);
         Flags {
             flags,
             by_key,
@@ -137,11 +120,14 @@ impl Flags {
         headers: &HeaderMap,
     ) -> Selection<'_> {
         if let Some(name) = explicit_flag(headers) {
-            return match self.get(name) {
-                Some(flag) if covers(flag, operation) => Selection::Selected(flag),
-                Some(_) => Selection::None,
-                None => Selection::UnknownFlag(name.to_string()),
-            };
+            match self.get(name) {
+                Some(flag) if covers(flag, operation) => return Selection::Selected(flag),
+                // A client that sends the header on every call (one SDK
+                // client for chat and embeddings) still gets the flags its
+                // other operations match by model.
+                Some(_) => {}
+                None => return Selection::UnknownFlag(name.to_string()),
+            }
         }
         let Some(model) = model else {
             return Selection::None;
@@ -184,6 +170,64 @@ fn covers(flag: &ResolvedFlag, operation: Operation) -> bool {
 
 fn literal_chars(pattern: &str) -> usize {
     pattern.chars().filter(|c| !matches!(c, '*' | '?')).count()
+}
+
+/// Every glob of the config in one regex set (one pass per request). Should
+/// the set not compile as a whole (it is past the size limit), each glob is
+/// kept on its own and tried in turn: slower, never wrong. A glob that does
+/// not compile even alone matches nothing and is logged; the others keep
+/// matching.
+#[derive(Debug, Default)]
+enum GlobMatcher {
+    #[default]
+    Empty,
+    Set(RegexSet),
+    Each(Vec<Regex>),
+}
+
+/// Room for the compiled set: a thousand long globs fit.
+const GLOB_SET_LIMIT: usize = 256 << 20;
+
+impl GlobMatcher {
+    /// Compiles `regexes`; `owners` (one per regex) loses the entries of any
+    /// that do not compile, so indices stay aligned.
+    fn new(regexes: &[String], owners: &mut Vec<(usize, usize)>, limit: usize) -> GlobMatcher {
+        if regexes.is_empty() {
+            return GlobMatcher::Empty;
+        }
+        match RegexSetBuilder::new(regexes).size_limit(limit).build() {
+            Ok(set) => GlobMatcher::Set(set),
+            Err(e) => {
+                tracing::warn!(error = %e, "model globs do not compile as one set; matching them one by one");
+                let mut kept = Vec::with_capacity(regexes.len());
+                let mut kept_owners = Vec::with_capacity(owners.len());
+                for (regex, owner) in regexes.iter().zip(owners.iter()) {
+                    match RegexBuilder::new(regex).size_limit(limit).build() {
+                        Ok(compiled) => {
+                            kept.push(compiled);
+                            kept_owners.push(*owner);
+                        }
+                        Err(e) => {
+                            tracing::warn!(pattern = %regex, error = %e, "a model glob does not compile; it matches nothing")
+                        }
+                    }
+                }
+                *owners = kept_owners;
+                GlobMatcher::Each(kept)
+            }
+        }
+    }
+
+    /// Indices of the globs `model` matches.
+    fn matches(&self, model: &str) -> Vec<usize> {
+        match self {
+            GlobMatcher::Empty => Vec::new(),
+            GlobMatcher::Set(set) => set.matches(model).into_iter().collect(),
+            GlobMatcher::Each(each) => (0..each.len())
+                .filter(|i| each[*i].is_match(model))
+                .collect(),
+        }
+    }
 }
 
 /// The anchored regex of a glob; `None` for a pattern without wildcards (an

@@ -237,8 +237,16 @@ fn flag_header_overrides_model_matching_but_not_operations() {
         pick(&flags, Operation::Chat, model, &blank).as_deref(),
         Some("exact")
     );
+    // Named for another operation: model matching decides, as without it.
     let chat = headers(&[("x-aiflags-flag", "chat-only")]);
-    assert_eq!(pick(&flags, Operation::Embeddings, model, &chat), None);
+    assert_eq!(
+        pick(&flags, Operation::Embeddings, model, &chat).as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        pick(&flags, Operation::Embeddings, Some("other"), &chat),
+        None
+    );
 }
 
 #[test]
@@ -258,6 +266,31 @@ fn a_thousand_glob_flags_still_find_the_last_one() {
         Some("f0999")
     );
     assert_eq!(pick(&flags, Operation::Chat, Some("unknown"), &h), None);
+}
+
+#[test]
+fn globs_too_big_for_one_set_still_match_and_a_bad_one_costs_only_itself() {
+    let regexes: Vec<String> = ["a-*", "b-?", &format!("c-{}", "?".repeat(300)), "d-*"]
+        .iter()
+        .map(|p| glob_regex(p).unwrap())
+        .collect();
+    let mut owners = vec![(0, 2), (1, 2), (2, 2), (3, 2)];
+    // Too small a limit for the set, and for the long glob alone.
+    let matcher = GlobMatcher::new(&regexes, &mut owners, 20_000);
+    assert!(matches!(matcher, GlobMatcher::Each(_)));
+    assert_eq!(
+        owners,
+        vec![(0, 2), (1, 2), (3, 2)],
+        "the glob that cannot compile is dropped"
+    );
+    assert_eq!(matcher.matches("b-x"), vec![1]);
+    assert_eq!(matcher.matches("d-anything"), vec![2]);
+    assert!(matcher.matches("c-x").is_empty());
+    let mut owners = vec![(0, 2), (1, 2), (2, 2), (3, 2)];
+    assert!(matches!(
+        GlobMatcher::new(&regexes, &mut owners, GLOB_SET_LIMIT),
+        GlobMatcher::Set(_)
+    ));
 }
 
 #[test]

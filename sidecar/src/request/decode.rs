@@ -93,22 +93,45 @@ pub fn decode_whole(bytes: Bytes, codings: &[Coding], limit: usize) -> Result<By
     Ok(current)
 }
 
+/// A zstd body: one or more frames (RFC 8878 §3), skippable ones skipped.
 fn decode_zstd(bytes: &[u8], limit: usize) -> Result<Bytes, DecodeError> {
-    let corrupt = |e: &dyn std::fmt::Display| DecodeError::Corrupt {
+    let corrupt = |message: String| DecodeError::Corrupt {
         coding: "zstd",
-        message: e.to_string(),
+        message,
     };
-    let decoder = ruzstd::decoding::StreamingDecoder::new(bytes).map_err(|e| corrupt(&e))?;
+    if bytes.is_empty() {
+        return Err(corrupt("no frame".into()));
+    }
+    let mut input = bytes;
     let mut out = Vec::new();
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| corrupt(&e))?;
-    if out.len() > limit {
-        return Err(DecodeError::TooLarge {
-            coding: "zstd",
-            limit,
-        });
+    while !input.is_empty() {
+        let magic = input
+            .get(..4)
+            .map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]))
+            .ok_or_else(|| corrupt("a frame is cut short".into()))?;
+        if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
+            let length = input
+                .get(4..8)
+                .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
+                .ok_or_else(|| corrupt("a skippable frame is cut short".into()))?;
+            input = input
+                .get(8usize.saturating_add(length)..)
+                .ok_or_else(|| corrupt("a skippable frame is cut short".into()))?;
+            continue;
+        }
+        let room = (limit + 1).saturating_sub(out.len()) as u64;
+        let decoder = ruzstd::decoding::StreamingDecoder::new(&mut input)
+            .map_err(|e| corrupt(e.to_string()))?;
+        decoder
+            .take(room)
+            .read_to_end(&mut out)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if out.len() > limit {
+            return Err(DecodeError::TooLarge {
+                coding: "zstd",
+                limit,
+            });
+        }
     }
     Ok(Bytes::from(out))
 }

@@ -143,3 +143,22 @@ fn a_stream_decodes_chunk_by_chunk() {
         "zstd is decoded whole only"
     );
 }
+
+#[test]
+fn zstd_bodies_of_several_frames_and_skippable_ones_decode_whole() {
+    let (a, b) = BODY.split_at(20);
+    let mut encoded = vec![0x50, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, 9, 9, 9];
+    encoded.extend(zstd(a.as_bytes()));
+    encoded.extend(zstd(b.as_bytes()));
+    assert_eq!(
+        decode_whole(Bytes::from(encoded.clone()), &[Coding::Zstd], 1 << 20).unwrap(),
+        BODY.as_bytes()
+    );
+    let err = decode_whole(Bytes::from(encoded), &[Coding::Zstd], BODY.len() - 1).unwrap_err();
+    assert!(matches!(err, DecodeError::TooLarge { .. }), "{err}");
+    let cut = vec![0x50, 0x2A, 0x4D, 0x18, 30, 0, 0, 0];
+    assert!(matches!(
+        decode_whole(Bytes::from(cut), &[Coding::Zstd], 1 << 20),
+        Err(DecodeError::Corrupt { .. })
+    ));
+}

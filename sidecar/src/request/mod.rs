@@ -74,10 +74,9 @@ pub async fn read_bounded(
     if declared > limit as u64 {
         return Err(ReadError::TooLarge);
     }
+    // Held as the bytes arrive, not as declared: a client that declares a
+    // large body and trickles it holds no more of the budget than it sent.
     let mut reservation = budget.reserve_none();
-    if !reservation.resize(declared as usize) {
-        return Err(ReadError::Budget);
-    }
     // Most bodies arrive as one chunk: keep it without copying.
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
@@ -91,12 +90,15 @@ pub async fn read_bounded(
         if len > limit {
             return Err(ReadError::TooLarge);
         }
-        if len > reservation.bytes() && !reservation.resize(len.max(declared as usize)) {
+        if len > reservation.bytes() && !reservation.resize(len) {
             return Err(ReadError::Budget);
         }
         match (&mut first, &mut rest) {
             (None, _) => first = Some(data),
             (Some(head), None) => {
+                // Sized for the declared length at once: one buffer, no
+                // copies as it grows. Pages not yet written cost no memory;
+                // the budget counts what arrived.
                 let mut joined = BytesMut::with_capacity((declared as usize).max(len));
                 joined.extend_from_slice(head);
                 joined.extend_from_slice(&data);
@@ -149,7 +151,7 @@ pub fn make_readable(
             scanned,
             decoded,
         })),
-        Err(e @ (ScanError::NotJson | ScanError::NotObject)) => Ok(opaque(
+        Err(e) => Ok(opaque(
             bytes,
             e.reason(),
             format!("the body is {}", describe(e)),
@@ -161,6 +163,7 @@ fn describe(e: ScanError) -> &'static str {
     match e {
         ScanError::NotJson => "not JSON",
         ScanError::NotObject => "JSON but not an object",
+        ScanError::TooManyMembers => "an object of more members than any API request has",
     }
 }
 

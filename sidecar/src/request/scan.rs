@@ -49,13 +49,21 @@ pub enum ScanError {
     NotJson,
     /// JSON, but not an object: no `model` to read.
     NotObject,
+    /// An object of more than [`MAX_MEMBERS`] members: no API request has
+    /// them, and locating them all would cost more than the body.
+    TooManyMembers,
 }
+
+/// The most members an object may have for the proxy to read it.
+pub const MAX_MEMBERS: usize = 10_000;
+const TOO_MANY: &str = "aiflags: too many members";
 
 impl ScanError {
     pub fn reason(self) -> &'static str {
         match self {
             ScanError::NotJson => "not_json",
             ScanError::NotObject => "not_object",
+            ScanError::TooManyMembers => "too_many_members",
         }
     }
 }
@@ -87,6 +95,9 @@ impl Scanned {
         let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Members<'_>>();
         let members = match stream.next() {
             Some(Ok(members)) => members,
+            Some(Err(e)) if e.to_string().starts_with(TOO_MANY) => {
+                return Err(ScanError::TooManyMembers);
+            }
             Some(Err(e)) if e.classify() == serde_json::error::Category::Data => {
                 return Err(ScanError::NotObject);
             }
@@ -291,6 +302,9 @@ impl<'de> Visitor<'de> for MembersVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
         while let Some((KeyText(key), value)) = map.next_entry::<KeyText<'de>, &'de RawValue>()? {
+            if members.len() == MAX_MEMBERS {
+                return Err(de::Error::custom(TOO_MANY));
+            }
             members.push((key, value));
         }
         Ok(Members(members))

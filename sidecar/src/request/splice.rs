@@ -34,52 +34,9 @@ pub struct SpliceError(String);
 
 /// The body `bytes` (scanned as `scanned`) with `edits` applied.
 pub fn splice(bytes: &Bytes, scanned: &Scanned, edits: &Edits<'_>) -> Result<Rope, SpliceError> {
-    let patch = Patch::new(edits);
+    let patch = TopPatch::new(edits);
     let mut out = Output::default();
-    out.text(b"{");
-    let mut seen: HashSet<&str> = HashSet::new();
-    let mut has_model = false;
-    for entry in &scanned.entries {
-        let key = scanned.key(bytes, entry);
-        if key == "model" {
-            has_model = true;
-            out.member(key, |o| o.string(edits.model))?;
-            continue;
-        }
-        match patch.get(key) {
-            None => {
-                let raw = bytes.slice(entry.value.clone());
-                out.member(key, |o| {
-                    o.raw(raw);
-                    Ok(())
-                })?;
-            }
-            Some(Value::Null) => {}
-            Some(change) => {
-                seen.insert(key);
-                let original = &bytes[entry.value.clone()];
-                let mut merged: Value = match change {
-                    // Only an object patch looks at what was there.
-                    Value::Object(_) => serde_json::from_slice(original).unwrap_or(Value::Null),
-                    _ => Value::Null,
-                };
-                merge_patch(&mut merged, change);
-                out.member(key, |o| o.json(&merged))?;
-            }
-        }
-    }
-    for (key, change) in patch.members() {
-        if seen.contains(key) || change.is_null() || key == "model" {
-            continue;
-        }
-        let mut added = Value::Null;
-        merge_patch(&mut added, change);
-        out.member(key, |o| o.json(&added))?;
-    }
-    if !has_model {
-        out.member("model", |o| o.string(edits.model))?;
-    }
-    out.text(b"}");
+    merge_object(&mut out, bytes, scanned, &patch)?;
     // Whatever followed the object (whitespace, or bytes an upstream will
     // refuse) goes on as it came.
     if scanned.end < bytes.len() {
@@ -88,15 +45,96 @@ pub fn splice(bytes: &Bytes, scanned: &Scanned, edits: &Edits<'_>) -> Result<Rop
     Ok(out.finish())
 }
 
-/// The variant's params plus the usage request, as one top-level patch.
-struct Patch<'v> {
+/// An RFC 7386 merge patch of an object, applied by splicing: members the
+/// patch does not name keep their bytes; an object patched with an object
+/// is merged the same way, one level down, so nothing the client sent in it
+/// is lost (not even a value serde_json would refuse to build, such as a
+/// lone surrogate escape or a number out of range).
+fn merge_object(
+    out: &mut Output,
+    bytes: &Bytes,
+    scanned: &Scanned,
+    patch: &dyn PatchView,
+) -> Result<(), SpliceError> {
+    out.open();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for entry in &scanned.entries {
+        let key = scanned.key(bytes, entry);
+        let raw = bytes.slice(entry.value.clone());
+        match patch.get(key) {
+            None => out.member(key, |o| {
+                o.raw(raw);
+                Ok(())
+            })?,
+            Some(Value::Null) => {
+                seen.insert(key);
+            }
+            Some(change) => {
+                seen.insert(key);
+                out.member(key, |o| merge_value(o, raw, change))?;
+            }
+        }
+    }
+    for (key, change) in patch.members() {
+        if seen.contains(key) || change.is_null() {
+            continue;
+        }
+        out.member(key, |o| o.json(&stripped(change)))?;
+    }
+    out.close();
+    Ok(())
+}
+
+/// One member's value under a patch: merged when both are objects, else
+/// replaced by the patch (without its `null`s).
+fn merge_value(out: &mut Output, raw: Bytes, change: &Value) -> Result<(), SpliceError> {
+    let nested = match change {
+        Value::Object(nested) => nested,
+        Value::String(text) => return out.string(text),
+        other => return out.json(other),
+    };
+    if !raw.starts_with(b"{") {
+        return out.json(&stripped(change));
+    }
+    // The outer scan accepted this object, so the inner one does too.
+    let scanned = Scanned::new(&raw)
+        .map_err(|e| SpliceError(format!("a patched member is {}", e.reason())))?;
+    merge_object(out, &raw, &scanned, nested)
+}
+
+/// A patch value as a new member: RFC 7386 drops the `null`s inside it.
+fn stripped(change: &Value) -> Value {
+    let mut added = Value::Null;
+    merge_patch(&mut added, change);
+    added
+}
+
+/// A merge patch's members, by name.
+trait PatchView {
+    fn get(&self, key: &str) -> Option<&Value>;
+    fn members(&self) -> Box<dyn Iterator<Item = (&str, &Value)> + '_>;
+}
+
+impl PatchView for Map<String, Value> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        Map::get(self, key)
+    }
+
+    fn members(&self) -> Box<dyn Iterator<Item = (&str, &Value)> + '_> {
+        Box::new(self.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+}
+
+/// The top level: the variant's model, its params, and the usage request.
+struct TopPatch<'v> {
+    model: Value,
     params: Option<&'v Map<String, Value>>,
     /// `stream_options` with `include_usage` set, merged over the params' own.
     stream_options: Option<Value>,
 }
 
-impl<'v> Patch<'v> {
-    fn new(edits: &Edits<'v>) -> Patch<'v> {
+impl<'v> TopPatch<'v> {
+    fn new(edits: &Edits<'v>) -> TopPatch<'v> {
         let stream_options = edits.include_usage.then(|| {
             let mut options = edits
                 .params
@@ -106,33 +144,43 @@ impl<'v> Patch<'v> {
             merge_patch(&mut options, &serde_json::json!({"include_usage": true}));
             options
         });
-        Patch {
+        TopPatch {
+            model: Value::from(edits.model),
             params: edits.params,
             stream_options,
         }
     }
+}
 
+impl PatchView for TopPatch<'_> {
     fn get(&self, key: &str) -> Option<&Value> {
-        if key == "stream_options"
-            && let Some(options) = &self.stream_options
-        {
-            return Some(options);
+        match key {
+            "model" => Some(&self.model),
+            "stream_options" if self.stream_options.is_some() => self.stream_options.as_ref(),
+            _ => self.params.and_then(|p| p.get(key)),
         }
-        self.params.and_then(|p| p.get(key))
     }
 
-    fn members(&self) -> impl Iterator<Item = (&str, &Value)> {
+    fn members(&self) -> Box<dyn Iterator<Item = (&str, &Value)> + '_> {
         let params = self
             .params
             .into_iter()
             .flatten()
-            .filter(|(key, _)| !(key.as_str() == "stream_options" && self.stream_options.is_some()))
+            .filter(|(key, _)| match key.as_str() {
+                "model" => false,
+                "stream_options" => self.stream_options.is_none(),
+                _ => true,
+            })
             .map(|(key, value)| (key.as_str(), value));
         let options = self
             .stream_options
             .as_ref()
             .map(|options| ("stream_options", options));
-        params.chain(options)
+        Box::new(
+            std::iter::once(("model", &self.model))
+                .chain(params)
+                .chain(options),
+        )
     }
 }
 
@@ -163,7 +211,8 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 struct Output {
     chunks: Vec<Bytes>,
     pending: BytesMut,
-    members: usize,
+    /// Members written so far in each open object, innermost last.
+    members: Vec<usize>,
 }
 
 impl Output {
@@ -208,13 +257,26 @@ impl Output {
         key: &str,
         value: impl FnOnce(&mut Output) -> Result<(), SpliceError>,
     ) -> Result<(), SpliceError> {
-        if self.members > 0 {
+        let written = self.members.last_mut().map(|n| {
+            *n += 1;
+            *n - 1
+        });
+        if written.is_some_and(|n| n > 0) {
             self.text(b",");
         }
-        self.members += 1;
         self.string(key)?;
         self.text(b":");
         value(self)
+    }
+
+    fn open(&mut self) {
+        self.text(b"{");
+        self.members.push(0);
+    }
+
+    fn close(&mut self) {
+        self.members.pop();
+        self.text(b"}");
     }
 
     fn flush(&mut self) {

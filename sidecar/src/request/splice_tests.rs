@@ -75,6 +75,24 @@ fn the_prompt_travels_as_the_very_bytes_the_client_sent() {
 }
 
 #[test]
+fn an_object_patch_merges_into_what_the_client_sent_byte_for_byte() {
+    // serde_json would refuse to build this member (a lone surrogate, a
+    // number out of range); merging by splicing keeps all of it.
+    let params = object(json!({"metadata": {"killed": true, "tier": null}}));
+    let edits = Edits {
+        model: "m",
+        params: Some(&params),
+        include_usage: false,
+    };
+    let text = r#"{"model":"gpt-4o","metadata":{"note":"\udc00","big":1e400,"tier":"gold","user_id":"u"}}"#;
+    let out = spliced(text, &edits);
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        r#"{"model":"m","metadata":{"note":"\udc00","big":1e400,"user_id":"u","killed":true}}"#
+    );
+}
+
+#[test]
 fn every_copy_of_a_repeated_member_is_rewritten() {
     let edits = Edits {
         model: "new",

@@ -41,6 +41,10 @@ pub struct ListenerLimits {
     pub max_connections: usize,
     pub first_byte: Duration,
     pub idle: Duration,
+    /// A response the client does not read for this long (its writes make
+    /// no progress) ends the connection: a client that stopped reading
+    /// cannot pin it, nor the upstream request behind it.
+    pub stall: Duration,
 }
 
 /// What shutting a listener down involves.
@@ -183,6 +187,7 @@ async fn serve_connection<S, F>(
             _ => return,
         },
         _ = evicted.cancelled() => return,
+        _ = closing.changed() => return,
     }
     let tracked = {
         let activity = activity.clone();
@@ -198,11 +203,18 @@ async fn serve_connection<S, F>(
             }
         }
     };
-    let connection =
-        builder.serve_connection_with_upgrades(TokioIo::new(stream), service_fn(tracked));
+    let io = Watched {
+        stream,
+        activity: activity.clone(),
+    };
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service_fn(tracked));
     tokio::pin!(connection);
-    let idle_check = tokio::time::sleep(limits.idle);
-    tokio::pin!(idle_check);
+    // One timer for both checks: idle with nothing in flight, and writes
+    // that make no progress.
+    let every = limits.idle.min(limits.stall) / 4;
+    let mut checks = tokio::time::interval(every.max(Duration::from_millis(10)));
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    checks.tick().await;
     let mut draining = false;
     loop {
         tokio::select! {
@@ -212,16 +224,23 @@ async fn serve_connection<S, F>(
                 }
                 return;
             }
-            _ = evicted.cancelled(), if !draining => return,
+            // Evicted, or the sidecar is shutting down: finish the request
+            // under way (one that has just arrived included), then close.
+            _ = evicted.cancelled(), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
             _ = closing.changed(), if !draining => {
                 draining = true;
                 connection.as_mut().graceful_shutdown();
             }
-            _ = &mut idle_check, if !draining => {
-                match activity.idle_for() {
-                    Some(idle) if idle >= limits.idle => return,
-                    Some(idle) => idle_check.as_mut().reset(Instant::now() + (limits.idle - idle)),
-                    None => idle_check.as_mut().reset(Instant::now() + limits.idle),
+            _ = checks.tick() => {
+                if activity.stalled_for().is_some_and(|stalled| stalled >= limits.stall) {
+                    tracing::debug!(listener = limits.name, "the client stopped reading its response; closing the connection");
+                    return;
+                }
+                if !draining && activity.idle_for().is_some_and(|idle| idle >= limits.idle) {
+                    return;
                 }
             }
         }
@@ -263,15 +282,17 @@ impl Open {
         }
     }
 
-    /// Closes the oldest connection with no request in flight; `false` when
-    /// every connection is busy.
+    /// Closes the connection idle the longest (no request in flight; one
+    /// that never sent a request counts from its accept); `false` when every
+    /// connection is busy.
     fn evict_oldest_idle(&self) -> bool {
         let mut connections = self.lock();
-        let oldest_idle = connections
+        let longest_idle = connections
             .iter()
-            .find(|(_, (activity, _))| activity.in_flight.load(Ordering::Acquire) == 0)
+            .filter(|(_, (activity, _))| activity.in_flight.load(Ordering::Acquire) == 0)
+            .min_by_key(|(_, (activity, _))| activity.idle_since.load(Ordering::Acquire))
             .map(|(id, _)| *id);
-        match oldest_idle.and_then(|id| connections.remove(&id)) {
+        match longest_idle.and_then(|id| connections.remove(&id)) {
             Some((_, evict)) => {
                 evict.cancel();
                 true
@@ -291,23 +312,30 @@ impl Drop for Registered {
     }
 }
 
-/// Requests in flight on one connection, and since when it has had none.
+/// Requests in flight on one connection, since when it has had none, and
+/// since when its writes have been blocked (0: they are not). Times are
+/// milliseconds of the process-wide [`clock`], so connections compare.
 #[derive(Debug)]
 struct Activity {
     in_flight: AtomicUsize,
-    /// Milliseconds since `epoch` when the last request finished.
-    idle_since_ms: AtomicU64,
-    epoch: Instant,
+    idle_since: AtomicU64,
+    write_blocked_since: AtomicU64,
 }
 
 impl Default for Activity {
     fn default() -> Self {
         Activity {
             in_flight: AtomicUsize::new(0),
-            idle_since_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
+            idle_since: AtomicU64::new(clock()),
+            write_blocked_since: AtomicU64::new(0),
         }
     }
+}
+
+/// Milliseconds since the first call (never 0, which means "not blocked").
+fn clock() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 impl Activity {
@@ -316,8 +344,77 @@ impl Activity {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
-        Some(self.epoch.elapsed().saturating_sub(since))
+        let since = self.idle_since.load(Ordering::Acquire);
+        Some(Duration::from_millis(clock().saturating_sub(since)))
+    }
+
+    /// How long a write has been waiting on the client; `None` when none is.
+    fn stalled_for(&self) -> Option<Duration> {
+        let since = self.write_blocked_since.load(Ordering::Acquire);
+        (since != 0).then(|| Duration::from_millis(clock().saturating_sub(since)))
+    }
+
+    fn wrote(&self, blocked: bool) {
+        if blocked {
+            let _ = self.write_blocked_since.compare_exchange(
+                0,
+                clock(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        } else {
+            self.write_blocked_since.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// The client connection, noting whether its writes make progress.
+struct Watched {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.activity.wrote(polled.is_pending());
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.activity.wrote(polled.is_pending());
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -333,8 +430,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let now = self.0.epoch.elapsed().as_millis() as u64;
-        self.0.idle_since_ms.store(now, Ordering::Release);
+        self.0.idle_since.store(clock(), Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -127,6 +127,7 @@ impl Sidecar {
             max_connections,
             first_byte: settings.first_byte_timeout,
             idle: settings.idle_timeout,
+            stall: settings.body_idle_timeout,
         };
         let shutdown = || Shutdown {
             stop: stopped.clone(),

@@ -223,7 +223,11 @@ impl Settings {
             source: config_source(&mut r),
             pod_labels: r.path("AIFLAGS_POD_LABELS"),
             watch: watch_settings(&mut r),
-            reload_interval: r.parse("AIFLAGS_RELOAD_INTERVAL", duration, Duration::from_secs(1)),
+            reload_interval: r.parse(
+                "AIFLAGS_RELOAD_INTERVAL",
+                positive_duration,
+                Duration::from_secs(1),
+            ),
             upstreams: Upstreams {
                 openai: r.parse("AIFLAGS_OPENAI_UPSTREAM", base_url, default_url.clone()),
                 anthropic: r.parse("AIFLAGS_ANTHROPIC_UPSTREAM", base_url, default_url),
@@ -251,13 +255,17 @@ impl Settings {
             ) as usize,
             first_byte_timeout: r.parse(
                 "AIFLAGS_FIRST_BYTE_TIMEOUT",
-                duration,
+                positive_duration,
                 Duration::from_secs(10),
             ),
-            idle_timeout: r.parse("AIFLAGS_IDLE_TIMEOUT", duration, Duration::from_secs(90)),
+            idle_timeout: r.parse(
+                "AIFLAGS_IDLE_TIMEOUT",
+                positive_duration,
+                Duration::from_secs(90),
+            ),
             body_idle_timeout: r.parse(
                 "AIFLAGS_BODY_IDLE_TIMEOUT",
-                duration,
+                positive_duration,
                 Duration::from_secs(300),
             ),
             drain_timeout: r.parse("AIFLAGS_DRAIN_TIMEOUT", duration, Duration::from_secs(25)),
@@ -321,6 +329,15 @@ fn bounded(s: &str, min: u64, max: u64) -> Result<u64, String> {
 
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration_ms(s).map(Duration::from_millis)
+}
+
+/// A timeout or interval that cannot be zero: `0s` would close every
+/// connection at once, or spin a reload loop.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?} must be longer than zero")),
+        d => Ok(d),
+    }
 }
 
 fn log_format(s: &str) -> Result<Format, String> {

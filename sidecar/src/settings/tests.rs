@@ -37,6 +37,7 @@ fn every_bad_setting_is_reported_with_its_flag_and_variable() {
         ("AIFLAGS_FLAGS", "b"),
         ("AIFLAGS_CREDENTIAL_HEADERS", "x-ok, bad header"),
         ("AIFLAGS_MAX_CONNECTIONS", "-1"),
+        ("AIFLAGS_IDLE_TIMEOUT", "0s"),
     ])
     .unwrap_err();
     let text = err.to_string();
@@ -49,10 +50,11 @@ fn every_bad_setting_is_reported_with_its_flag_and_variable() {
         "not both",
         "\"bad header\" is not a header name",
         "--max-connections",
+        "--idle-timeout (AIFLAGS_IDLE_TIMEOUT): \"0s\" must be longer than zero",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
-    assert_eq!(err.problems.len(), 8);
+    assert_eq!(err.problems.len(), 9);
 }
 
 #[test]

@@ -132,6 +132,11 @@ impl StreamFilter {
         self.error
     }
 
+    /// Whether what was forwarded ends between events.
+    pub fn at_event_boundary(&self) -> bool {
+        self.parser.at_event_boundary()
+    }
+
     fn observe(&mut self, event: &SseEvent) {
         if event.data.trim() == "[DONE]" {
             self.done = true;

@@ -85,6 +85,12 @@ impl SseParser {
         self.overflows
     }
 
+    /// Whether the bytes so far end between events: no line and no event
+    /// under way. Anything written after them is then an event of its own.
+    pub fn at_event_boundary(&self) -> bool {
+        !self.line_started && !self.has_data && self.event.is_empty() && !self.skipping
+    }
+
     /// Calls `on_boundary(end, event)` at every blank line, with `end` the
     /// offset in `chunk` just past it; `event` is `None` for a block with no data.
     pub(crate) fn feed(

@@ -47,8 +47,8 @@ pub struct HeaderPolicy {
 /// How the proxy treats the body of this request.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Outbound<'a> {
-    /// The variant's credential, which replaces the app's.
-    pub credential: Option<&'a str>,
+    /// The variant's credential (key, value), which replaces the app's.
+    pub credential: Option<(&'a str, &'a str)>,
     /// The proxy undid the body's content coding.
     pub decoded: bool,
     /// The proxy reads the response (usage, stream filtering): ask for it uncompressed.
@@ -56,8 +56,10 @@ pub struct Outbound<'a> {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the credential is not a valid header value")]
-pub struct InvalidCredential;
+#[error(
+    "credential {0:?} is not a valid header value (a line break or control character in the Secret's value?)"
+)]
+pub struct InvalidCredential(pub String);
 
 impl Default for HeaderPolicy {
     fn default() -> Self {
@@ -113,10 +115,48 @@ impl HeaderPolicy {
                 HeaderValue::from_static("identity"),
             );
         }
-        if let Some(secret) = how.credential {
-            set_credential(&mut out, target.protocol, secret)?;
+        if let Some((key, secret)) = how.credential {
+            set_credential(&mut out, target.protocol, secret)
+                .map_err(|()| InvalidCredential(key.to_string()))?;
         }
         Ok(out)
+    }
+}
+
+/// Query parameters that carry API keys (Google's `key`, Azure's `api-key`, …).
+const CREDENTIAL_PARAMS: [&str; 5] = ["key", "api-key", "api_key", "apikey", "access_token"];
+
+impl HeaderPolicy {
+    /// The path and query for `target`: credential-bearing query parameters
+    /// reach only the origin the app addressed, like credential headers.
+    pub fn outbound_path<'p>(
+        &self,
+        path_and_query: &'p str,
+        target: &Target,
+        credential: bool,
+    ) -> std::borrow::Cow<'p, str> {
+        let keep = target.app_origin && !credential;
+        let Some((path, query)) = path_and_query.split_once('?') else {
+            return path_and_query.into();
+        };
+        let is_credential = |pair: &&str| {
+            let name = pair.split('=').next().unwrap_or_default();
+            CREDENTIAL_PARAMS
+                .iter()
+                .any(|c| name.eq_ignore_ascii_case(c))
+        };
+        if keep || !query.split('&').any(|pair| is_credential(&pair)) {
+            return path_and_query.into();
+        }
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| !is_credential(pair))
+            .collect();
+        if kept.is_empty() {
+            path.to_string().into()
+        } else {
+            format!("{path}?{}", kept.join("&")).into()
+        }
     }
 }
 
@@ -144,16 +184,12 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-fn set_credential(
-    headers: &mut HeaderMap,
-    protocol: Protocol,
-    secret: &str,
-) -> Result<(), InvalidCredential> {
+fn set_credential(headers: &mut HeaderMap, protocol: Protocol, secret: &str) -> Result<(), ()> {
     let (name, text) = match protocol {
         Protocol::OpenAi => (header::AUTHORIZATION, format!("Bearer {secret}")),
         Protocol::Anthropic => (HeaderName::from_static("x-api-key"), secret.to_string()),
     };
-    let mut value = HeaderValue::from_str(&text).map_err(|_| InvalidCredential)?;
+    let mut value = HeaderValue::from_str(&text).map_err(|_| ())?;
     value.set_sensitive(true);
     headers.insert(name, value);
     Ok(())

@@ -62,7 +62,7 @@ fn credentials_reach_only_the_origin_the_app_addressed() {
         ),
         (
             target("https://api.openai.com", Protocol::OpenAi, Some("k"), true),
-            Some("sk-variant"),
+            Some(("k", "sk-variant")),
             false,
         ),
         (
@@ -77,7 +77,7 @@ fn credentials_reach_only_the_origin_the_app_addressed() {
                 Some("k"),
                 false,
             ),
-            Some("sk-variant"),
+            Some(("k", "sk-variant")),
             false,
         ),
         (
@@ -87,7 +87,7 @@ fn credentials_reach_only_the_origin_the_app_addressed() {
                 Some("k"),
                 false,
             ),
-            Some("sk-variant"),
+            Some(("k", "sk-variant")),
             false,
         ),
     ];
@@ -167,10 +167,11 @@ fn a_credential_that_is_not_a_header_value_is_refused() {
         false,
     );
     let how = Outbound {
-        credential: Some("line\nbreak"),
+        credential: Some(("partner", "line\nbreak")),
         ..Outbound::default()
     };
-    assert!(policy.outbound(&client_headers(), &t, how).is_err());
+    let err = policy.outbound(&client_headers(), &t, how).unwrap_err();
+    assert!(err.to_string().contains("credential \"partner\""), "{err}");
 }
 
 #[test]
@@ -183,4 +184,26 @@ fn response_heads_lose_their_hop_by_hop_headers() {
     strip_hop_by_hop(&mut h);
     assert_eq!(h.len(), 1);
     assert_eq!(h["x-request-id"], "r");
+}
+
+#[test]
+fn credential_query_parameters_stay_with_the_apps_origin() {
+    let policy = HeaderPolicy::default();
+    let home = target("https://api.openai.com", Protocol::OpenAi, None, true);
+    let away = target("https://partner.example", Protocol::OpenAi, None, false);
+    let query = "/v1/chat/completions?key=app&x=1&API-KEY=a&access_token=t";
+    assert_eq!(policy.outbound_path(query, &home, false), query);
+    assert_eq!(
+        policy.outbound_path(query, &away, false),
+        "/v1/chat/completions?x=1"
+    );
+    assert_eq!(
+        policy.outbound_path(query, &home, true),
+        "/v1/chat/completions?x=1"
+    );
+    assert_eq!(policy.outbound_path("/v1/x?key=a", &away, false), "/v1/x");
+    assert_eq!(
+        policy.outbound_path("/v1/x?keyword=a", &away, false),
+        "/v1/x?keyword=a"
+    );
 }

@@ -84,13 +84,21 @@ impl Upstream {
         how: Send,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri = target.uri_for(path).map_err(UpstreamError::Config)?;
+        let path = self
+            .policy
+            .outbound_path(path, target, target.credential_key.is_some());
+        let uri = target.uri_for(&path).map_err(UpstreamError::Config)?;
         let credential = match &target.credential_key {
-            Some(key) => Some(read_credential(self.credentials_dir.as_deref(), key).await?),
+            Some(key) => Some((
+                &**key,
+                read_credential(self.credentials_dir.as_deref(), key).await?,
+            )),
             None => None,
         };
         let outbound = Outbound {
-            credential: credential.as_deref(),
+            credential: credential
+                .as_ref()
+                .map(|(key, secret)| (*key, secret.as_str())),
             decoded: how.decoded,
             reads_response: how.reads_response,
         };

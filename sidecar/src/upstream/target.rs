@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use aiflags_api::Provider;
+use aiflags_api::{Operation, Provider};
 use http::{Method, Uri};
 
 /// Which API family a request speaks; decides the default upstream and how a
@@ -74,6 +74,11 @@ pub enum BadTarget {
     DotSegment(String),
     #[error("method CONNECT is not proxied")]
     Connect,
+    #[error(
+        "request path {0:?} names an API path in a non-canonical form (percent-encoded letters or \
+         digits, empty segments or ;parameters); send it as {1:?}"
+    )]
+    NotCanonical(String, String),
 }
 
 impl From<BadTarget> for crate::error::ProxyError {
@@ -167,9 +172,31 @@ impl Target {
     }
 }
 
+/// The operation an API path names, or `None` for any other path (passed
+/// through untouched).
+///
+/// Paths are matched exactly, with the `/v1` prefix both SDKs send (the
+/// injected `OPENAI_BASE_URL` ends in `/v1`, and the Anthropic SDK appends
+/// `/v1/messages` to `ANTHROPIC_BASE_URL`). One trailing slash is ignored;
+/// prefixes such as Azure's `/openai/deployments/…` are not recognised.
+pub fn operation_for_path(path: &str) -> Option<Operation> {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    match path {
+        "/v1/chat/completions" => Some(Operation::Chat),
+        "/v1/responses" => Some(Operation::Responses),
+        "/v1/completions" => Some(Operation::Completions),
+        "/v1/embeddings" => Some(Operation::Embeddings),
+        "/v1/messages" => Some(Operation::Messages),
+        _ => None,
+    }
+}
+
 /// Refuses request targets that are not plain origin-form paths: `*`
-/// (asterisk-form, `OPTIONS *` or an h2 `:path *`), CONNECT, and paths with
-/// `.`/`..` segments or encoded slashes, literal or percent-encoded.
+/// (asterisk-form, `OPTIONS *` or an h2 `:path *`), CONNECT, paths with
+/// `.`/`..` segments or encoded slashes, literal or percent-encoded, and an
+/// API path in a form its upstream would read as that path but the flag
+/// lookup would not (`/v1/chat/completion%73`, `/v1//chat/completions`,
+/// `/v1/chat/completions;x`): no flag is skipped by how a path is spelled.
 pub fn check_request_target(method: &Method, uri: &Uri) -> Result<(), BadTarget> {
     if method == Method::CONNECT {
         return Err(BadTarget::Connect);
@@ -184,19 +211,66 @@ pub fn check_request_target(method: &Method, uri: &Uri) -> Result<(), BadTarget>
             return Err(BadTarget::DotSegment(clip(path)));
         }
     }
+    if path.contains(['%', ';']) || path.contains("//") {
+        let canonical = canonical_path(path);
+        let names_api = operation_for_path(&canonical).is_some()
+            || Protocol::for_path(&canonical) == Protocol::Anthropic;
+        if names_api {
+            return Err(BadTarget::NotCanonical(clip(path), canonical));
+        }
+    }
     Ok(())
 }
 
 /// `%2e`, `%2f` and `%5c` decoded, in any case; other escapes left alone.
-fn decode_dots_and_slashes(segment: &str) -> String {
+fn decode_dots_and_slashes(segment: &str) -> std::borrow::Cow<'_, str> {
     if !segment.contains('%') {
-        return segment.to_string();
+        return std::borrow::Cow::Borrowed(segment);
     }
     let lower = segment.to_ascii_lowercase();
-    lower
-        .replace("%2e", ".")
-        .replace("%2f", "/")
-        .replace("%5c", "\\")
+    std::borrow::Cow::Owned(
+        lower
+            .replace("%2e", ".")
+            .replace("%2f", "/")
+            .replace("%5c", "\\"),
+    )
+}
+
+/// How an upstream router reads a path (RFC 3986 §6.2.2): percent-encoded
+/// unreserved characters decoded, empty segments and `;parameters` dropped.
+fn canonical_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        let segment = segment.split(';').next().unwrap_or_default();
+        out.push('/');
+        let bytes = segment.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let decoded = (bytes[i] == b'%')
+                .then(|| segment.get(i + 1..i + 3))
+                .flatten()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .filter(|b| b.is_ascii_alphanumeric() || b"-._~".contains(b));
+            match decoded {
+                Some(b) => {
+                    out.push(char::from(b));
+                    i += 3;
+                }
+                None => {
+                    let ch_len = segment[i..].chars().next().map_or(1, char::len_utf8);
+                    out.push_str(&segment[i..i + ch_len]);
+                    i += ch_len;
+                }
+            }
+        }
+    }
+    if path.ends_with('/') && out.len() > 1 {
+        out.push('/');
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
 }
 
 /// What of a client-supplied string an error message echoes: bounded, printable.
@@ -276,6 +350,28 @@ mod tests {
             );
         }
         assert_eq!(check(Method::CONNECT, "/x"), Err(BadTarget::Connect));
+        for spelled in [
+            "/v1/chat/completion%73",
+            "/v1//chat/completions",
+            "/v1/chat/completions;x",
+            "/%76%31/embeddings",
+            "/v1/messag%65s",
+        ] {
+            assert!(
+                matches!(
+                    check(Method::POST, spelled),
+                    Err(BadTarget::NotCanonical(..))
+                ),
+                "{spelled}"
+            );
+        }
+        // Other paths may spell themselves as they like.
+        assert_eq!(check(Method::GET, "/v1/files/a%20b;c"), Ok(()));
+        assert_eq!(check(Method::POST, "/v1/chat/completions/"), Ok(()));
+        assert_eq!(
+            canonical_path("/v1//chat/completion%73;x/"),
+            "/v1/chat/completions/"
+        );
     }
 
     #[test]
