@@ -24,7 +24,7 @@ scripts/setup-test-deps.sh
 cargo build --workspace --bins --locked
 export AIFLAGS_BIN_DIR="$root/target/debug"
 
-step "end-to-end tests (official openai and anthropic Python SDKs; dashboards and alerts against a real Prometheus, promtool, helm)"
+step "end-to-end tests (official openai and anthropic Python SDKs; dashboards, alerts and progressive rollouts against a real Prometheus, promtool, helm)"
 .venv/bin/python -m pytest -q tests/e2e
 
 step "chart tests (helm v4 lint and template, Kubernetes 1.33 schemas, the webhook's pod)"

@@ -7,10 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use crate::status::*;
 
 /// A Go-style duration: `500ms`, `30s`, `10m`, `1h30m`.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
@@ -39,6 +41,7 @@ pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
     derive = "PartialEq",
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".spec.state"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.rollout.stepSummary"}"#,
     printcolumn = r#"{"name":"Split","type":"string","jsonPath":".status.split"}"#,
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.configRevision"}"#,
     printcolumn = r#"{"name":"Proxies","type":"string","jsonPath":".status.proxies.summary"}"#,
@@ -56,6 +59,7 @@ pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
     validation = Rule::new("!has(self.rollout) || !has(self.rollout.canary) || self.variants.exists(v, v.name == self.rollout.canary)").message("rollout.canary must name one of spec.variants").field_path(".rollout.canary"),
     validation = Rule::new("!has(self.rollout) || !has(self.rollout.canary) || self.rollout.canary != self.defaultVariant").message("rollout.canary must differ from defaultVariant, which receives the remaining traffic").field_path(".rollout.canary"),
     validation = Rule::new("!has(self.rollout) || !has(self.rollout.steps) || self.rollout.steps.map(s, double(s.weight)).isSorted()").message("rollout.steps weights must be non-decreasing").field_path(".rollout.steps"),
+    validation = Rule::new("!has(self.rollout) || !has(self.rollout.analysis) || has(self.rollout.steps)").message("rollout.analysis gates canary steps: it needs rollout.steps").field_path(".rollout.analysis"),
     validation = Rule::new("!has(self.targeting) || self.targeting.all(t, self.variants.exists(v, v.name == t.variant))").message("every targeting[].variant must name one of spec.variants").field_path(".targeting"),
     validation = Rule::new("!has(self.fallback) || !has(self.fallback.chain) || self.fallback.chain.all(c, self.variants.exists(v, v.name == c))").message("every fallback.chain entry must name one of spec.variants").field_path(".fallback.chain"),
 )]
@@ -279,9 +283,40 @@ pub struct Analysis {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub max_p95_latency_seconds: Option<f64>,
+    /// Highest share of canary requests served by another model (a fallback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub max_fallback_rate: Option<f64>,
+    /// Highest share of the canary model's upstream attempts that answered
+    /// empty or content-filtered (the sidecar's attempt outcomes `empty` and
+    /// `content_filter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_empty_rate: Option<f64>,
+    /// The canary may be worse than the stable variant (`defaultVariant`) by
+    /// at most these margins, measured over the same interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_increase_over_stable: Option<StableMargins>,
+}
+
+/// How much worse than the stable variant the canary may be: each margin is
+/// added to the stable variant's value (rates as ratios, latency in seconds).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.errorRate) || has(self.p95LatencySeconds) || has(self.fallbackRate) || has(self.emptyRate)").message("name at least one margin: errorRate, p95LatencySeconds, fallbackRate or emptyRate"))]
+pub struct StableMargins {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub p95_latency_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub fallback_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub empty_rate: Option<f64>,
 }
 
 /// Sends matching requests to a variant before the split is consulted.
@@ -357,67 +392,4 @@ pub struct Fallback {
         validation = Rule::new(r"!self.matches('^(0+(\\.0+)?(ms|s|m|h))+$')").message("must be longer than 0"),
     )]
     pub deadline: Option<String>,
-}
-
-/// Observed state, written by the operator.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AIFeatureFlagStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<Phase>,
-    /// `Ready` (the latest generation compiled and is in the config) and
-    /// `Propagated` (every proxy the flag applies to serves that config),
-    /// each written by its own field manager: a map keyed by `type`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
-    /// Generation whose compiled form the sidecars serve.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serving_generation: Option<i64>,
-    /// Revision of the namespace config that holds the serving version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_revision: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_step: Option<u32>,
-    /// Percent per variant now served.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_weights: Option<BTreeMap<String, f64>>,
-    /// Human-readable split for the printer column, e.g. `stable=90 candidate=10`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub split: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxies: Option<ProxyCount>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_checks: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-/// Summary phase of a flag.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum Phase {
-    Healthy,
-    Progressing,
-    Paused,
-    Degraded,
-    Disabled,
-}
-
-/// How many sidecars serve the flag's config revision.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProxyCount {
-    /// Running injected pods the flag's `podSelector` matches.
-    pub total: u32,
-    /// Those whose sidecar reports serving `revision`.
-    pub at_revision: u32,
-    /// The namespace's config revision counted against: the latest the
-    /// operator wrote.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    /// `atRevision/total`, for the printer column.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<String>,
 }

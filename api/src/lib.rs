@@ -9,8 +9,11 @@ pub mod crd;
 pub mod duration;
 pub mod manifest;
 mod schema;
+pub mod status;
 
-pub use compile::{Compilation, FieldError, FlagInput, FlagOutcome, compile, compile_flag};
+pub use compile::{
+    Compilation, FieldError, FlagInput, FlagOutcome, compile, compile_flag, rollout_identity,
+};
 pub use config::*;
 pub use crd::*;
 pub use manifest::{Manifest, ManifestError, compile_manifests, parse_manifests};

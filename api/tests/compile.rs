@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use aiflags_api::{
     AIFeatureFlag, AIFeatureFlagStatus, CONFIG_SCHEMA, ConfigError, Failure, FailureClass,
-    FlagInput, SidecarConfig, compile, compile_flag,
+    FlagInput, RolloutStatus, SidecarConfig, compile, compile_flag, rollout_identity,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -85,17 +85,56 @@ fn canary_starts_at_the_first_step() {
     );
 }
 
-#[test]
-fn canary_follows_the_weight_in_status() {
-    let mut f = flag("c", 1, canary_spec());
+/// `f` with the rollout engine's record at `weight` for the spec `hashed`.
+fn at_canary_weight(mut f: AIFeatureFlag, weight: f64, hashed: &AIFeatureFlag) -> AIFeatureFlag {
     f.status = Some(AIFeatureFlagStatus {
+        // What the reconciler reports is not the engine's position.
         current_weights: Some(BTreeMap::from([
-            ("next".into(), 25.0),
-            ("stable".into(), 75.0),
+            ("next".into(), 60.0),
+            ("stable".into(), 40.0),
         ])),
+        rollout: Some(RolloutStatus {
+            spec_hash: rollout_identity(&hashed.spec),
+            canary_weight: weight,
+            ..Default::default()
+        }),
         ..Default::default()
     });
+    f
+}
+
+#[test]
+fn canary_follows_the_rollout_engines_weight_in_status() {
+    let f = flag("c", 1, canary_spec());
+    let f = at_canary_weight(f.clone(), 25.0, &f);
     assert_eq!(compile_one(&f).weights, vec![7500, 2500, 0]);
+}
+
+#[test]
+fn a_changed_spec_starts_the_canary_again_at_the_first_step() {
+    let old = flag("c", 1, canary_spec());
+    let mut spec = canary_spec();
+    spec["variants"][1]["model"] = json!("gpt-5");
+    let changed = at_canary_weight(flag("c", 2, spec), 25.0, &old);
+    assert_eq!(compile_one(&changed).weights, vec![9850, 150, 0]);
+}
+
+#[test]
+fn the_kill_switch_and_analysis_thresholds_are_not_part_of_the_rollouts_identity() {
+    let base = flag("c", 1, canary_spec());
+    let mut tuned = canary_spec();
+    tuned["state"] = json!("Disabled");
+    tuned["rollout"]["analysis"] = json!({"maxErrorRate": 0.2});
+    assert_eq!(
+        rollout_identity(&flag("c", 2, tuned).spec),
+        rollout_identity(&base.spec)
+    );
+    let mut steps = canary_spec();
+    steps["rollout"]["steps"][0]["weight"] = json!(2);
+    assert_ne!(
+        rollout_identity(&flag("c", 2, steps).spec),
+        rollout_identity(&base.spec)
+    );
 }
 
 #[test]

@@ -38,7 +38,10 @@ fn canary_flag() -> Value {
     v["spec"]["rollout"] = json!({
         "canary": "candidate",
         "steps": [{"weight": 1, "pause": "10m"}, {"weight": 50, "pause": "1h"}, {"weight": 100}],
-        "analysis": {"interval": "1m", "failureLimit": 2, "maxErrorRate": 0.05}
+        "analysis": {"interval": "1m", "failureLimit": 2, "maxErrorRate": 0.05,
+                     "maxEmptyRate": 0.02,
+                     "maxIncreaseOverStable": {"errorRate": 0.01, "p95LatencySeconds": 2,
+                                               "fallbackRate": 0.05, "emptyRate": 0.01}}
     });
     v
 }
@@ -396,9 +399,41 @@ fn cases() -> Vec<Case> {
             flag: with(valid_flag, |s| {
                 s["rollout"]["analysis"] = json!({"maxErrorRate": 0.1})
             }),
+            cel: Some((
+                "spec.rollout.analysis",
+                "rollout.analysis gates canary steps: it needs rollout.steps",
+            )),
+            compile: &[
+                "spec.rollout.analysis: analysis gates canary steps: it needs rollout.steps",
+            ],
+        },
+        Case {
+            name: "analysis ratios above 1",
+            flag: with(canary_flag, |s| {
+                s["rollout"]["analysis"]["maxEmptyRate"] = json!(1.5);
+                s["rollout"]["analysis"]["maxIncreaseOverStable"] =
+                    json!({"errorRate": 2, "p95LatencySeconds": -1});
+            }),
+            // Ranges are OpenAPI minimum/maximum, which the API server checks
+            // before CEL runs.
             cel: None,
             compile: &[
-                "spec.rollout.analysis: analysis gates canary steps; it needs rollout.steps",
+                "spec.rollout.analysis.maxEmptyRate: must be a ratio between 0 and 1",
+                "spec.rollout.analysis.maxIncreaseOverStable.errorRate: must be a ratio between 0 and 1",
+                "spec.rollout.analysis.maxIncreaseOverStable.p95LatencySeconds: must be zero or a positive number of seconds",
+            ],
+        },
+        Case {
+            name: "relative thresholds without a margin",
+            flag: with(canary_flag, |s| {
+                s["rollout"]["analysis"]["maxIncreaseOverStable"] = json!({});
+            }),
+            cel: Some((
+                "spec.rollout.analysis.maxIncreaseOverStable",
+                "name at least one margin: errorRate, p95LatencySeconds, fallbackRate or emptyRate",
+            )),
+            compile: &[
+                "spec.rollout.analysis.maxIncreaseOverStable: name at least one margin: errorRate, p95LatencySeconds, fallbackRate or emptyRate",
             ],
         },
         Case {

@@ -5,9 +5,13 @@
 //!   whose behaviour the model name picks.
 //! - [`demo`]: the sidecar on the example flags in front of the mock, driven
 //!   by simulated users (the README's main job).
+//! - [`rollout_harness`]: the operator's part in a progressive rollout
+//!   (propagation, engine, analysis, compile) without a Kubernetes API
+//!   server, writing the sidecars' config file.
 
 pub mod demo;
 pub mod mock_upstream;
+pub mod rollout_harness;
 mod serve;
 
 pub use serve::shutdown_signal;

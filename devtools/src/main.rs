@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use aiflags_devtools::demo::{self, DemoArgs};
+use aiflags_devtools::rollout_harness::{self, RolloutArgs};
 use aiflags_sidecar::settings::source::Args;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -31,6 +32,11 @@ enum Command {
     /// upstream, driven by simulated users; prints the observed split,
     /// fallbacks, latency, tokens and cost, then serves /metrics until Ctrl-C.
     Demo(Box<DemoCommand>),
+    /// The operator's part in one flag's progressive rollout without a
+    /// Kubernetes API server: asks the sidecars which revision they serve,
+    /// analyses the canary in Prometheus, steps, and writes their config
+    /// file; prints every decision as a JSON line.
+    Rollout(RolloutArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -52,7 +58,7 @@ fn main() -> ExitCode {
                 return fail(&e);
             }
         }
-        Command::MockUpstream { .. } => {
+        Command::MockUpstream { .. } | Command::Rollout(_) => {
             let filter =
                 EnvFilter::try_from_env("AIFLAGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
             tracing_subscriber::fmt()
@@ -73,6 +79,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::MockUpstream { listen } => aiflags_devtools::mock_upstream::run(listen).await,
             Command::Demo(args) => demo::run(&args.proxy, &args.demo).await.map(|_| ()),
+            Command::Rollout(args) => rollout_harness::run(args)
+                .await
+                .map_err(std::io::Error::other),
         }
     });
     match result {

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::restart::{self, workload::Workload};
 use crate::webhook::config::InjectionConfig;
@@ -47,12 +48,18 @@ pub struct Injection {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
-pub async fn start(
+/// `leading`: the leadership, and what stops the restart offer (shutdown
+/// or lost leadership): only the leader offers restarts.
+pub async fn start<S>(
     client: Client,
     options: InjectionOptions,
     metrics: &Metrics,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
-) -> anyhow::Result<Injection> {
+    leading: (Leadership, S),
+) -> anyhow::Result<Injection>
+where
+    S: Future<Output = ()> + Clone + Send + Sync + 'static,
+{
     let (namespaces, writer) = reflector::store::<Namespace>();
     let (changed, _) = broadcast::channel::<String>(1024);
     let mut tasks = Vec::new();
@@ -127,22 +134,22 @@ pub async fn start(
         )
         .context("registering restart metrics")?;
         let ctx = Arc::new(ctx);
-        tasks.push(tokio::spawn(restarts::<Deployment>(
-            client.clone(),
-            ctx.clone(),
-            &changed,
-            shutdown.clone(),
-        )));
-        tasks.push(tokio::spawn(restarts::<StatefulSet>(
-            client.clone(),
-            ctx.clone(),
-            &changed,
-            shutdown.clone(),
-        )));
-        tasks.push(tokio::spawn(restarts::<DaemonSet>(
-            client, ctx, &changed, shutdown,
-        )));
-        tracing::info!(?spacing, "offering restarts to workloads that opt in");
+        let (leadership, stop) = leading;
+        let controllers = futures::future::join3(
+            restarts::<Deployment>(client.clone(), ctx.clone(), &changed, stop.clone()),
+            restarts::<StatefulSet>(client.clone(), ctx.clone(), &changed, stop.clone()),
+            restarts::<DaemonSet>(client, ctx, &changed, stop.clone()),
+        );
+        tasks.push(tokio::spawn(async move {
+            let leading = tokio::select! {
+                leading = leadership.acquired() => leading,
+                () = stop => false,
+            };
+            if leading {
+                tracing::info!(?spacing, "offering restarts to workloads that opt in");
+                controllers.await;
+            }
+        }));
     }
     Ok(Injection { namespaces, tasks })
 }

@@ -5,13 +5,16 @@
 //! Event to publish, how long to back off) are pure functions; the
 //! Kubernetes and HTTP shells around them stay thin.
 
+pub mod cli;
 pub mod controller;
 pub mod crdgen;
 pub mod injection;
+pub mod leader;
 pub mod metrics;
 pub mod propagation;
 pub mod render;
 pub mod restart;
+pub mod rollout;
 pub mod run;
 pub mod server;
 pub mod telemetry;

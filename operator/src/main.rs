@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use aiflags_operator::crdgen::crd_yaml;
 use aiflags_operator::injection::InjectionOptions;
+use aiflags_operator::leader::LeaseSettings;
 use aiflags_operator::render::{read_sources, render};
+use aiflags_operator::rollout::analysis::prometheus::{Prometheus, PrometheusSettings};
 use aiflags_operator::run::{RunOptions, run};
 use aiflags_operator::telemetry::{self, LogFormat};
 use aiflags_operator::webhook::config::InjectionConfig;
@@ -28,33 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Reconcile AIFeatureFlags into each namespace's aiflags-config ConfigMap.
-    Run {
-        /// Address of the /metrics, /healthz and /readyz endpoint.
-        #[arg(long, env = "AIFLAGS_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
-        metrics_listen: SocketAddr,
-        /// Log line format; the level comes from RUST_LOG (default info).
-        #[arg(long, env = "AIFLAGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-        log_format: LogFormat,
-        /// Serve the injection webhook (HTTPS, POST /mutate-pods) on this address.
-        #[arg(long, env = "AIFLAGS_WEBHOOK_LISTEN")]
-        webhook_listen: Option<SocketAddr>,
-        /// Directory with the webhook's tls.crt and tls.key; reloaded when they change.
-        #[arg(
-            long,
-            env = "AIFLAGS_WEBHOOK_CERT_DIR",
-            default_value = "/etc/aiflags-operator/tls"
-        )]
-        webhook_cert_dir: PathBuf,
-        /// The injection config (JSON; the chart renders it). Default: built-in defaults.
-        #[arg(long, env = "AIFLAGS_INJECTION_CONFIG")]
-        injection_config: Option<PathBuf>,
-        /// Least time between two workload restarts offered for injection, cluster-wide.
-        #[arg(long, env = "AIFLAGS_RESTART_SPACING", default_value = "30s", value_parser = parse_duration)]
-        restart_spacing: Duration,
-        /// Never restart workloads for injection, whatever their annotations say.
-        #[arg(long, env = "AIFLAGS_DISABLE_RESTARTS")]
-        disable_restarts: bool,
-    },
+    Run(Box<RunArgs>),
     /// Print the AIFeatureFlag CustomResourceDefinition as YAML.
     Crdgen,
     /// Compile AIFeatureFlag manifests offline and print the config JSON,
@@ -80,6 +56,115 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Address of the /metrics, /healthz and /readyz endpoint.
+    #[arg(long, env = "AIFLAGS_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    metrics_listen: SocketAddr,
+    /// Log line format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "AIFLAGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Serve the injection webhook (HTTPS, POST /mutate-pods) on this address.
+    #[arg(long, env = "AIFLAGS_WEBHOOK_LISTEN")]
+    webhook_listen: Option<SocketAddr>,
+    /// Directory with the webhook's tls.crt and tls.key; reloaded when they change.
+    #[arg(
+        long,
+        env = "AIFLAGS_WEBHOOK_CERT_DIR",
+        default_value = "/etc/aiflags-operator/tls"
+    )]
+    webhook_cert_dir: PathBuf,
+    /// The injection config (JSON; the chart renders it). Default: built-in defaults.
+    #[arg(long, env = "AIFLAGS_INJECTION_CONFIG")]
+    injection_config: Option<PathBuf>,
+    /// Least time between two workload restarts offered for injection, cluster-wide.
+    #[arg(long, env = "AIFLAGS_RESTART_SPACING", default_value = "30s", value_parser = parse_duration)]
+    restart_spacing: Duration,
+    /// Never restart workloads for injection, whatever their annotations say.
+    #[arg(long, env = "AIFLAGS_DISABLE_RESTARTS")]
+    disable_restarts: bool,
+    #[command(flatten)]
+    prometheus: PrometheusArgs,
+    #[command(flatten)]
+    election: ElectionArgs,
+}
+
+/// Where the rollout analysis queries the sidecars' metrics.
+#[derive(clap::Args)]
+struct PrometheusArgs {
+    /// Prometheus' base URL, e.g. http://prometheus-operated.monitoring:9090.
+    /// Without it, every analysis check is inconclusive and rollouts with
+    /// `analysis` hold at their first step.
+    #[arg(long, env = "AIFLAGS_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// A file holding a bearer token for Prometheus (read at every query).
+    #[arg(long, env = "AIFLAGS_PROMETHEUS_TOKEN_FILE")]
+    prometheus_token_file: Option<PathBuf>,
+    /// PEM certificates to trust for an https:// Prometheus, besides the system's.
+    #[arg(long, env = "AIFLAGS_PROMETHEUS_CA_FILE")]
+    prometheus_ca_file: Option<PathBuf>,
+    /// Longest wait for one query's answer.
+    #[arg(long, env = "AIFLAGS_PROMETHEUS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    prometheus_timeout: Duration,
+}
+
+impl PrometheusArgs {
+    fn settings(self) -> Option<PrometheusSettings> {
+        let url = self.prometheus_url.filter(|u| !u.is_empty())?;
+        Some(PrometheusSettings {
+            url,
+            token_file: self.prometheus_token_file,
+            ca_file: self.prometheus_ca_file,
+            timeout: self.prometheus_timeout,
+        })
+    }
+}
+
+/// Leader election among replicas (a coordination.k8s.io Lease).
+#[derive(clap::Args)]
+struct ElectionArgs {
+    /// Elect a leader: only it reconciles, steps rollouts and writes;
+    /// every replica serves the webhook.
+    #[arg(long, env = "AIFLAGS_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the Lease (the chart passes the operator's own).
+    #[arg(
+        long,
+        env = "AIFLAGS_LEADER_ELECTION_NAMESPACE",
+        default_value = "aiflags-system"
+    )]
+    leader_election_namespace: String,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "AIFLAGS_LEADER_ELECTION_LEASE",
+        default_value = "aiflags-operator"
+    )]
+    leader_election_lease: String,
+    /// This replica's identity in the Lease (the chart passes the pod's name).
+    #[arg(long, env = "AIFLAGS_LEADER_ELECTION_IDENTITY")]
+    leader_election_identity: Option<String>,
+}
+
+impl ElectionArgs {
+    fn settings(self) -> Result<Option<LeaseSettings>, Vec<String>> {
+        if !self.leader_election {
+            return Ok(None);
+        }
+        let identity = match self.leader_election_identity.filter(|i| !i.is_empty()) {
+            Some(identity) => identity,
+            None => std::env::var("HOSTNAME").map_err(|_| {
+                vec!["--leader-election-identity (AIFLAGS_LEADER_ELECTION_IDENTITY): needed when HOSTNAME is not set".to_string()]
+            })?,
+        };
+        Ok(Some(LeaseSettings::new(
+            self.leader_election_namespace,
+            self.leader_election_lease,
+            identity,
+        )))
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     aiflags_api::duration::parse_duration_ms(text).map(Duration::from_millis)
 }
@@ -93,17 +178,29 @@ fn injection_config(path: Option<&PathBuf>) -> Result<InjectionConfig, Vec<Strin
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run {
-            metrics_listen,
-            log_format,
-            webhook_listen,
-            webhook_cert_dir,
-            injection_config: config_path,
-            restart_spacing,
-            disable_restarts,
-        } => {
+        Command::Run(args) => {
+            let RunArgs {
+                metrics_listen,
+                log_format,
+                webhook_listen,
+                webhook_cert_dir,
+                injection_config: config_path,
+                restart_spacing,
+                disable_restarts,
+                prometheus,
+                election,
+            } = *args;
             let config = match injection_config(config_path.as_ref()) {
                 Ok(config) => config,
+                Err(errors) => return fail(&errors),
+            };
+            let prometheus = match prometheus.settings().map(|s| Prometheus::new(&s)) {
+                Some(Ok(prometheus)) => Some(prometheus),
+                Some(Err(errors)) => return fail(&errors),
+                None => None,
+            };
+            let leader_election = match election.settings() {
+                Ok(settings) => settings,
                 Err(errors) => return fail(&errors),
             };
             let options = RunOptions {
@@ -113,6 +210,8 @@ fn main() -> ExitCode {
                     webhook: webhook_listen.map(|listen| (listen, webhook_cert_dir)),
                     restart_spacing: (!disable_restarts).then_some(restart_spacing),
                 },
+                prometheus,
+                leader_election,
             };
             run_controller(options, log_format)
         }

@@ -6,6 +6,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use aiflags_api::{AIFeatureFlagStatus, Phase};
+
+use crate::rollout::metrics::RolloutMetrics;
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -34,6 +36,8 @@ pub struct Metrics {
     exported_revisions: Mutex<BTreeMap<String, String>>,
     /// Variants last exported per (namespace, flag), so removed ones are dropped.
     exported_variants: Mutex<BTreeMap<(String, String), Vec<String>>>,
+    /// The rollout engine's, in the same registry.
+    pub rollout: RolloutMetrics,
 }
 
 /// Started by [`Metrics::reconcile_started`]; finished with the outcome.
@@ -124,6 +128,7 @@ impl Metrics {
         registry.register(Box::new(config_bytes.clone()))?;
         registry.register(Box::new(config_held_back.clone()))?;
         registry.register(Box::new(config_revision.clone()))?;
+        let rollout = RolloutMetrics::new(&registry)?;
         Ok(Metrics {
             registry,
             reconciles,
@@ -138,6 +143,7 @@ impl Metrics {
             config_revision,
             exported_revisions: Mutex::default(),
             exported_variants: Mutex::default(),
+            rollout,
         })
     }
 
@@ -244,6 +250,7 @@ impl Metrics {
                 .remove_label_values(&[namespace, flag, phase_label(phase)]);
         }
         let _ = self.flag_ready.remove_label_values(&[namespace, flag]);
+        self.rollout.forget(namespace, flag);
         let key = (namespace.to_string(), flag.to_string());
         let mut exported = self
             .exported_variants

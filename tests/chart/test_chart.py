@@ -52,6 +52,13 @@ VARIANTS = {
         "--set", "monitoring.podMonitor.enabled=true",
         "--set", "monitoring.labels.release=kube-prometheus-stack",
         "--set", "restarts.enabled=false",
+        "--set", "operator.replicas=1",
+        "--set", "operator.leaderElection.enabled=false",
+        "--set", "rollout.prometheus.url=https://prometheus.monitoring:9090",
+        "--set", "rollout.prometheus.timeout=5s",
+        "--set", "rollout.prometheus.bearerTokenSecret.name=prometheus-reader",
+        "--set", "rollout.prometheus.caConfigMap.name=monitoring-ca",
+        "--set", "rollout.prometheus.caConfigMap.key=bundle.pem",
     ],
 }
 
@@ -99,7 +106,12 @@ def test_helm_lint_is_clean(variant):
     [
         (["--set", "proxy.port=80"], "at '/proxy/port': minimum: got 80, want 1,024"),
         (["--set", "webhook.failurePolicy=Sometimes"], "at '/webhook/failurePolicy'"),
-        (["--set", "operator.replicas=3"], "additional properties 'replicas' not allowed"),
+        (["--set", "operator.replicas=0"], "at '/operator/replicas': minimum: got 0, want 1"),
+        (["--set", "operator.leaderElection.enabled=yes"], "at '/operator/leaderElection/enabled'"),
+        (["--set", "rollout.prometheus.url=prometheus:9090"], "at '/rollout/prometheus/url'"),
+        (["--set", "rollout.prometheus.timeout=soon"], "at '/rollout/prometheus/timeout'"),
+        (["--set", "operator.leaderElection.enabled=false"],
+         "operator.replicas > 1 needs operator.leaderElection.enabled"),
         (["--set", "proxy.upstreams.openai=api.openai.com"], "at '/proxy/upstreams/openai'"),
         (["--set", "proxy.resources.requests.memory=lots"], "at '/proxy/resources/requests/memory'"),
     ],
@@ -131,11 +143,12 @@ def test_the_default_install():
     # Three of the ConfigMaps are the Grafana dashboards (tests/e2e/test_chart_dashboards.py).
     assert kinds == sorted([
         "ServiceAccount", "Secret", "ConfigMap", "ClusterRole", "ClusterRoleBinding",
+        "Role", "RoleBinding",
         "Service", "Service", "Deployment", "MutatingWebhookConfiguration",
         "ConfigMap", "ConfigMap", "ConfigMap",
     ])
     deployment = one(docs, "Deployment")
-    assert deployment["spec"]["replicas"] == 1, "one replica until leader election exists"
+    assert deployment["spec"]["replicas"] == 2, "two replicas: one leads, both serve the webhook"
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == f"ghcr.io/aiflags/aiflags-operator:{APP_VERSION}"
@@ -153,6 +166,11 @@ def test_the_default_install():
     assert env["AIFLAGS_WEBHOOK_LISTEN"] == "0.0.0.0:9443"
     assert env["AIFLAGS_INJECTION_CONFIG"] == "/etc/aiflags-operator/injection/injection.json"
     assert env["AIFLAGS_DISABLE_RESTARTS"] == "false"
+    assert env["AIFLAGS_LEADER_ELECTION"] == "true"
+    assert env["AIFLAGS_LEADER_ELECTION_LEASE"] == "aiflags"
+    assert env["AIFLAGS_LEADER_ELECTION_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["AIFLAGS_LEADER_ELECTION_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "AIFLAGS_PROMETHEUS_URL" not in env, "no Prometheus unless configured"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "webhook": 9443}
     assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
@@ -202,6 +220,44 @@ def test_the_cluster_role_lists_exactly_what_the_operator_uses():
     }
     binding = one(render(), "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "aiflags", "namespace": NAMESPACE}]
+
+
+def test_leader_election_may_only_read_and_write_leases_in_the_release_namespace():
+    docs = render()
+    role = one(docs, "Role", "aiflags-leader-election")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}]
+    binding = one(docs, "RoleBinding", "aiflags-leader-election")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "aiflags-leader-election"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "aiflags", "namespace": NAMESPACE}]
+
+    single = render("custom")
+    assert one(single, "Deployment")["spec"]["replicas"] == 1
+    assert not [d for d in single if d["kind"] in ("Role", "RoleBinding")]
+    env = env_of(one(single, "Deployment")["spec"]["template"]["spec"]["containers"][0])
+    assert env["AIFLAGS_LEADER_ELECTION"] == "false"
+    assert "AIFLAGS_LEADER_ELECTION_IDENTITY" not in env
+
+
+def test_the_rollout_analysis_reaches_prometheus_with_its_token_and_ca():
+    deployment = one(render("custom"), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = env_of(container)
+    assert env["AIFLAGS_PROMETHEUS_URL"] == "https://prometheus.monitoring:9090"
+    assert env["AIFLAGS_PROMETHEUS_TIMEOUT"] == "5s"
+    assert env["AIFLAGS_PROMETHEUS_TOKEN_FILE"] == "/etc/aiflags-operator/prometheus-token/token"
+    assert env["AIFLAGS_PROMETHEUS_CA_FILE"] == "/etc/aiflags-operator/prometheus-ca/bundle.pem"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["prometheus-token"] == "/etc/aiflags-operator/prometheus-token"
+    assert mounts["prometheus-ca"] == "/etc/aiflags-operator/prometheus-ca"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["prometheus-token"]["secret"] == {
+        "secretName": "prometheus-reader", "items": [{"key": "token", "path": "token"}]}
+    assert volumes["prometheus-ca"]["configMap"] == {
+        "name": "monitoring-ca", "items": [{"key": "bundle.pem", "path": "bundle.pem"}]}
 
 
 def test_the_webhook_registration():

@@ -62,8 +62,15 @@ def variable_values(board, chosen, rate_window, range_window):
 
 
 class Prometheus:
-    def __init__(self, url):
+    def __init__(self, url, proc=None):
         self.url = url
+        self.proc = proc
+
+    def stop(self):
+        """Stops the server now (a test of what happens without it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
 
     def api(self, path, **params):
         query = urllib.parse.urlencode(params, doseq=True)
@@ -162,7 +169,7 @@ def running_prometheus(tmp, config):
             log.close()
             continue
         try:
-            yield Prometheus(f"http://127.0.0.1:{port}")
+            yield Prometheus(f"http://127.0.0.1:{port}", proc)
         finally:
             proc.terminate()
             try:
@@ -175,9 +182,9 @@ def running_prometheus(tmp, config):
 
 
 class OperatorMetrics:
-    """The operator's exposition as operator/src/metrics.rs writes it (plus the
-    families the rollout issue adds, under the names DESIGN gives them), with
-    counters that grow on every scrape. Stands in for a running operator."""
+    """The operator's exposition as operator/src/metrics.rs and
+    operator/src/rollout/metrics.rs write it, with counters that grow on every
+    scrape. Stands in for a running operator."""
 
     def __init__(self, namespace, flag):
         self.namespace, self.flag = namespace, flag

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use self::fallback::compile_fallback;
+pub use self::rollout::rollout_identity;
 use self::rollout::{compile_rollout, default_only};
 use self::selector::compile_selector;
 use self::targeting::compile_targeting;
@@ -48,12 +49,15 @@ pub struct FlagInput<'a> {
 }
 
 impl<'a> FlagInput<'a> {
-    /// Reads name, namespace, generation and the canary position from a resource.
+    /// Reads name, namespace, generation and the canary position from a
+    /// resource. The position is the rollout engine's (`status.rollout`),
+    /// and only while it runs this very spec: after a spec change the
+    /// canary starts again at the first step, whoever compiles it first.
     pub fn from_resource(flag: &'a AIFeatureFlag) -> Self {
         let canary_weight = flag.spec.rollout.as_ref().and_then(|r| {
-            let canary = r.canary.as_ref()?;
-            let weights = flag.status.as_ref()?.current_weights.as_ref()?;
-            weights.get(canary).copied()
+            r.steps.as_ref()?;
+            let rollout = flag.status.as_ref()?.rollout.as_ref()?;
+            (rollout.spec_hash == rollout_identity(&flag.spec)).then_some(rollout.canary_weight)
         });
         FlagInput {
             name: flag.metadata.name.as_deref().unwrap_or_default(),

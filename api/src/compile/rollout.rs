@@ -4,8 +4,24 @@ use std::collections::BTreeMap;
 
 use super::{Errors, unknown_variant};
 use crate::config::{StickySource, TOTAL_BP};
-use crate::crd::{AIFeatureFlagSpec, Rollout, Variant};
+use sha2::{Digest, Sha256};
+
+use crate::crd::{AIFeatureFlagSpec, FlagState, Rollout, Variant};
 use crate::duration::parse_duration_ms;
+
+/// What a progressive rollout runs: a hash of the spec without `state` (the
+/// kill switch stops a rollout, it does not make it another one) and
+/// `rollout.analysis` (thresholds may be tuned mid-rollout). When it
+/// changes, the rollout starts again at its first step.
+pub fn rollout_identity(spec: &AIFeatureFlagSpec) -> String {
+    let mut identity = spec.clone();
+    identity.state = FlagState::Enabled;
+    if let Some(rollout) = identity.rollout.as_mut() {
+        rollout.analysis = None;
+    }
+    let canonical = serde_json::to_vec(&identity).unwrap_or_default();
+    hex::encode(&Sha256::digest(&canonical)[..8])
+}
 
 /// All traffic to the default variant.
 pub(super) fn default_only(variants: &[Variant], default: &str) -> Vec<u32> {
@@ -151,7 +167,7 @@ pub(super) fn compile_rollout(
         if rollout.steps.is_none() {
             errs.push(
                 "spec.rollout.analysis",
-                "analysis gates canary steps; it needs rollout.steps",
+                "analysis gates canary steps: it needs rollout.steps",
             );
         }
         if let Some(interval) = &a.interval
@@ -159,9 +175,14 @@ pub(super) fn compile_rollout(
         {
             errs.push("spec.rollout.analysis.interval", msg);
         }
+        let margins = a.max_increase_over_stable.clone().unwrap_or_default();
         let rates = [
             ("maxErrorRate", a.max_error_rate),
             ("maxFallbackRate", a.max_fallback_rate),
+            ("maxEmptyRate", a.max_empty_rate),
+            ("maxIncreaseOverStable.errorRate", margins.error_rate),
+            ("maxIncreaseOverStable.fallbackRate", margins.fallback_rate),
+            ("maxIncreaseOverStable.emptyRate", margins.empty_rate),
         ];
         for (field, rate) in rates {
             if rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
@@ -177,6 +198,21 @@ pub(super) fn compile_rollout(
             errs.push(
                 "spec.rollout.analysis.maxP95LatencySeconds",
                 "must be a positive number of seconds",
+            );
+        }
+        if a.max_increase_over_stable.is_some() && margins == Default::default() {
+            errs.push(
+                "spec.rollout.analysis.maxIncreaseOverStable",
+                "name at least one margin: errorRate, p95LatencySeconds, fallbackRate or emptyRate",
+            );
+        }
+        if margins
+            .p95_latency_seconds
+            .is_some_and(|l| !l.is_finite() || l < 0.0)
+        {
+            errs.push(
+                "spec.rollout.analysis.maxIncreaseOverStable.p95LatencySeconds",
+                "must be zero or a positive number of seconds",
             );
         }
         if a.failure_limit == Some(0) {

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use aiflags_api::AIFeatureFlag;
+use std::borrow::Cow;
+
+use aiflags_api::{AIFeatureFlag, AIFeatureFlagStatus};
 use kube::Client;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
@@ -16,6 +18,9 @@ use super::backoff::Backoff;
 use super::config_map::MANAGER;
 use super::written::WrittenConfigs;
 use crate::metrics::Metrics;
+use crate::rollout::analysis::prometheus::Prometheus;
+use crate::rollout::conditions::engine_part;
+use crate::rollout::turn::with_engine_part;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -35,6 +40,13 @@ pub struct Context {
     /// When each namespace's Role and RoleBinding were last applied: once
     /// per resync period is enough to repair them, not once per flag.
     pub(super) readers_applied: Mutex<HashMap<String, Instant>>,
+    /// Where the rollout analysis asks; `None`: analysis is inconclusive.
+    pub prometheus: Option<Arc<Prometheus>>,
+    /// The engine's part of each flag's status as this operator last wrote
+    /// it, by `namespace/name`, with the flag's UID: fresher than the
+    /// cache right after a write, so another flag's reconcile never
+    /// compiles this one at its previous canary weight.
+    engine_records: Mutex<HashMap<String, (String, AIFeatureFlagStatus)>>,
 }
 
 impl Context {
@@ -50,6 +62,46 @@ impl Context {
             backoff: Backoff::default(),
             namespace_locks: Mutex::default(),
             readers_applied: Mutex::default(),
+            prometheus: None,
+            engine_records: Mutex::default(),
+        }
+    }
+
+    /// Remembers the engine's part of `flag`'s status, just written.
+    pub(crate) fn engine_written(&self, flag: &AIFeatureFlag) {
+        let Some(uid) = flag.metadata.uid.clone() else {
+            return;
+        };
+        self.engine_records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(record_key(flag), (uid, engine_part(flag.status.as_ref())));
+    }
+
+    pub(super) fn forget_engine_record(&self, flag: &AIFeatureFlag) {
+        self.engine_records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&record_key(flag));
+    }
+
+    /// `flag` with the engine's part of its status as last written, when
+    /// this operator wrote it (for this very object).
+    pub(super) fn with_engine_record<'a>(&self, flag: &'a AIFeatureFlag) -> Cow<'a, AIFeatureFlag> {
+        let records = self
+            .engine_records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match records.get(&record_key(flag)) {
+            Some((uid, part))
+                if flag.metadata.uid.as_ref() == Some(uid)
+                    && engine_part(flag.status.as_ref()) != *part =>
+            {
+                let mut overlaid = flag.clone();
+                overlaid.status = Some(with_engine_part(flag.status.clone(), part));
+                Cow::Owned(overlaid)
+            }
+            _ => Cow::Borrowed(flag),
         }
     }
 
@@ -111,4 +163,12 @@ impl Context {
             locks.remove(namespace);
         }
     }
+}
+
+fn record_key(flag: &AIFeatureFlag) -> String {
+    format!(
+        "{}/{}",
+        flag.metadata.namespace.as_deref().unwrap_or_default(),
+        flag.metadata.name.as_deref().unwrap_or_default()
+    )
 }

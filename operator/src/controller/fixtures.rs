@@ -35,6 +35,11 @@ pub(crate) trait FlagBuilder: Sized {
     fn created(self, seconds: i64) -> Self;
     /// `bytes` of noise in the candidate's params: a flag that compresses badly.
     fn padded(self, bytes: usize) -> Self;
+    /// A progressive rollout of `candidate` instead of fixed weights:
+    /// `(weight, pause)` steps and, when given, `analysis`.
+    fn canary(self, steps: &[(f64, Option<&str>)], analysis: Option<serde_json::Value>) -> Self;
+    /// An annotation, as `kubectl annotate` (or `kubectl aiflags`) sets it.
+    fn annotated(self, key: &str) -> Self;
 }
 
 impl FlagBuilder for AIFeatureFlag {
@@ -113,6 +118,32 @@ impl FlagBuilder for AIFeatureFlag {
             .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(seconds))
             .expect("in range");
         self.meta_mut().creation_timestamp = Some(Time(at));
+        self
+    }
+
+    fn canary(
+        mut self,
+        steps: &[(f64, Option<&str>)],
+        analysis: Option<serde_json::Value>,
+    ) -> Self {
+        let rollout = self.spec.rollout.get_or_insert_with(Rollout::default);
+        rollout.weights = None;
+        rollout.canary = Some("candidate".into());
+        rollout.steps = Some(
+            steps
+                .iter()
+                .map(|(weight, pause)| aiflags_api::RolloutStep {
+                    weight: *weight,
+                    pause: pause.map(Into::into),
+                })
+                .collect(),
+        );
+        rollout.analysis = analysis.map(|a| serde_json::from_value(a).expect("analysis"));
+        self
+    }
+
+    fn annotated(mut self, key: &str) -> Self {
+        self.annotations_mut().insert(key.into(), "true".into());
         self
     }
 

@@ -18,9 +18,9 @@ use super::FINALIZER;
 use super::config_map::desired_config_map;
 use super::fixtures::{FlagBuilder, NAMESPACE};
 
-const FLAGS_PATH: &str = "/apis/aiflags.dev/v1alpha1/namespaces/shop/aifeatureflags";
+pub(crate) const FLAGS_PATH: &str = "/apis/aiflags.dev/v1alpha1/namespaces/shop/aifeatureflags";
 const CONFIG_MAP_PATH: &str = "/api/v1/namespaces/shop/configmaps/aiflags-config";
-const APPLY_QUERY: &str = "?&force=true&fieldManager=aiflags-operator";
+pub(crate) const APPLY_QUERY: &str = "?&force=true&fieldManager=aiflags-operator";
 const RBAC_PATH: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/shop";
 
 /// The API server side of [`Context::test`]: answers requests one by one.
@@ -41,14 +41,14 @@ pub(crate) async fn finished(scenario: tokio::task::JoinHandle<()>) {
         .expect("scenario assertions hold");
 }
 
-fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(body).expect("serializable");
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     response
 }
 
-fn api_error(code: u16, reason: &str, message: &str) -> Response<Body> {
+pub(crate) fn api_error(code: u16, reason: &str, message: &str) -> Response<Body> {
     let status = StatusCode::from_u16(code).expect("status code");
     json_response(
         status,
@@ -60,7 +60,7 @@ fn api_error(code: u16, reason: &str, message: &str) -> Response<Body> {
 }
 
 impl ApiServer {
-    async fn next(
+    pub(crate) async fn next(
         &mut self,
         method: Method,
         path: &str,
@@ -82,6 +82,19 @@ impl ApiServer {
             serde_json::from_slice(&bytes).expect("JSON request body")
         };
         (body, respond)
+    }
+
+    /// The next request, whatever its path: its method, URI (path and
+    /// query) and the means to answer it.
+    pub(crate) async fn next_any(
+        &mut self,
+    ) -> (
+        Method,
+        String,
+        tower_test::mock::SendResponse<Response<Body>>,
+    ) {
+        let (request, respond) = self.0.next_request().await.expect("a request");
+        (request.method().clone(), request.uri().to_string(), respond)
     }
 
     pub(crate) async fn finalizer_added(mut self, flag: &AIFeatureFlag) -> Self {

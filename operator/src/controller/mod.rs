@@ -16,7 +16,9 @@ pub mod written;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
-mod mock_api;
+pub(crate) mod mock_api;
+#[cfg(test)]
+mod mock_rollout;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
@@ -25,6 +27,8 @@ mod tests;
 mod tests_cleanup;
 #[cfg(test)]
 mod tests_rbac;
+#[cfg(test)]
+mod tests_rollout;
 #[cfg(test)]
 mod tests_size;
 
@@ -51,6 +55,7 @@ use self::config_map::{
 pub use self::context::Context;
 use self::fit::{Fitted, Limits, Refusal, fit_config};
 use self::status::{Notice, desired_status, notice_for, reconciled_part, removal_notice};
+use crate::rollout;
 
 /// Keeps a deleted flag until it has left its namespace's config.
 pub const FINALIZER: &str = "aiflags.dev/config";
@@ -135,20 +140,38 @@ pub fn error_policy(flag: Arc<AIFeatureFlag>, error: &Error, ctx: Arc<Context>) 
 }
 
 async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<Action, Error> {
+    let name = flag.name_any();
+    // The rollout engine first, and outside the namespace's lock: it may
+    // wait on Prometheus. Its part of the status is written before the
+    // config, which then compiles the canary at the weight it decided.
+    let cached_self = freshest(&ctx.flags_in(namespace), flag);
+    let turn = match cached_self.metadata.deletion_timestamp {
+        None => rollout::turn::engine_turn(ctx, &cached_self).await?,
+        Some(_) => None,
+    };
+
     let lock = ctx.namespace_lock(namespace);
     let _guard = lock.lock().await;
     let cached = ctx.flags_in(namespace);
-    let (compilation, fitted) =
-        write_config(ctx, namespace, &flags_to_compile(&cached, flag, false)).await?;
-
-    // The cached copy is the freshest view of this flag.
-    let name = flag.name_any();
-    let current = cached
+    let to_compile = flags_to_compile(&cached, flag, false);
+    let overlaid: Vec<_> = to_compile
         .iter()
-        .map(AsRef::as_ref)
+        .map(|f| ctx.with_engine_record(f))
+        .collect();
+    let to_compile: Vec<&AIFeatureFlag> = overlaid.iter().map(AsRef::as_ref).collect();
+    let (compilation, fitted) = write_config(ctx, namespace, &to_compile).await?;
+
+    // The cached copy (with the engine's latest part) is the freshest view of this flag.
+    let current = to_compile
+        .iter()
+        .copied()
         .find(|f| f.metadata.name.as_deref() == Some(name.as_str()))
+        .or_else(|| turn.as_ref().map(|t| &t.flag))
         .unwrap_or(flag);
-    if current.metadata.deletion_timestamp.is_some() {
+    let deleting = cached.iter().any(|f| {
+        f.metadata.name.as_deref() == Some(name.as_str()) && f.metadata.deletion_timestamp.is_some()
+    });
+    if deleting || current.metadata.deletion_timestamp.is_some() {
         // Deleted since this reconcile was queued: the config above already
         // left it out, and its cleanup (triggered by the deletion) follows.
         return Ok(Action::await_change());
@@ -171,7 +194,19 @@ async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<A
         ctx.reader_applied(namespace, Some(now));
     }
     tracing::info!(flag = %key(current), valid = outcome.is_valid(), fits = refusal.is_none(), revision = %fitted.config.revision, "reconciled");
-    Ok(Action::requeue(RESYNC))
+    let requeue = turn
+        .and_then(|t| t.requeue)
+        .map_or(RESYNC, |r| r.min(RESYNC));
+    Ok(Action::requeue(requeue))
+}
+
+/// The cached copy of `flag`, the freshest view of it; `flag` itself if
+/// the cache has not seen it yet.
+fn freshest(cached: &[Arc<AIFeatureFlag>], flag: &AIFeatureFlag) -> AIFeatureFlag {
+    cached
+        .iter()
+        .find(|f| f.metadata.name == flag.metadata.name)
+        .map_or_else(|| flag.clone(), |f| f.as_ref().clone())
 }
 
 /// Writes and announces `cached`'s new status, unless the API shows it
@@ -245,6 +280,7 @@ async fn cleanup(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result
         Err(error) => return Err(error.into()),
     }
     ctx.metrics.flag_removed(namespace, &flag.name_any());
+    ctx.forget_engine_record(flag);
     if remaining.is_empty() {
         ctx.forget_namespace_lock(namespace, &lock);
     }
@@ -338,7 +374,7 @@ async fn apply_config(ctx: &Context, namespace: &str, fitted: &Fitted) -> Result
 }
 
 /// Events are informative: failing to publish one must not fail the reconcile.
-async fn publish(ctx: &Context, flag: &AIFeatureFlag, notice: Notice) {
+pub(crate) async fn publish(ctx: &Context, flag: &AIFeatureFlag, notice: Notice) {
     let event = Event {
         type_: if notice.warning {
             EventType::Warning

@@ -193,7 +193,7 @@ impl ApiServer {
 
     /// GET 404 → ConfigMap with the flag → status Ready → Compiled → Role
     /// and RoleBinding (a fresh context has not applied them yet).
-    async fn first_compile(self, flag: &AIFeatureFlag) -> (Self, SidecarConfig) {
+    pub(crate) async fn first_compile(self, flag: &AIFeatureFlag) -> (Self, SidecarConfig) {
         let server = self.config_map_read(None).await;
         let (server, config) = server.config_map_applied().await;
         assert_eq!(served_flags(&config), [("summarizer", 1, vec![9000, 1000])]);

@@ -2,7 +2,9 @@
 //!
 //! Choices:
 //! - `phase` describes the traffic actually served, not the latest spec: the
-//!   serving version's kill switch gives `Disabled`, otherwise `Healthy`; a
+//!   serving version's kill switch gives `Disabled`, a progressive rollout
+//!   the phase of its engine's state (`Progressing`, `Paused`, `Degraded`
+//!   when aborted, `Healthy` when completed), otherwise `Healthy`; a
 //!   flag that was never valid serves nothing and is `Degraded`. An invalid
 //!   update therefore keeps the phase of the version still serving and only
 //!   turns `Ready` to `False` (reason `InvalidSpec`).
@@ -18,7 +20,8 @@
 //!   changes, so periodic resyncs and other flags' changes stay quiet.
 
 use aiflags_api::{
-    AIFeatureFlag, AIFeatureFlagStatus, CompiledFlag, FlagOutcome, Phase, SidecarConfig,
+    AIFeatureFlag, AIFeatureFlagStatus, CompiledFlag, FlagOutcome, Phase, RolloutState,
+    RolloutStatus, SidecarConfig,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -53,7 +56,8 @@ pub struct Notice {
 /// it, and without its latest version if `refusal` says so) is written: only the fields this reconcile computes, because it is
 /// server-side applied with force and would otherwise take over (and revert)
 /// fields other writers own: `proxies` and the `Propagated` condition (the
-/// propagation pass), `currentStep` and `failedChecks` (a rollout engine).
+/// propagation pass), `currentStep`, `failedChecks`, `rollout` and the
+/// `Progressing` and `Aborted` conditions (the rollout engine).
 /// `conditions` is a map keyed by `type` in the CRD, so applying `Ready`
 /// alone leaves the other conditions to their owners.
 pub fn desired_status(
@@ -80,7 +84,7 @@ pub fn desired_status(
 
     AIFeatureFlagStatus {
         observed_generation: flag.metadata.generation,
-        phase: Some(phase(serving)),
+        phase: Some(phase(serving, rollout_of(flag))),
         conditions: vec![ready],
         serving_generation: serving.map(|f| f.generation),
         config_revision: serving.map(|_| config.revision.clone()),
@@ -102,7 +106,14 @@ pub fn desired_status(
         current_step: None,
         proxies: None,
         failed_checks: None,
+        rollout: None,
     }
+}
+
+/// The engine's record of a flag with `rollout.steps`.
+fn rollout_of(flag: &AIFeatureFlag) -> Option<&RolloutStatus> {
+    let steps = flag.spec.rollout.as_ref()?.steps.as_ref();
+    steps.and(flag.status.as_ref()?.rollout.as_ref())
 }
 
 /// The part of `status` that [`desired_status`] computes, to tell whether a
@@ -118,15 +129,26 @@ pub fn reconciled_part(status: &AIFeatureFlagStatus) -> AIFeatureFlagStatus {
         current_step: None,
         proxies: None,
         failed_checks: None,
+        rollout: None,
         ..status.clone()
     }
 }
 
-fn phase(serving: Option<&CompiledFlag>) -> Phase {
-    match serving {
-        None => Phase::Degraded,
-        Some(flag) if !flag.enabled => Phase::Disabled,
-        Some(_) => Phase::Healthy,
+/// The served flag's phase; a progressive rollout's from its engine's
+/// record (which belongs to the served version: the engine holds while
+/// the latest spec is invalid).
+fn phase(serving: Option<&CompiledFlag>, rollout: Option<&RolloutStatus>) -> Phase {
+    match (serving, rollout) {
+        (None, _) => Phase::Degraded,
+        (Some(flag), _) if !flag.enabled => Phase::Disabled,
+        (Some(_), Some(rollout)) => match rollout.state {
+            RolloutState::Progressing => Phase::Progressing,
+            RolloutState::Paused => Phase::Paused,
+            RolloutState::Aborted => Phase::Degraded,
+            RolloutState::Completed => Phase::Healthy,
+            RolloutState::Stopped => Phase::Disabled,
+        },
+        (Some(_), None) => Phase::Healthy,
     }
 }
 
