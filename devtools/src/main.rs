@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use aiflags_devtools::demo::{self, DemoArgs};
 use aiflags_devtools::rollout_harness::{self, RolloutArgs};
-use aiflags_sidecar::settings::source::Args;
+use aiflags_sidecar::Args;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 

@@ -8,18 +8,18 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::{Body, Frame, SizeHint};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Every body the proxy sends, to the client or to an upstream.
-pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
-pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into())
         .map_err(|e| match e {})
         .boxed_unsync()
 }
 
-pub fn boxed<B>(body: B) -> ProxyBody
+pub(crate) fn boxed<B>(body: B) -> ProxyBody
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -36,7 +36,7 @@ pub struct Rope {
 }
 
 impl Rope {
-    pub fn new(chunks: Vec<Bytes>) -> Rope {
+    pub(crate) fn new(chunks: Vec<Bytes>) -> Rope {
         let len = chunks.iter().map(|c| c.len() as u64).sum();
         Rope {
             chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
@@ -44,15 +44,18 @@ impl Rope {
         }
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn len(&self) -> u64 {
         self.len
     }
 
+    #[cfg(feature = "fuzzing")]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// All the pieces as one contiguous buffer (tests, fuzzing).
+    /// All the pieces as one contiguous buffer.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn to_bytes(&self) -> Bytes {
         let mut out = bytes::BytesMut::with_capacity(self.len as usize);
         self.chunks.iter().for_each(|c| out.extend_from_slice(c));

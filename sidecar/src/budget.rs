@@ -29,11 +29,12 @@ impl Budget {
         })
     }
 
-    pub fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         self.limit
     }
 
     /// Bytes currently held, for tests and diagnostics.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
     }
@@ -74,7 +75,7 @@ impl Reservation {
         true
     }
 
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 }

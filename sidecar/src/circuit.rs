@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BreakerSettings {
+pub(crate) struct BreakerSettings {
     /// Consecutive failures that open the breaker (0 behaves as 1).
     pub failure_threshold: u32,
     /// How long an open breaker rejects before letting a probe through; also
@@ -21,7 +21,7 @@ pub struct BreakerSettings {
 
 /// Whether a request may go to a target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     Allowed,
     /// Allowed as the single trial request of a half-open breaker: report its
     /// outcome with [`Breakers::record`].
@@ -34,7 +34,7 @@ pub enum Admission {
 
 /// The breakers of all targets, keyed by whatever identifies a target.
 #[derive(Debug)]
-pub struct Breakers<K> {
+pub(crate) struct Breakers<K> {
     settings: BreakerSettings,
     /// Only targets with recent failures have an entry; absent means closed.
     states: Mutex<HashMap<K, State>>,
@@ -65,7 +65,7 @@ impl Default for BreakerSettings {
 }
 
 impl<K: Eq + Hash + Clone> Breakers<K> {
-    pub fn new(settings: BreakerSettings) -> Self {
+    pub(crate) fn new(settings: BreakerSettings) -> Self {
         Breakers {
             settings,
             states: Mutex::new(HashMap::new()),
@@ -73,7 +73,7 @@ impl<K: Eq + Hash + Clone> Breakers<K> {
     }
 
     /// Asks to send a request to `key` at `now`.
-    pub fn try_acquire(&self, key: &K, now: Instant) -> Admission {
+    pub(crate) fn try_acquire(&self, key: &K, now: Instant) -> Admission {
         let mut states = self.lock();
         let Some(state) = states.get_mut(key) else {
             return Admission::Allowed;
@@ -100,7 +100,7 @@ impl<K: Eq + Hash + Clone> Breakers<K> {
     /// breaker; failures of requests admitted before it opened change nothing.
     /// Returns the new state when the breaker opened (`Some(true)`) or closed
     /// (`Some(false)`), so the caller can update a gauge only on change.
-    pub fn record(
+    pub(crate) fn record(
         &self,
         key: &K,
         admission: Admission,

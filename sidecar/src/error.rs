@@ -7,9 +7,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::StatusCode;
 
-use crate::body::{ProxyBody, full};
 use crate::budget::Budget;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,13 +44,13 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    pub fn budget(budget: &Arc<Budget>) -> ProxyError {
+    pub(crate) fn budget(budget: &Arc<Budget>) -> ProxyError {
         ProxyError::Busy {
             limit: budget.limit(),
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ReadBody(_) | ProxyError::BadTarget(_) | ProxyError::UnknownFlag { .. } => {
@@ -80,25 +79,13 @@ impl ProxyError {
     }
 
     /// The error as OpenAI-shaped JSON.
-    pub fn body(&self) -> Bytes {
+    pub(crate) fn body(&self) -> Bytes {
         error_json(&self.to_string(), self.code())
-    }
-
-    pub fn into_response(self) -> Response<ProxyBody> {
-        let status = self.status();
-        let body = self.body();
-        let mut response = Response::new(full(body));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
     }
 }
 
 /// `{"error": {"message", "type": "aiflags_error", "param", "code"}}`
-pub fn error_json(message: &str, code: &str) -> Bytes {
+pub(crate) fn error_json(message: &str, code: &str) -> Bytes {
     let value = serde_json::json!({
         "error": {"message": message, "type": "aiflags_error", "param": null, "code": code}
     });
@@ -107,15 +94,13 @@ pub fn error_json(message: &str, code: &str) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use http_body_util::BodyExt;
-
     use super::*;
 
-    #[tokio::test]
-    async fn errors_use_the_openai_shape() {
-        let response = ProxyError::BodyTooLarge { limit: 10 }.into_response();
-        assert_eq!(response.status(), 413);
-        let body = response.into_body().collect().await.unwrap().to_bytes();
+    #[test]
+    fn errors_use_the_openai_shape() {
+        let error = ProxyError::BodyTooLarge { limit: 10 };
+        assert_eq!(error.status(), 413);
+        let body = error.body();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["error"]["type"], "aiflags_error");
         assert!(

@@ -17,7 +17,7 @@ use http::HeaderMap;
 use tokio::time::Instant;
 
 /// Bound on retries per target, whatever a hand-written config says.
-pub const MAX_RETRIES: u32 = 10;
+pub(crate) const MAX_RETRIES: u32 = 10;
 
 /// First retry waits between half of this and this.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -28,7 +28,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// What the attempt loop does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Send an attempt to this variant.
     Send(usize),
     /// Sleep this long, then report [`Event::Waited`].
@@ -39,7 +39,7 @@ pub enum Step {
 
 /// What happened since the last [`Step`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// The request arrived: the first step.
     Start,
     /// The wait asked for is over.
@@ -61,7 +61,7 @@ pub enum Event {
 
 /// One request's way through its targets.
 #[derive(Clone, Debug)]
-pub struct FallbackChain {
+pub(crate) struct FallbackChain {
     /// Variant indices in the order they are tried, each once.
     targets: Vec<usize>,
     /// Attempts allowed per target: `1 + retries`.
@@ -77,7 +77,7 @@ pub struct FallbackChain {
 impl FallbackChain {
     /// `chosen`, then `chain` (variant indices), among `variant_count`
     /// variants, `1 + retries` times each, until `deadline`.
-    pub fn new(
+    pub(crate) fn new(
         chosen: usize,
         chain: &[usize],
         variant_count: usize,
@@ -101,12 +101,13 @@ impl FallbackChain {
     }
 
     /// The variant indices this chain may try, in order.
-    pub fn targets(&self) -> &[usize] {
+    #[cfg(test)]
+    pub(crate) fn targets(&self) -> &[usize] {
         &self.targets
     }
 
     /// The next step after `event`, at `now`; `random` spreads backoff.
-    pub fn next(&mut self, event: Event, now: Instant, random: u32) -> Step {
+    pub(crate) fn next(&mut self, event: Event, now: Instant, random: u32) -> Step {
         if self.done {
             return Step::GiveUp;
         }
@@ -153,7 +154,7 @@ impl FallbackChain {
 
 /// Any error status is a failure; whether it triggers a retry or fallback is
 /// `CompiledFallback::applies_to`'s call, so `fallback.on: ["404"]` works.
-pub fn classify_status(status: u16) -> Option<Failure> {
+pub(crate) fn classify_status(status: u16) -> Option<Failure> {
     (status >= 400).then_some(Failure::Status(status))
 }
 
@@ -161,7 +162,7 @@ pub fn classify_status(status: u16) -> Option<Failure> {
 /// `fallback.on` says: a flag that retries on 400s must not open a provider's
 /// circuit because its clients send bad requests, and an empty or filtered
 /// answer came from a target that answered.
-pub fn target_unwell(failure: Failure) -> bool {
+pub(crate) fn target_unwell(failure: Failure) -> bool {
     match failure {
         Failure::Timeout | Failure::Connect => true,
         Failure::Status(s) => s == 429 || s >= 500,
@@ -173,7 +174,7 @@ pub fn target_unwell(failure: Failure) -> bool {
 /// waits between half and all of `min(100ms * 2^n, 2s)`, `random` choosing
 /// where. The fixed half keeps retries from firing back to back; the random
 /// half spreads the sidecars of a fleet apart.
-pub fn backoff(retry_number: u32, random: u32) -> Duration {
+pub(crate) fn backoff(retry_number: u32, random: u32) -> Duration {
     let ceiling = BACKOFF_BASE
         .checked_mul(1 << retry_number.min(16))
         .map_or(BACKOFF_CAP, |d| d.min(BACKOFF_CAP));
@@ -185,7 +186,7 @@ pub fn backoff(retry_number: u32, random: u32) -> Duration {
 /// How long the upstream asked to wait: OpenAI's `retry-after-ms`, else
 /// `retry-after` as seconds or an HTTP-date (past dates mean now). Unparsable
 /// or negative values are ignored; huge ones are capped at an hour.
-pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let header = |name| {
         headers
             .get(name)
@@ -211,7 +212,7 @@ pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duratio
 /// The wait before retry `retry_number` (0 for the first) of the same target:
 /// the upstream's `Retry-After` if it gave one, else [`backoff`]. `None` means
 /// the wait would not leave time for the attempt before the deadline.
-pub fn next_delay(
+pub(crate) fn next_delay(
     retry_number: u32,
     retry_after: Option<Duration>,
     remaining: Duration,

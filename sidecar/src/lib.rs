@@ -19,26 +19,66 @@
 //! Around it: [`settings`] (parsed from a source), [`config`] (where flags
 //! come from, swapped atomically), [`usage`] (token counts).
 
-pub mod attempts;
-pub mod body;
-pub mod budget;
-pub mod circuit;
-pub mod config;
-pub mod error;
-pub mod fallback;
-pub mod flags;
-pub mod opening;
-pub mod random;
-pub mod record;
-pub mod request;
-pub mod respond;
-pub mod route;
-pub mod server;
-pub mod settings;
-pub mod sse;
-pub mod stream;
-pub mod telemetry;
-pub mod text;
-pub mod upstream;
-pub mod usage;
-pub mod verdict;
+// `pub` inside the modules marked `allow(unreachable_pub)` is what the fuzz
+// targets reach through `fuzzing`; without that feature nothing outside the
+// crate can, and the rest of those modules is `pub(crate)`.
+mod attempts;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+mod body;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+mod budget;
+mod circuit;
+mod config;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+mod error;
+mod fallback;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+mod flags;
+mod opening;
+mod random;
+mod record;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+mod request;
+mod respond;
+mod route;
+mod server;
+mod settings;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+mod sse;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+mod stream;
+mod telemetry;
+mod text;
+mod upstream;
+mod usage;
+mod verdict;
+
+// The public surface: what the binary, the integration tests and the
+// developer tools (`aiflags-dev`: demo, mock upstream, benchmark) use.
+pub use config::source::ConfigSource;
+pub use server::{Sidecar, shutdown_signal};
+pub use settings::source::{Args, Env, Layered, Source};
+pub use settings::{Cli, Settings};
+pub use telemetry::access_log::{Format, Sink};
+pub use telemetry::metrics::Metrics;
+pub use telemetry::pricing::{cost_usd, price_for};
+pub use upstream::target::Upstreams;
+pub use usage::{Usage, usage_from_response};
+
+/// The parsers of untrusted bytes and the flag decision, for the fuzz
+/// targets in `sidecar/fuzz` (`--features fuzzing`); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::budget::Budget;
+    pub use crate::error::ProxyError;
+    pub use crate::flags::decide::{RequestView, decide};
+    pub use crate::flags::resolved::{ResolvedFlag, ResolvedVariant};
+    pub use crate::flags::{Flags, Selection};
+    pub use crate::request::decode::{self, DecodeError, StreamDecoder};
+    pub use crate::request::splice::{Edits, splice};
+    pub use crate::request::{Readable, ScannedBody, make_readable};
+    pub use crate::sse::filter::StreamFilter;
+    pub use crate::sse::parser::{SseEvent, SseParser};
+    pub use crate::stream::error_event;
+}

@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use aiflags_sidecar::server::{Sidecar, shutdown_signal};
-use aiflags_sidecar::settings::source::{Env, Layered};
-use aiflags_sidecar::settings::{Cli, Settings};
-use aiflags_sidecar::telemetry::access_log::Format;
-use aiflags_sidecar::telemetry::metrics::Metrics;
+use aiflags_sidecar::Format;
+use aiflags_sidecar::Metrics;
+use aiflags_sidecar::{Cli, Settings};
+use aiflags_sidecar::{Env, Layered};
+use aiflags_sidecar::{Sidecar, shutdown_signal};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 

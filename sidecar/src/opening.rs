@@ -27,17 +27,17 @@ use crate::verdict::Verdict;
 /// The most of a silent opening held back: far more than the role and
 /// metadata chunks (even a Responses `response.created` echoing long
 /// instructions) that come before an answer's first content.
-pub const MAX_HELD: usize = 256 * 1024;
+pub(crate) const MAX_HELD: usize = 256 * 1024;
 
 /// Holding back a stream's silent opening.
-pub struct Hold {
+pub(crate) struct Hold {
     pub budget: Arc<Budget>,
     pub limit: usize,
 }
 
 /// How the opening ended.
 #[derive(Debug)]
-pub enum Opened {
+pub(crate) enum Opened {
     /// Commit: these bytes (decoded and filtered) go to the client first.
     Commit {
         bytes: Bytes,
@@ -54,7 +54,7 @@ pub enum Opened {
 
 /// Why no opening could be read; nothing has reached the client.
 #[derive(Debug, PartialEq, Eq)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// `by` passed first. `data`: some bytes had come (only while holding).
     Timeout { data: bool },
     /// The stream ended (without its end marker) or broke first.
@@ -65,7 +65,7 @@ pub enum OpenError {
 
 /// Reads `body`'s opening through `reader` by `by`; `hold` when the flag
 /// judges answers.
-pub async fn open_stream<B>(
+pub(crate) async fn open_stream<B>(
     body: &mut B,
     reader: &mut StreamReader,
     hold: Option<&Hold>,

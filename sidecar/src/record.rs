@@ -19,7 +19,7 @@ use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::{Record, SharedTelemetry};
 
 /// Where finished records go.
-pub struct Reporter {
+pub(crate) struct Reporter {
     pub telemetry: SharedTelemetry,
     pub access_log: Option<AccessLog>,
 }
@@ -34,14 +34,14 @@ impl Reporter {
 }
 
 /// A record that will be reported exactly once.
-pub struct ReportOnce {
+pub(crate) struct ReportOnce {
     record: Record,
     reporter: Arc<Reporter>,
     reported: bool,
 }
 
 impl ReportOnce {
-    pub fn new(record: Record, reporter: Arc<Reporter>) -> ReportOnce {
+    pub(crate) fn new(record: Record, reporter: Arc<Reporter>) -> ReportOnce {
         reporter.telemetry.request_started();
         ReportOnce {
             record,
@@ -51,7 +51,7 @@ impl ReportOnce {
     }
 
     /// The record, to fill in.
-    pub fn record(&mut self) -> &mut Record {
+    pub(crate) fn record(&mut self) -> &mut Record {
         &mut self.record
     }
 
@@ -76,7 +76,7 @@ impl Drop for ReportOnce {
 
 /// How a response body ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// Sent whole to the client.
     Complete,
     /// The body failed (its source broke or went quiet); the client got a cut response.
@@ -87,19 +87,19 @@ pub enum End {
 
 /// A response body that knows something the record should say when it ends
 /// (a stream's usage, whether it broke).
-pub trait Tracked: Body<Data = Bytes, Error = BoxError> + Unpin {
+pub(crate) trait Tracked: Body<Data = Bytes, Error = BoxError> + Unpin {
     fn settle(&mut self, _record: &mut Record, _end: End) {}
 }
 
 /// A response body that owns its request's record and reports it once it
 /// ends, however it ends.
-pub struct Recorded<B: Tracked> {
+pub(crate) struct Recorded<B: Tracked> {
     body: B,
     report: Option<ReportOnce>,
 }
 
 impl<B: Tracked> Recorded<B> {
-    pub fn new(body: B, report: ReportOnce) -> Recorded<B> {
+    pub(crate) fn new(body: B, report: ReportOnce) -> Recorded<B> {
         Recorded {
             body,
             report: Some(report),
@@ -157,21 +157,21 @@ impl<B: Tracked> Drop for Recorded<B> {
 }
 
 /// A response body held whole, with the error type every response body has.
-pub struct WholeBody {
+pub(crate) struct WholeBody {
     body: Full<Bytes>,
     /// Bytes counted against the memory budget until the body is gone.
     _held: Option<Reservation>,
 }
 
 impl WholeBody {
-    pub fn new(bytes: Bytes) -> WholeBody {
+    pub(crate) fn new(bytes: Bytes) -> WholeBody {
         WholeBody {
             body: Full::new(bytes),
             _held: None,
         }
     }
 
-    pub fn held(bytes: Bytes, reservation: Reservation) -> WholeBody {
+    pub(crate) fn held(bytes: Bytes, reservation: Reservation) -> WholeBody {
         WholeBody {
             body: Full::new(bytes),
             _held: Some(reservation),

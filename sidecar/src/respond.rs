@@ -26,12 +26,12 @@ use crate::upstream::headers::strip_hop_by_hop;
 
 /// What streams need from the sidecar.
 #[derive(Clone)]
-pub struct StreamContext {
+pub(crate) struct StreamContext {
     pub drain: tokio_util::sync::CancellationToken,
 }
 
 /// A served attempt.
-pub fn served(
+pub(crate) fn served(
     exchange: &Exchange<'_>,
     served: Served,
     mut report: ReportOnce,
@@ -95,7 +95,7 @@ pub fn served(
 }
 
 /// No attempt succeeded: the last upstream error as it was, else our own.
-pub fn gave_up(
+pub(crate) fn gave_up(
     exchange: &Exchange<'_>,
     gave_up: GaveUp,
     mut report: ReportOnce,
@@ -140,7 +140,7 @@ pub fn gave_up(
 }
 
 /// The proxy's own answer; about a flag when `about` says which.
-pub fn own_error(
+pub(crate) fn own_error(
     error: ProxyError,
     mut report: ReportOnce,
     about: Option<(&Exchange<'_>, usize)>,
@@ -169,7 +169,7 @@ pub fn own_error(
 
 /// A pass-through answer: the upstream's head and body as they are, the body
 /// bounded by an idle timeout.
-pub fn passed_through(
+pub(crate) fn passed_through(
     response: Response<Incoming>,
     mut report: ReportOnce,
     idle: Duration,
@@ -238,7 +238,7 @@ fn set_aiflags_headers(
 
 /// A body that fails when its source goes quiet for too long: pass-through
 /// bodies, in either direction, cannot pin a connection forever.
-pub struct IdleBody<B> {
+pub(crate) struct IdleBody<B> {
     body: B,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
@@ -246,7 +246,7 @@ pub struct IdleBody<B> {
 }
 
 impl<B> IdleBody<B> {
-    pub fn new(body: B, idle: Duration) -> IdleBody<B> {
+    pub(crate) fn new(body: B, idle: Duration) -> IdleBody<B> {
         IdleBody {
             body,
             idle,

@@ -39,7 +39,7 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bounds on what one request may hold or take.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
     /// A pass-through body (either way) may go this long without a byte.
@@ -47,7 +47,7 @@ pub struct Limits {
 }
 
 /// The data plane: everything a request needs, shared by all of them.
-pub struct Route {
+pub(crate) struct Route {
     upstream: Upstream,
     config: Arc<SnapshotCell>,
     breakers: Breakers<Arc<str>>,
@@ -58,7 +58,7 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn new(
+    pub(crate) fn new(
         upstream: Upstream,
         config: Arc<SnapshotCell>,
         breaker: BreakerSettings,
@@ -79,7 +79,7 @@ impl Route {
     }
 
     /// The hyper service: never fails; errors become OpenAI-shaped responses.
-    pub async fn serve(
+    pub(crate) async fn serve(
         self: Arc<Self>,
         request: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
@@ -312,7 +312,7 @@ impl Route {
 /// The client's `x-request-id` when it is a sane token (letters, digits and
 /// `._:/+=@-`, at most 64 of them), else a fresh one: it goes into every log
 /// line, where anything else could forge fields.
-pub fn request_id(headers: &HeaderMap) -> Box<str> {
+pub(crate) fn request_id(headers: &HeaderMap) -> Box<str> {
     let given = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

@@ -33,7 +33,7 @@ const MAX_STREAM_DECODED: usize = 1 << 30;
 
 /// An upstream stream's bytes, decoded and filtered for the client, with
 /// what they said (usage, the end, the answer) read on the way.
-pub struct StreamReader {
+pub(crate) struct StreamReader {
     /// The upstream compressed the stream despite being asked not to.
     coding: Option<Coding>,
     decoder: Option<Box<StreamDecoder>>,
@@ -42,7 +42,11 @@ pub struct StreamReader {
 
 impl StreamReader {
     /// `strip_usage_chunk`: the proxy asked for the usage chunk, so hide it.
-    pub fn new(op: Operation, strip_usage_chunk: bool, coding: Option<Coding>) -> StreamReader {
+    pub(crate) fn new(
+        op: Operation,
+        strip_usage_chunk: bool,
+        coding: Option<Coding>,
+    ) -> StreamReader {
         StreamReader {
             coding,
             decoder: None,
@@ -51,7 +55,7 @@ impl StreamReader {
     }
 
     /// Decodes (if needed) and filters one upstream chunk: the bytes for the client.
-    pub fn feed(&mut self, chunk: Bytes) -> Result<Bytes, String> {
+    pub(crate) fn feed(&mut self, chunk: Bytes) -> Result<Bytes, String> {
         let plain = match (&mut self.decoder, self.coding) {
             (Some(decoder), _) => decoder.push(&chunk).map_err(|e| e.to_string())?,
             (None, Some(coding)) => {
@@ -68,13 +72,13 @@ impl StreamReader {
 
     /// The end of the upstream bytes: what the decoder and filter still held,
     /// and the decoder's complaint if the encoding was cut short.
-    pub fn finish(&mut self) -> (Bytes, Option<String>) {
+    pub(crate) fn finish(&mut self) -> (Bytes, Option<String>) {
         let (rest, error, _) = self.finish_at_boundary();
         (rest, error)
     }
 
     /// [`Self::finish`], also saying whether the bytes ended between events.
-    pub fn finish_at_boundary(&mut self) -> (Bytes, Option<String>, bool) {
+    pub(crate) fn finish_at_boundary(&mut self) -> (Bytes, Option<String>, bool) {
         let mut out = BytesMut::new();
         let mut error = None;
         if let Some(decoder) = &mut self.decoder {
@@ -89,23 +93,23 @@ impl StreamReader {
     }
 
     /// Whether the bytes for the client are decoded (drop `content-encoding`).
-    pub fn decodes(&self) -> bool {
+    pub(crate) fn decodes(&self) -> bool {
         self.coding.is_some()
     }
 
-    pub fn filter(&self) -> &StreamFilter {
+    pub(crate) fn filter(&self) -> &StreamFilter {
         &self.filter
     }
 
     /// The upstream ended the stream itself (`[DONE]`, `message_stop`, …),
     /// not with an error event.
-    pub fn ended_naturally(&self) -> bool {
+    pub(crate) fn ended_naturally(&self) -> bool {
         self.filter.saw_done() && !self.filter.saw_error()
     }
 }
 
 /// What a stream needs besides its upstream body.
-pub struct StreamSetup {
+pub(crate) struct StreamSetup {
     pub operation: Operation,
     /// The upstream may go this long without sending anything.
     pub idle_timeout: Duration,
@@ -115,7 +119,7 @@ pub struct StreamSetup {
     pub answering: (Arc<str>, Arc<str>),
 }
 
-pub struct FilteredStream {
+pub(crate) struct FilteredStream {
     /// The opening read before the response was committed, for the client.
     pending: Option<Bytes>,
     /// Holds the opening against the memory budget until it is sent.
@@ -135,7 +139,7 @@ pub struct FilteredStream {
 }
 
 impl FilteredStream {
-    pub fn new(
+    pub(crate) fn new(
         opening: Bytes,
         held: Option<Reservation>,
         upstream: Incoming,
@@ -287,7 +291,7 @@ impl Tracked for FilteredStream {
 /// A passed-through stream (not read by the proxy): when the sidecar's
 /// drain time is up it ends with the proxy's error event, after a blank line
 /// that closes whatever event was under way.
-pub struct DrainCut<B> {
+pub(crate) struct DrainCut<B> {
     body: B,
     drain: Pin<Box<WaitForCancellationFutureOwned>>,
     operation: Operation,
@@ -295,7 +299,7 @@ pub struct DrainCut<B> {
 }
 
 impl<B> DrainCut<B> {
-    pub fn new(body: B, drain: CancellationToken, operation: Operation) -> DrainCut<B> {
+    pub(crate) fn new(body: B, drain: CancellationToken, operation: Operation) -> DrainCut<B> {
         DrainCut {
             body,
             drain: Box::pin(drain.cancelled_owned()),

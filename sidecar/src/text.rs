@@ -2,7 +2,7 @@
 
 /// Client-supplied text fit to echo in a message or a log line: printable
 /// ASCII only (anything else becomes `?`), at most `max` characters.
-pub fn printable(text: &str, max: usize) -> String {
+pub(crate) fn printable(text: &str, max: usize) -> String {
     let mut out: String = text
         .chars()
         .take(max)

@@ -69,7 +69,7 @@ pub fn usage_from_response(op: Operation, body: &Value) -> Option<Usage> {
 /// The same, straight from a response body's bytes: the body is scanned to
 /// find its top-level `usage` member, and only that small object is parsed
 /// (the completion itself, or a batch of embeddings, is never built).
-pub fn usage_from_bytes(op: Operation, body: &[u8]) -> Option<Usage> {
+pub(crate) fn usage_from_bytes(op: Operation, body: &[u8]) -> Option<Usage> {
     let scanned = crate::request::scan::Scanned::new(body).ok()?;
     let raw = scanned.get(body, "usage")?;
     let usage: Value = serde_json::from_str(raw).ok()?;

@@ -27,14 +27,14 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use aiflags_sidecar::config::source::ConfigSource;
-use aiflags_sidecar::server::Sidecar;
-use aiflags_sidecar::settings::Settings;
-use aiflags_sidecar::settings::source::{Args, Env, Layered, Source};
-use aiflags_sidecar::telemetry::access_log::Sink;
-use aiflags_sidecar::telemetry::metrics::Metrics;
-use aiflags_sidecar::upstream::target::Upstreams;
-use aiflags_sidecar::usage::usage_from_response;
+use aiflags_sidecar::ConfigSource;
+use aiflags_sidecar::Metrics;
+use aiflags_sidecar::Settings;
+use aiflags_sidecar::Sidecar;
+use aiflags_sidecar::Sink;
+use aiflags_sidecar::Upstreams;
+use aiflags_sidecar::usage_from_response;
+use aiflags_sidecar::{Args, Env, Layered, Source};
 
 use crate::mock_upstream::{Behaviour, MockUpstream};
 use crate::shutdown_signal;

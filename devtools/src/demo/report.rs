@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use aiflags_api::{SidecarConfig, TOTAL_BP};
 
-use aiflags_sidecar::telemetry::pricing::{cost_usd, price_for};
-use aiflags_sidecar::usage::Usage;
+use aiflags_sidecar::Usage;
+use aiflags_sidecar::{cost_usd, price_for};
 
 /// One request as the demo's client saw it.
 #[derive(Clone, Debug, Default)]

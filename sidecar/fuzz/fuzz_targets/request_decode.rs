@@ -17,10 +17,10 @@
 
 use std::sync::Arc;
 
-use aiflags_sidecar::budget::Budget;
-use aiflags_sidecar::error::ProxyError;
-use aiflags_sidecar::request::Readable;
-use aiflags_sidecar::request::decode::{self, DecodeError, StreamDecoder};
+use aiflags_sidecar::fuzzing::Budget;
+use aiflags_sidecar::fuzzing::ProxyError;
+use aiflags_sidecar::fuzzing::Readable;
+use aiflags_sidecar::fuzzing::decode::{self, DecodeError, StreamDecoder};
 use aiflags_sidecar_fuzz::encode::{self, Coding, Decoded};
 use aiflags_sidecar_fuzz::fnv1a;
 use aiflags_sidecar_fuzz::request::{self, LIMIT};

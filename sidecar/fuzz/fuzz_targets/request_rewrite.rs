@@ -20,10 +20,10 @@
 
 #![no_main]
 
-use aiflags_sidecar::budget::Budget;
-use aiflags_sidecar::error::ProxyError;
-use aiflags_sidecar::request::Readable;
-use aiflags_sidecar::request::decode::{self, decode_whole};
+use aiflags_sidecar::fuzzing::Budget;
+use aiflags_sidecar::fuzzing::ProxyError;
+use aiflags_sidecar::fuzzing::Readable;
+use aiflags_sidecar::fuzzing::decode::{self, decode_whole};
 use aiflags_sidecar_fuzz::encode::{self, Coding, Decoded};
 use aiflags_sidecar_fuzz::fnv1a;
 use aiflags_sidecar_fuzz::request::{self, LIMIT};

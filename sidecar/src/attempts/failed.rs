@@ -24,7 +24,7 @@ use crate::verdict::Verdict;
 const MAX_ERROR_BODY: usize = 64 << 10;
 
 /// One failed attempt.
-pub struct Failed {
+pub(crate) struct Failed {
     pub cause: Cause,
     pub message: String,
     /// The upstream's own error response (or bad answer), handed back if
@@ -37,7 +37,7 @@ pub struct Failed {
 
 /// Why an attempt failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     /// The upstream failed in a way `fallback.on` can name.
     Upstream(Failure),
     /// The target is misconfigured (no credential, bad URL): it fails the
@@ -81,7 +81,7 @@ impl Failed {
     }
 
     /// The verdict of the answer this failure kept, if it was a bad one.
-    pub fn verdict(&self) -> Option<Verdict> {
+    pub(crate) fn verdict(&self) -> Option<Verdict> {
         match self.cause {
             Cause::Upstream(Failure::Empty) => Some(Verdict::Empty),
             Cause::Upstream(Failure::ContentFilter) => Some(Verdict::ContentFilter),
@@ -90,7 +90,7 @@ impl Failed {
     }
 
     /// The `outcome` label of the attempt metric and the fallback `reason`.
-    pub fn outcome_label(&self) -> Arc<str> {
+    pub(crate) fn outcome_label(&self) -> Arc<str> {
         match self.cause {
             Cause::Upstream(Failure::Timeout) => "timeout".into(),
             Cause::Upstream(Failure::Connect) => "connect".into(),
@@ -167,7 +167,7 @@ pub(super) fn open_failed(
 }
 
 /// The status a proxy-made answer gets when the attempts gave up for this cause.
-pub fn give_up_status(cause: Cause) -> StatusCode {
+pub(crate) fn give_up_status(cause: Cause) -> StatusCode {
     match cause {
         Cause::Upstream(Failure::Timeout) => StatusCode::GATEWAY_TIMEOUT,
         Cause::Unholdable { budget: true } => StatusCode::SERVICE_UNAVAILABLE,

@@ -19,7 +19,7 @@ use http::response::Parts as ResponseParts;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-pub use self::failed::{Cause, Failed, give_up_status};
+pub(crate) use self::failed::{Cause, Failed, give_up_status};
 use crate::budget::{Budget, Reservation};
 use crate::circuit::{Admission, Breakers};
 use crate::fallback::{Event, FallbackChain, Step, classify_status, target_unwell};
@@ -37,7 +37,7 @@ use crate::verdict::Verdict;
 const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A request a flag applies to, on its way upstream.
-pub struct Exchange<'a> {
+pub(crate) struct Exchange<'a> {
     pub parts: &'a Parts,
     pub operation: Operation,
     pub protocol: Protocol,
@@ -48,7 +48,7 @@ pub struct Exchange<'a> {
 }
 
 /// What the attempt loop needs from the sidecar.
-pub struct Attempts<'a> {
+pub(crate) struct Attempts<'a> {
     pub upstream: &'a Upstream,
     /// Keyed by provider label + model: one sick model does not block its provider.
     pub breakers: &'a Breakers<Arc<str>>,
@@ -59,14 +59,14 @@ pub struct Attempts<'a> {
 }
 
 /// A good response, not yet sent.
-pub struct Served {
+pub(crate) struct Served {
     pub head: ResponseParts,
     pub body: ServedBody,
     /// The variant that served it.
     pub variant: usize,
 }
 
-pub enum ServedBody {
+pub(crate) enum ServedBody {
     /// Read whole (decoded, if the upstream compressed it); the reservation
     /// holds its bytes against the budget until it is sent.
     Whole {
@@ -90,14 +90,14 @@ pub enum ServedBody {
 }
 
 /// No attempt succeeded.
-pub struct GaveUp {
+pub(crate) struct GaveUp {
     /// The last failure and the variant it happened on; `None` when no attempt could be made.
     pub last: Option<(Failed, usize)>,
 }
 
 impl Attempts<'_> {
     /// Runs the flag's fallback chain for `exchange`, filling `record`.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         exchange: &Exchange<'_>,
         record: &mut Record,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 /// `key="value"` lines, values quoted as Go's `%q` writes them. Lines that
 /// do not parse are skipped.
-pub fn parse_pod_labels(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_pod_labels(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|line| {
             let (key, quoted) = line.split_once('=')?;

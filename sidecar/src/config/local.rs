@@ -14,7 +14,7 @@ use aiflags_api::{Manifest, SidecarConfig, compile_manifests, parse_manifests};
 
 /// What the last compile kept, to fall back on.
 #[derive(Debug, Default)]
-pub struct LocalFlags {
+pub(crate) struct LocalFlags {
     /// Per file: the manifests in force after its last read.
     previous_files: HashMap<PathBuf, Vec<Manifest>>,
     previous_config: Option<SidecarConfig>,
@@ -22,7 +22,7 @@ pub struct LocalFlags {
 
 impl LocalFlags {
     /// Compiles the files' flags, keeping last valid versions where needed.
-    pub fn compile(&mut self, files: &[(PathBuf, Vec<u8>)]) -> SidecarConfig {
+    pub(crate) fn compile(&mut self, files: &[(PathBuf, Vec<u8>)]) -> SidecarConfig {
         let mut manifests = Vec::new();
         let mut in_force = HashMap::new();
         for (path, bytes) in files {

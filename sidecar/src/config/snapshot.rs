@@ -10,7 +10,7 @@ use aiflags_api::SidecarConfig;
 use crate::flags::Flags;
 
 #[derive(Debug)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Already filtered to the flags whose podSelector matches this pod.
     pub config: SidecarConfig,
     /// The same flags, resolved and indexed for the request path.
@@ -22,12 +22,12 @@ pub struct Snapshot {
 
 /// Holds the current snapshot; `None` until the first config loads.
 #[derive(Debug, Default)]
-pub struct SnapshotCell {
+pub(crate) struct SnapshotCell {
     current: RwLock<Option<Arc<Snapshot>>>,
 }
 
 impl SnapshotCell {
-    pub fn current(&self) -> Option<Arc<Snapshot>> {
+    pub(crate) fn current(&self) -> Option<Arc<Snapshot>> {
         // A poisoned lock still holds a whole Arc: the swap cannot tear.
         self.current
             .read()
@@ -35,7 +35,7 @@ impl SnapshotCell {
             .clone()
     }
 
-    pub fn swap(&self, snapshot: Snapshot) {
+    pub(crate) fn swap(&self, snapshot: Snapshot) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snapshot));
     }
 }

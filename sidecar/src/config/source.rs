@@ -42,7 +42,7 @@ pub enum ConfigSource {
 const MAX_CONFIG_BYTES: u64 = 64 << 20;
 
 /// Reads and re-reads the configured sources.
-pub struct ConfigLoader {
+pub(crate) struct ConfigLoader {
     source: ConfigSource,
     pod_labels: Option<PathBuf>,
     upstreams: Upstreams,
@@ -57,7 +57,7 @@ pub struct ConfigLoader {
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct LoadError(String);
+pub(crate) struct LoadError(String);
 
 /// Raw inputs of one poll.
 struct Inputs {
@@ -67,7 +67,7 @@ struct Inputs {
 }
 
 impl ConfigLoader {
-    pub fn new(
+    pub(crate) fn new(
         source: ConfigSource,
         pod_labels: Option<PathBuf>,
         upstreams: Upstreams,
@@ -84,7 +84,7 @@ impl ConfigLoader {
     }
 
     /// `Ok(None)` when nothing (new) is to be applied.
-    pub fn poll(&mut self) -> Result<Option<Snapshot>, LoadError> {
+    pub(crate) fn poll(&mut self) -> Result<Option<Snapshot>, LoadError> {
         let inputs = self.read()?;
         let mut hasher = DefaultHasher::new();
         inputs.files.hash(&mut hasher);
@@ -127,7 +127,7 @@ impl ConfigLoader {
     /// A snapshot of `config` for this pod: only the flags its labels
     /// select, resolved against the upstreams. Used for the file's configs
     /// and the watch's alike.
-    pub fn snapshot(&self, config: SidecarConfig, source: String) -> Snapshot {
+    pub(crate) fn snapshot(&self, config: SidecarConfig, source: String) -> Snapshot {
         // Without a labels file (a laptop, a plain process) there is no pod to
         // select: every flag applies, as the manifests on disk say.
         let config = match &self.pod_labels {
@@ -194,7 +194,7 @@ fn read_config_file(path: &Path) -> Result<Option<(PathBuf, Vec<u8>)>, LoadError
 
 /// A config document, plain JSON or gzip-compressed JSON: the api crate's
 /// one decoder, which the operator's encoder is tested against.
-pub fn decode_document_bytes(bytes: &[u8]) -> Result<SidecarConfig, String> {
+pub(crate) fn decode_document_bytes(bytes: &[u8]) -> Result<SidecarConfig, String> {
     aiflags_api::decode_config(bytes).map_err(|e| e.to_string())
 }
 
@@ -224,7 +224,7 @@ fn read_resolved(path: &Path) -> Result<(PathBuf, Vec<u8>), LoadError> {
 /// polled (for the pod's labels, and as the fallback). When the watch is
 /// lost, what it said last keeps serving, and a change to the mounted file
 /// applies, until the watch is back.
-pub fn spawn_reloader(
+pub(crate) fn spawn_reloader(
     mut loader: ConfigLoader,
     cell: Arc<SnapshotCell>,
     telemetry: SharedTelemetry,

@@ -25,7 +25,7 @@ use super::source::decode_document_bytes;
 
 /// Which ConfigMap to watch, and where the API is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WatchTarget {
+pub(crate) struct WatchTarget {
     pub name: String,
     pub namespace: String,
     /// The API server; `None` for the in-cluster config (service-account
@@ -35,7 +35,7 @@ pub struct WatchTarget {
 
 /// What the watch has to say.
 #[derive(Debug)]
-pub enum WatchUpdate {
+pub(crate) enum WatchUpdate {
     /// The ConfigMap as it now is; an empty config when it does not exist.
     Config(SidecarConfig),
     /// The ConfigMap holds a document that does not load: keep serving.
@@ -45,7 +45,7 @@ pub enum WatchUpdate {
 }
 
 /// Watches until `stop` flips, sending every update to `updates`.
-pub fn spawn_watch(
+pub(crate) fn spawn_watch(
     target: WatchTarget,
     updates: mpsc::Sender<WatchUpdate>,
     mut stop: watch::Receiver<bool>,
@@ -106,7 +106,7 @@ async fn client(target: &WatchTarget) -> Result<Client, String> {
 }
 
 /// The namespace the sidecar runs in, as its service-account volume says.
-pub fn own_namespace() -> Option<String> {
+pub(crate) fn own_namespace() -> Option<String> {
     let text =
         std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()?;
     let namespace = text.trim();
@@ -115,7 +115,7 @@ pub fn own_namespace() -> Option<String> {
 
 /// The compiled config a ConfigMap holds: `data["config.json"]`, or
 /// `binaryData["config.json.gz"]` when the operator compressed it.
-pub fn from_config_map(config_map: &ConfigMap) -> WatchUpdate {
+pub(crate) fn from_config_map(config_map: &ConfigMap) -> WatchUpdate {
     let plain = config_map
         .data
         .as_ref()

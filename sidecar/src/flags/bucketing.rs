@@ -15,7 +15,7 @@
 //!   canary from 10% to 20% keeps every earlier canary user in the canary.
 
 /// MurmurHash3, x86 32-bit variant (Austin Appleby's `MurmurHash3_x86_32`).
-pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
+pub(crate) fn murmur3_32(data: &[u8], seed: u32) -> u32 {
     let mut h = seed;
     let mut blocks = data.chunks_exact(4);
     for block in &mut blocks {
@@ -37,20 +37,21 @@ pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
 }
 
 /// The bucket of `flagKey + stickyValue` in `[0, total)`; 0 when `total` is 0.
-pub fn bucket(flag_key: &str, sticky_value: &str, total: u32) -> u32 {
+#[cfg(test)]
+pub(crate) fn bucket(flag_key: &str, sticky_value: &str, total: u32) -> u32 {
     // The product of two u32 shifted right by 32 is below `total`, so it fits.
     project(hash_key(flag_key, sticky_value), u64::from(total)) as u32
 }
 
 /// The sticky pick: index of the first weight whose running sum exceeds the
 /// bucket of `flagKey + stickyValue`; `None` when the weights sum to 0.
-pub fn pick_weighted(flag_key: &str, sticky_value: &str, weights: &[u32]) -> Option<usize> {
+pub(crate) fn pick_weighted(flag_key: &str, sticky_value: &str, weights: &[u32]) -> Option<usize> {
     pick_with_hash(hash_key(flag_key, sticky_value), weights)
 }
 
 /// The same pick for requests with no sticky value, from a uniform random `u32`
 /// supplied by the caller (keeps this module deterministic).
-pub fn pick_random(weights: &[u32], random: u32) -> Option<usize> {
+pub(crate) fn pick_random(weights: &[u32], random: u32) -> Option<usize> {
     pick_with_hash(random, weights)
 }
 

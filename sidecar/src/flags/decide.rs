@@ -74,7 +74,10 @@ pub fn decide(flag: &ResolvedFlag, view: &RequestView<'_>, random: u32) -> Decis
 
 /// The first non-empty sticky value among the flag's sources: a header's
 /// value (UTF-8), or a body field that is a string or a number.
-pub fn sticky_value<'a>(flag: &ResolvedFlag, view: &RequestView<'a>) -> Option<Cow<'a, str>> {
+pub(crate) fn sticky_value<'a>(
+    flag: &ResolvedFlag,
+    view: &RequestView<'a>,
+) -> Option<Cow<'a, str>> {
     flag.sticky_by.iter().find_map(|source| {
         let value = match source {
             Sticky::Header(name) => view

@@ -11,9 +11,9 @@
 //! characters beats one with fewer, and a flag listing no models comes last;
 //! ties go to the smallest flag key.
 
-pub mod bucketing;
-pub mod decide;
-pub mod resolved;
+pub(crate) mod bucketing;
+pub(crate) mod decide;
+pub(crate) mod resolved;
 
 use std::collections::HashMap;
 
@@ -25,7 +25,7 @@ use self::resolved::ResolvedFlag;
 use crate::upstream::target::Upstreams;
 
 /// Names the flag to apply, bypassing model matching.
-pub const FLAG_HEADER: &str = "x-aiflags-flag";
+pub(crate) const FLAG_HEADER: &str = "x-aiflags-flag";
 
 /// Flags ready to match requests against.
 #[derive(Debug, Default)]
@@ -96,19 +96,19 @@ impl Flags {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.flags.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.flags.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &ResolvedFlag> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &ResolvedFlag> {
         self.flags.iter()
     }
 
-    pub fn get(&self, key: &str) -> Option<&ResolvedFlag> {
+    pub(crate) fn get(&self, key: &str) -> Option<&ResolvedFlag> {
         self.by_key.get(key).and_then(|i| self.flags.get(*i))
     }
 

@@ -57,11 +57,11 @@ pub struct ResolvedVariant {
 }
 
 impl ResolvedVariant {
-    pub fn target(&self, protocol: Protocol) -> &Result<Target, String> {
+    pub(crate) fn target(&self, protocol: Protocol) -> &Result<Target, String> {
         for_protocol(&self.targets, protocol)
     }
 
-    pub fn breaker_key(&self, protocol: Protocol) -> &Arc<str> {
+    pub(crate) fn breaker_key(&self, protocol: Protocol) -> &Arc<str> {
         match protocol {
             Protocol::OpenAi => &self.breaker_keys[0],
             Protocol::Anthropic => &self.breaker_keys[1],
@@ -70,7 +70,7 @@ impl ResolvedVariant {
 }
 
 impl ResolvedFlag {
-    pub fn new(compiled: CompiledFlag, upstreams: &Upstreams) -> ResolvedFlag {
+    pub(crate) fn new(compiled: CompiledFlag, upstreams: &Upstreams) -> ResolvedFlag {
         let index = |name: &str| compiled.variants.iter().position(|v| v.name == name);
         let default = index(&compiled.default_variant).unwrap_or(0);
         let sticky_by = compiled

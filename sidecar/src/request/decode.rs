@@ -36,7 +36,7 @@ pub enum DecodeError {
 }
 
 impl Coding {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Coding::Gzip => "gzip",
             Coding::Deflate => "deflate",
@@ -58,7 +58,7 @@ impl Coding {
 }
 
 /// The codings of a message, in the order they were applied.
-pub fn codings(headers: &HeaderMap) -> Result<Vec<Coding>, DecodeError> {
+pub(crate) fn codings(headers: &HeaderMap) -> Result<Vec<Coding>, DecodeError> {
     let mut out = Vec::new();
     for value in headers.get_all(header::CONTENT_ENCODING) {
         let text = value.to_str().map_err(|_| {
@@ -138,7 +138,7 @@ fn decode_zstd(bytes: &[u8], limit: usize) -> Result<Bytes, DecodeError> {
 
 /// Drops a leading UTF-8 byte order mark, which JSON forbids but some
 /// clients write.
-pub fn strip_bom(bytes: Bytes) -> Bytes {
+pub(crate) fn strip_bom(bytes: Bytes) -> Bytes {
     const BOM: &[u8] = b"\xEF\xBB\xBF";
     if bytes.starts_with(BOM) {
         bytes.slice(BOM.len()..)

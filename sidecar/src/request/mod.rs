@@ -3,8 +3,8 @@
 //! the few fields a flag needs — and, once a variant is chosen, spliced.
 
 pub mod decode;
-pub mod scan;
-pub mod splice;
+pub(crate) mod scan;
+pub(crate) mod splice;
 
 use std::sync::Arc;
 
@@ -43,7 +43,7 @@ pub struct ScannedBody {
 
 /// Why a whole body could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("the body is larger than the limit")]
     TooLarge,
     #[error("the buffer budget is spent")]
@@ -54,7 +54,7 @@ pub enum ReadError {
 
 impl ReadError {
     /// The proxy's answer to a request body it could not read.
-    pub fn into_proxy_error(self, limit: usize, budget: &Arc<Budget>) -> ProxyError {
+    pub(crate) fn into_proxy_error(self, limit: usize, budget: &Arc<Budget>) -> ProxyError {
         match self {
             ReadError::TooLarge => ProxyError::BodyTooLarge { limit },
             ReadError::Budget => ProxyError::budget(budget),
@@ -65,7 +65,7 @@ impl ReadError {
 
 /// Reads a whole body (a request's, or a response's): refused past `limit`
 /// bytes and past the budget, before a byte more is held.
-pub async fn read_bounded(
+pub(crate) async fn read_bounded(
     mut body: Incoming,
     limit: usize,
     budget: &Arc<Budget>,
@@ -177,12 +177,12 @@ fn opaque(bytes: Bytes, reason: &'static str, detail: String) -> Readable {
 
 impl ScannedBody {
     /// The raw JSON of the last top-level member named `name`.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.scanned.get(&self.bytes, name)
     }
 
     /// The raw JSON at a path of object keys.
-    pub fn lookup(&self, path: &[impl AsRef<str>]) -> Option<&str> {
+    pub(crate) fn lookup(&self, path: &[impl AsRef<str>]) -> Option<&str> {
         scan::lookup(&self.bytes, &self.scanned, path)
     }
 
@@ -192,12 +192,12 @@ impl ScannedBody {
     }
 
     /// `stream: true`.
-    pub fn streaming(&self) -> bool {
+    pub(crate) fn streaming(&self) -> bool {
         self.get("stream") == Some("true")
     }
 
     /// The client asked for the usage chunk itself: `stream_options.include_usage: true`.
-    pub fn wants_usage_chunk(&self) -> bool {
+    pub(crate) fn wants_usage_chunk(&self) -> bool {
         self.lookup(&["stream_options", "include_usage"]) == Some("true")
     }
 }

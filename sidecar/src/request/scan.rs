@@ -44,7 +44,7 @@ pub enum Key {
 /// Why a body could not be scanned; the reason label of
 /// `aiflags_unparsed_requests_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScanError {
+pub(crate) enum ScanError {
     /// Not JSON at all, or cut short.
     NotJson,
     /// JSON, but not an object: no `model` to read.
@@ -55,11 +55,11 @@ pub enum ScanError {
 }
 
 /// The most members an object may have for the proxy to read it.
-pub const MAX_MEMBERS: usize = 10_000;
+pub(crate) const MAX_MEMBERS: usize = 10_000;
 const TOO_MANY: &str = "aiflags: too many members";
 
 impl ScanError {
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             ScanError::NotJson => "not_json",
             ScanError::NotObject => "not_object",
@@ -70,7 +70,7 @@ impl ScanError {
 
 impl Scanned {
     /// Locates the top-level object of `bytes` and its members.
-    pub fn new(bytes: &[u8]) -> Result<Scanned, ScanError> {
+    pub(crate) fn new(bytes: &[u8]) -> Result<Scanned, ScanError> {
         match Self::parse(bytes) {
             // The parser refuses lone surrogate escapes in member names; a
             // copy with each one replaced by `\ufffd` (the same six bytes)
@@ -125,7 +125,7 @@ impl Scanned {
     }
 
     /// The key of `entry`, as text.
-    pub fn key<'b>(&self, bytes: &'b [u8], entry: &'b Entry) -> &'b str {
+    pub(crate) fn key<'b>(&self, bytes: &'b [u8], entry: &'b Entry) -> &'b str {
         match &entry.key {
             Key::Raw(range) => utf8(bytes, range.clone()),
             Key::Decoded(k) => k,
@@ -133,7 +133,7 @@ impl Scanned {
     }
 
     /// The raw JSON of the last member named `name`.
-    pub fn get<'b>(&self, bytes: &'b [u8], name: &str) -> Option<&'b str> {
+    pub(crate) fn get<'b>(&self, bytes: &'b [u8], name: &str) -> Option<&'b str> {
         self.entries
             .iter()
             .rev()
@@ -147,7 +147,11 @@ impl Scanned {
 
 /// The raw JSON at a dotted path of object keys, descending through nested
 /// objects without building them.
-pub fn lookup<'b>(bytes: &'b [u8], scanned: &Scanned, path: &[impl AsRef<str>]) -> Option<&'b str> {
+pub(crate) fn lookup<'b>(
+    bytes: &'b [u8],
+    scanned: &Scanned,
+    path: &[impl AsRef<str>],
+) -> Option<&'b str> {
     let (first, rest) = path.split_first()?;
     let mut raw = scanned.get(bytes, first.as_ref())?;
     for key in rest {
@@ -160,7 +164,7 @@ pub fn lookup<'b>(bytes: &'b [u8], scanned: &Scanned, path: &[impl AsRef<str>]) 
 
 /// A raw JSON string's text; lone surrogates become U+FFFD rather than
 /// failing, so a model name with one still meets its catch-all flag.
-pub fn string_value(raw: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn string_value(raw: &str) -> Option<Cow<'_, str>> {
     if !raw.starts_with('"') {
         return None;
     }
@@ -172,7 +176,7 @@ pub fn string_value(raw: &str) -> Option<Cow<'_, str>> {
 
 /// A scalar as targeting and sticky splits compare it: strings as they are,
 /// numbers and booleans as JSON writes them.
-pub fn scalar_text(raw: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn scalar_text(raw: &str) -> Option<Cow<'_, str>> {
     if raw.starts_with('"') {
         return string_value(raw);
     }

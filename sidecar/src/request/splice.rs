@@ -186,7 +186,7 @@ impl PatchView for TopPatch<'_> {
 
 /// JSON Merge Patch (RFC 7386): objects merge key by key, `null` deletes a
 /// key, anything else replaces the target.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
         *target = patch.clone();
         return;

@@ -11,13 +11,13 @@ use crate::body::{ProxyBody, full};
 use crate::config::snapshot::SnapshotCell;
 use crate::telemetry::SharedTelemetry;
 
-pub struct Admin {
+pub(crate) struct Admin {
     pub config: Arc<SnapshotCell>,
     pub telemetry: SharedTelemetry,
 }
 
 impl Admin {
-    pub async fn serve(
+    pub(crate) async fn serve(
         self: Arc<Self>,
         request: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {

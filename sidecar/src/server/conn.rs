@@ -35,7 +35,7 @@ use crate::telemetry::SharedTelemetry;
 
 /// How one listener treats its connections.
 #[derive(Clone, Debug)]
-pub struct ListenerLimits {
+pub(crate) struct ListenerLimits {
     /// `data` or `admin`: the label of refused-connection counts.
     pub name: &'static str,
     pub max_connections: usize,
@@ -48,7 +48,7 @@ pub struct ListenerLimits {
 }
 
 /// What shutting a listener down involves.
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     pub stop: watch::Receiver<bool>,
     pub drain: Duration,
     /// Cancelled when the drain time is up: open streams end with an error event.
@@ -61,7 +61,7 @@ const FLUSH_GRACE: Duration = Duration::from_secs(1);
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 /// Accepts connections until `shutdown.stop` flips, then drains them.
-pub async fn serve<S, F>(
+pub(crate) async fn serve<S, F>(
     listener: TcpListener,
     service: S,
     limits: ListenerLimits,
@@ -465,7 +465,7 @@ impl Body for Guarded {
 /// caps within it: each data connection may need an upstream connection
 /// too, and `RESERVE` descriptors stay free for config reloads, the admin
 /// port and logs under any flood. Returns (data cap, admin cap).
-pub fn fit_caps(data_wanted: usize, admin_wanted: usize) -> (usize, usize) {
+pub(crate) fn fit_caps(data_wanted: usize, admin_wanted: usize) -> (usize, usize) {
     const RESERVE: u64 = 64;
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);

@@ -2,8 +2,8 @@
 //! listener the kubelet and Prometheus use, and the config reloader. All
 //! three stop together and drain gracefully.
 
-pub mod admin;
-pub mod conn;
+pub(crate) mod admin;
+pub(crate) mod conn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! `--flag`. They arrive as text through a [`source::Source`] and are all
 //! checked here, so one run reports every bad setting at once.
 
-pub mod source;
+pub(crate) mod source;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ use crate::upstream::target::{Upstreams, base_url};
 
 /// One setting: its variable, its flag, its default and what it does.
 #[derive(Clone, Copy, Debug)]
-pub struct Setting {
+pub(crate) struct Setting {
     pub env: &'static str,
     pub flag: &'static str,
     pub value: &'static str,
@@ -47,7 +47,7 @@ const fn setting(
 
 /// Every setting the sidecar reads.
 #[rustfmt::skip]
-pub const SETTINGS: &[Setting] = &[
+pub(crate) const SETTINGS: &[Setting] = &[
     setting("AIFLAGS_LISTEN", "listen", "ADDR", Some("127.0.0.1:15080"),
         "Data listener the application's SDKs talk to"),
     setting("AIFLAGS_ADMIN_LISTEN", "admin-listen", "ADDR", Some("0.0.0.0:15090"),
@@ -315,7 +315,7 @@ fn watch_settings(r: &mut Reader<'_>) -> Option<WatchSettings> {
     })
 }
 
-pub fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+pub(crate) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|_| format!("{s:?} is not an address such as 127.0.0.1:15080"))
 }

@@ -142,7 +142,7 @@ impl StreamFilter {
     }
 
     /// What the answer read so far amounts to.
-    pub fn judge(&self) -> &StreamJudge {
+    pub(crate) fn judge(&self) -> &StreamJudge {
         &self.judge
     }
 

@@ -1,11 +1,10 @@
 //! Server-Sent Events from upstreams: the WHATWG event parser ([`parser`])
 //! and the filter that forwards a stream while reading its usage ([`filter`]).
 
-pub mod filter;
-pub mod parser;
+pub(crate) mod filter;
+pub(crate) mod parser;
 
-pub use filter::StreamFilter;
-pub use parser::{SseEvent, SseParser};
+pub(crate) use filter::StreamFilter;
 
 #[cfg(test)]
 #[path = "tests.rs"]

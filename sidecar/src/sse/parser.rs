@@ -6,7 +6,7 @@
 
 /// The largest event the parser buffers. Beyond it the event is skipped
 /// (counted in [`SseParser::overflows`]) and parsing resumes at the next one.
-pub const MAX_EVENT_BYTES: usize = 1 << 20;
+pub(crate) const MAX_EVENT_BYTES: usize = 1 << 20;
 
 /// A UTF-8 byte order mark, which may lead a stream.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -62,6 +62,7 @@ impl SseParser {
     }
 
     /// Parses a chunk, returning the events it completes.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut events = Vec::new();
         self.feed(chunk, |_, event| events.extend(event));
@@ -81,13 +82,14 @@ impl SseParser {
     }
 
     /// How many oversized events were skipped.
-    pub fn overflows(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn overflows(&self) -> u64 {
         self.overflows
     }
 
     /// Whether the bytes so far end between events: no line and no event
     /// under way. Anything written after them is then an event of its own.
-    pub fn at_event_boundary(&self) -> bool {
+    pub(crate) fn at_event_boundary(&self) -> bool {
         !self.line_started && !self.has_data && self.event.is_empty() && !self.skipping
     }
 

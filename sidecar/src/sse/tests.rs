@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use aiflags_api::Operation;
 use bytes::Bytes;
 
-use super::parser::MAX_EVENT_BYTES;
+use super::parser::{MAX_EVENT_BYTES, SseEvent, SseParser};
 use super::*;
 use crate::stream::error_event;
 use crate::usage::Usage;

@@ -34,13 +34,13 @@ pub enum Format {
 }
 
 /// How often the writer takes what has been logged.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Bytes waiting for the writer; past this, lines are dropped and counted.
-pub const MAX_BUFFERED: usize = 4 << 20;
+pub(crate) const MAX_BUFFERED: usize = 4 << 20;
 
 /// The serving side of the log; the writer thread stops (after a last
 /// flush) when this is dropped.
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     shared: Arc<Shared>,
     format: Format,
     dropped: IntCounter,
@@ -54,7 +54,11 @@ struct Shared {
 
 impl AccessLog {
     /// Starts the writer thread. `dropped` counts lines the buffer had no room for.
-    pub fn start(sink: Sink, format: Format, dropped: IntCounter) -> std::io::Result<AccessLog> {
+    pub(crate) fn start(
+        sink: Sink,
+        format: Format,
+        dropped: IntCounter,
+    ) -> std::io::Result<AccessLog> {
         let out: Box<dyn Write + Send> = match &sink {
             Sink::Stderr => Box::new(std::io::stderr()),
             Sink::File(path) => Box::new(
@@ -83,7 +87,7 @@ impl AccessLog {
     }
 
     /// Appends the line for `record`; never blocks on the sink.
-    pub fn write(&self, record: &Record) {
+    pub(crate) fn write(&self, record: &Record) {
         let line = match self.format {
             Format::Json => json_line(record, SystemTime::now()),
             Format::Text => text_line(record, SystemTime::now()),
@@ -133,7 +137,7 @@ fn write_lines(shared: &Shared, mut out: Box<dyn Write + Send>) {
 
 /// The shape of the sidecar's other JSON log lines (tracing's):
 /// `{"timestamp":…,"level":"INFO","fields":{"message":"request",…},"target":"aiflags::access"}`
-pub fn json_line(r: &Record, now: SystemTime) -> String {
+pub(crate) fn json_line(r: &Record, now: SystemTime) -> String {
     let mut line = String::with_capacity(320);
     line.push_str("{\"timestamp\":\"");
     push_timestamp(&mut line, now);
@@ -167,7 +171,7 @@ pub fn json_line(r: &Record, now: SystemTime) -> String {
 }
 
 /// `2026-01-01T00:00:00.000Z  INFO aiflags::access: request request_id=… flag=…`
-pub fn text_line(r: &Record, now: SystemTime) -> String {
+pub(crate) fn text_line(r: &Record, now: SystemTime) -> String {
     let mut line = String::with_capacity(256);
     push_timestamp(&mut line, now);
     line.push_str("  INFO aiflags::access: request");

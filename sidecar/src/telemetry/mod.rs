@@ -3,21 +3,21 @@
 //! a [`Telemetry`] decides what to keep. The sidecar runs with
 //! [`metrics::Metrics`]; the access log ([`access_log`]) is written beside it.
 
-pub mod access_log;
-pub mod metrics;
-pub mod pricing;
+pub(crate) mod access_log;
+pub(crate) mod metrics;
+pub(crate) mod pricing;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiflags_api::Pricing;
 
-pub use crate::usage::Usage;
-pub use crate::verdict::Verdict;
+pub(crate) use crate::usage::Usage;
+pub(crate) use crate::verdict::Verdict;
 
 /// One request, as the client saw it.
 #[derive(Clone, Debug)]
-pub struct Record {
+pub(crate) struct Record {
     /// The client's `x-request-id` when it is a sane token, else made up.
     pub request_id: Box<str>,
     pub started: Instant,
@@ -55,7 +55,7 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn new(request_id: Box<str>, operation: &'static str) -> Record {
+    pub(crate) fn new(request_id: Box<str>, operation: &'static str) -> Record {
         let empty: Arc<str> = Arc::from("");
         Record {
             request_id,
@@ -83,7 +83,7 @@ impl Record {
 /// An answer one attempt got: the variant and model that gave it, and what
 /// it amounted to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Judged {
+pub(crate) struct Judged {
     pub variant: Arc<str>,
     pub model: Arc<str>,
     pub verdict: Verdict,
@@ -91,7 +91,7 @@ pub struct Judged {
 
 /// A flag as its configured-state metrics show it.
 #[derive(Clone, Debug)]
-pub struct FlagInfo {
+pub(crate) struct FlagInfo {
     pub key: Arc<str>,
     pub enabled: bool,
     pub default_variant: Arc<str>,
@@ -100,7 +100,7 @@ pub struct FlagInfo {
 }
 
 /// What the proxy reports; every method has a no-op default.
-pub trait Telemetry: Send + Sync + 'static {
+pub(crate) trait Telemetry: Send + Sync + 'static {
     fn request_started(&self) {}
     fn request_finished(&self, _record: &Record) {}
     /// One upstream attempt: `outcome` is `ok`, `timeout`, `connect`,
@@ -128,4 +128,4 @@ pub trait Telemetry: Send + Sync + 'static {
     }
 }
 
-pub type SharedTelemetry = Arc<dyn Telemetry>;
+pub(crate) type SharedTelemetry = Arc<dyn Telemetry>;

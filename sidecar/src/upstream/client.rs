@@ -18,12 +18,12 @@ use crate::body::ProxyBody;
 /// must fail fast enough to fall back.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct UpstreamClient {
+pub(crate) struct UpstreamClient {
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
 }
 
 impl UpstreamClient {
-    pub fn new() -> UpstreamClient {
+    pub(crate) fn new() -> UpstreamClient {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -42,7 +42,7 @@ impl UpstreamClient {
         }
     }
 
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         request: Request<ProxyBody>,
         label: &str,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Why a credential cannot be used; the message names the key, never its value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CredentialError {
+pub(crate) enum CredentialError {
     #[error(
         "credential {0:?}: no --credentials-dir (AIFLAGS_CREDENTIALS_DIR) is set; mount the Secret aiflags-credentials"
     )]
@@ -18,7 +18,10 @@ pub enum CredentialError {
 }
 
 /// The trimmed value of credential `key`; an empty one is an error, never `Bearer `.
-pub async fn read_credential(dir: Option<&Path>, key: &str) -> Result<String, CredentialError> {
+pub(crate) async fn read_credential(
+    dir: Option<&Path>,
+    key: &str,
+) -> Result<String, CredentialError> {
     let dir = dir.ok_or_else(|| CredentialError::NoDirectory(key.to_string()))?;
     let text = tokio::fs::read_to_string(dir.join(key))
         .await

@@ -14,7 +14,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use super::target::{Protocol, Target};
 
 /// Where clients put API keys, sessions and account identity. Settings may add more.
-pub const CREDENTIAL_HEADERS: [&str; 8] = [
+pub(crate) const CREDENTIAL_HEADERS: [&str; 8] = [
     "authorization",
     "proxy-authorization",
     "x-api-key",
@@ -40,13 +40,13 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Decides the headers of every upstream request.
 #[derive(Clone, Debug)]
-pub struct HeaderPolicy {
+pub(crate) struct HeaderPolicy {
     credentials: Vec<HeaderName>,
 }
 
 /// How the proxy treats the body of this request.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Outbound<'a> {
+pub(crate) struct Outbound<'a> {
     /// The variant's credential (key, value), which replaces the app's.
     pub credential: Option<(&'a str, &'a str)>,
     /// The proxy undid the body's content coding.
@@ -59,7 +59,7 @@ pub struct Outbound<'a> {
 #[error(
     "credential {0:?} is not a valid header value (a line break or control character in the Secret's value?)"
 )]
-pub struct InvalidCredential(pub String);
+pub(crate) struct InvalidCredential(pub String);
 
 impl Default for HeaderPolicy {
     fn default() -> Self {
@@ -69,7 +69,7 @@ impl Default for HeaderPolicy {
 
 impl HeaderPolicy {
     /// The default credential headers plus `extra` (lower-cased names).
-    pub fn new(extra: &[HeaderName]) -> HeaderPolicy {
+    pub(crate) fn new(extra: &[HeaderName]) -> HeaderPolicy {
         let mut credentials: Vec<HeaderName> = CREDENTIAL_HEADERS
             .iter()
             .map(|name| HeaderName::from_static(name))
@@ -82,12 +82,12 @@ impl HeaderPolicy {
         HeaderPolicy { credentials }
     }
 
-    pub fn is_credential(&self, name: &HeaderName) -> bool {
+    pub(crate) fn is_credential(&self, name: &HeaderName) -> bool {
         self.credentials.contains(name)
     }
 
     /// The headers for `target`, from the client's.
-    pub fn outbound(
+    pub(crate) fn outbound(
         &self,
         client: &HeaderMap,
         target: &Target,
@@ -129,7 +129,7 @@ const CREDENTIAL_PARAMS: [&str; 5] = ["key", "api-key", "api_key", "apikey", "ac
 impl HeaderPolicy {
     /// The path and query for `target`: credential-bearing query parameters
     /// reach only the origin the app addressed, like credential headers.
-    pub fn outbound_path<'p>(
+    pub(crate) fn outbound_path<'p>(
         &self,
         path_and_query: &'p str,
         target: &Target,
@@ -161,7 +161,7 @@ impl HeaderPolicy {
 }
 
 /// Strips what must not go back to the client from an upstream's response head.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in connection_named(headers) {
         headers.remove(name);
     }

@@ -2,10 +2,10 @@
 //! it may see ([`headers`]), the credential it needs ([`credentials`]), and
 //! one pooled client over TLS or plain HTTP ([`client`]).
 
-pub mod client;
-pub mod credentials;
-pub mod headers;
-pub mod target;
+pub(crate) mod client;
+pub(crate) mod credentials;
+pub(crate) mod headers;
+pub(crate) mod target;
 
 use std::path::PathBuf;
 
@@ -20,7 +20,7 @@ use self::target::{Protocol, Target, Upstreams};
 use crate::body::ProxyBody;
 
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// A problem of configuration, not of the upstream: retrying cannot help.
     #[error("{0}")]
     Config(String),
@@ -37,14 +37,14 @@ impl From<CredentialError> for UpstreamError {
 
 /// How one request goes upstream.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Send {
+pub(crate) struct Send {
     /// The proxy undid the body's content coding.
     pub decoded: bool,
     /// The proxy reads the response: ask for identity encoding.
     pub reads_response: bool,
 }
 
-pub struct Upstream {
+pub(crate) struct Upstream {
     client: UpstreamClient,
     defaults: [Target; 2],
     policy: HeaderPolicy,
@@ -52,7 +52,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(
+    pub(crate) fn new(
         upstreams: &Upstreams,
         policy: HeaderPolicy,
         credentials_dir: Option<PathBuf>,
@@ -68,7 +68,7 @@ impl Upstream {
         }
     }
 
-    pub fn default_target(&self, protocol: Protocol) -> &Target {
+    pub(crate) fn default_target(&self, protocol: Protocol) -> &Target {
         match protocol {
             Protocol::OpenAi => &self.defaults[0],
             Protocol::Anthropic => &self.defaults[1],
@@ -76,7 +76,7 @@ impl Upstream {
     }
 
     /// Sends one request; the response head is returned as soon as it arrives.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         target: &Target,
         parts: &Parts,

@@ -67,7 +67,7 @@ pub struct Target {
 
 /// A request target the proxy refuses to forward.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum BadTarget {
+pub(crate) enum BadTarget {
     #[error("request target {0:?} is not a path: only origin-form targets (/v1/...) are proxied")]
     NotAPath(String),
     #[error("request path {0:?} has a dot segment or an encoded slash; send a normalised path")]
@@ -123,7 +123,7 @@ impl Upstreams {
 }
 
 /// Picks the protocol's entry of [`Upstreams::targets_for`].
-pub fn for_protocol(
+pub(crate) fn for_protocol(
     targets: &[Result<Target, String>; 2],
     protocol: Protocol,
 ) -> &Result<Target, String> {
@@ -179,7 +179,7 @@ impl Target {
 /// injected `OPENAI_BASE_URL` ends in `/v1`, and the Anthropic SDK appends
 /// `/v1/messages` to `ANTHROPIC_BASE_URL`). One trailing slash is ignored;
 /// prefixes such as Azure's `/openai/deployments/…` are not recognised.
-pub fn operation_for_path(path: &str) -> Option<Operation> {
+pub(crate) fn operation_for_path(path: &str) -> Option<Operation> {
     let path = path.strip_suffix('/').unwrap_or(path);
     match path {
         "/v1/chat/completions" => Some(Operation::Chat),
@@ -197,7 +197,7 @@ pub fn operation_for_path(path: &str) -> Option<Operation> {
 /// API path in a form its upstream would read as that path but the flag
 /// lookup would not (`/v1/chat/completion%73`, `/v1//chat/completions`,
 /// `/v1/chat/completions;x`): no flag is skipped by how a path is spelled.
-pub fn check_request_target(method: &Method, uri: &Uri) -> Result<(), BadTarget> {
+pub(crate) fn check_request_target(method: &Method, uri: &Uri) -> Result<(), BadTarget> {
     if method == Method::CONNECT {
         return Err(BadTarget::Connect);
     }
@@ -279,7 +279,7 @@ fn clip(text: &str) -> String {
 }
 
 /// An `http(s)://host[:port][/prefix]` URL without query or fragment.
-pub fn base_url(s: &str) -> Result<Uri, String> {
+pub(crate) fn base_url(s: &str) -> Result<Uri, String> {
     let uri: Uri = s
         .parse()
         .map_err(|_| format!("{s:?} is not a URL such as https://api.openai.com"))?;

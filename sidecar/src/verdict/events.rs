@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{Facts, blank};
 
 /// What `data` (an event of type `kind`) says about the answer.
-pub fn read_event(op: Operation, kind: Option<&str>, data: &Value) -> Facts {
+pub(crate) fn read_event(op: Operation, kind: Option<&str>, data: &Value) -> Facts {
     match op {
         Operation::Chat | Operation::Completions => chat_chunk(op, data),
         Operation::Responses => responses_event(kind, data),

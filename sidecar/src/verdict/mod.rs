@@ -9,17 +9,17 @@
 //! the client would see. Whether a bad verdict fails the attempt is the flag's
 //! `fallback.on` call (`empty`, `contentFilter`); every verdict is counted.
 
-pub mod events;
-pub mod whole;
+pub(crate) mod events;
+pub(crate) mod whole;
 
 use aiflags_api::{Failure, Operation};
 use serde_json::Value;
 
-pub use self::whole::{Answer, read_answer};
+pub(crate) use self::whole::read_answer;
 
 /// What an answer amounted to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Text, a tool call, a refusal (or, for embeddings, a vector).
     Content,
     /// Nothing of the above.
@@ -31,7 +31,7 @@ pub enum Verdict {
 impl Verdict {
     /// The `verdict` label of `aiflags_answers_total`, also the attempt
     /// outcome and fallback reason of a bad answer.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Verdict::Content => "content",
             Verdict::Empty => "empty",
@@ -40,7 +40,7 @@ impl Verdict {
     }
 
     /// The failure `fallback.on` may name, for a bad answer.
-    pub fn failure(self) -> Option<Failure> {
+    pub(crate) fn failure(self) -> Option<Failure> {
         match self {
             Verdict::Content => None,
             Verdict::Empty => Some(Failure::Empty),
@@ -51,7 +51,7 @@ impl Verdict {
 
 /// What the parts of an answer read so far say.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// Text, a tool call, a refusal, audio, a vector.
     pub content: bool,
     /// Reasoning a client may show (thinking, reasoning summaries): not an
@@ -70,7 +70,7 @@ impl Facts {
     }
 
     /// The verdict of a complete answer with these facts.
-    pub fn verdict(self) -> Verdict {
+    pub(crate) fn verdict(self) -> Verdict {
         if self.filtered {
             Verdict::ContentFilter
         } else if self.content {
@@ -83,29 +83,29 @@ impl Facts {
 
 /// A stream's answer as its events arrive.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct StreamJudge {
+pub(crate) struct StreamJudge {
     facts: Facts,
 }
 
 impl StreamJudge {
     /// Reads one parsed event: `kind` is its `type` (or SSE event name).
-    pub fn observe(&mut self, op: Operation, kind: Option<&str>, data: &Value) {
+    pub(crate) fn observe(&mut self, op: Operation, kind: Option<&str>, data: &Value) {
         self.facts.add(events::read_event(op, kind, data));
     }
 
     /// Something the client would show has come: content or reasoning.
-    pub fn opened(&self) -> bool {
+    pub(crate) fn opened(&self) -> bool {
         self.facts.content || self.facts.reasoning
     }
 
-    pub fn facts(&self) -> Facts {
+    pub(crate) fn facts(&self) -> Facts {
         self.facts
     }
 
     /// The verdict so far: `ended` says the upstream ended the stream
     /// naturally. A stream cut (or left) before any content or filter has no
     /// verdict: nothing can be said about an answer that never finished.
-    pub fn verdict(&self, ended: bool) -> Option<Verdict> {
+    pub(crate) fn verdict(&self, ended: bool) -> Option<Verdict> {
         let facts = self.facts;
         (facts.filtered || facts.content || ended).then(|| facts.verdict())
     }

@@ -15,7 +15,7 @@ use crate::usage::{Usage, usage_from_bytes, usage_from_raw};
 
 /// What a whole answer says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// `None` when the body is not an answer the proxy can read (not JSON,
     /// not an object, fields of unexpected types): it is not judged.
     pub verdict: Option<Verdict>,
@@ -23,7 +23,7 @@ pub struct Answer {
 }
 
 /// Judges a whole answer and reads its usage, in one pass over `body`.
-pub fn read_answer(op: Operation, body: &[u8]) -> Answer {
+pub(crate) fn read_answer(op: Operation, body: &[u8]) -> Answer {
     let read = match op {
         Operation::Chat | Operation::Completions => chat(op, body),
         Operation::Responses => responses(body),

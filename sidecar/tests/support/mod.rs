@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use aiflags_api::{SidecarConfig, compile_manifests, parse_manifests};
 use aiflags_devtools::mock_upstream::MockUpstream;
-use aiflags_sidecar::server::Sidecar;
-use aiflags_sidecar::settings::{Cli, Settings};
-use aiflags_sidecar::telemetry::metrics::Metrics;
+use aiflags_sidecar::Metrics;
+use aiflags_sidecar::Sidecar;
+use aiflags_sidecar::{Cli, Settings};
 use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderMap, Request, StatusCode};

@@ -2,7 +2,7 @@
 //! each go on a `data:` line of their own), what a usage-hiding filter must
 //! do with them, and what they tell a reader.
 
-use aiflags_sidecar::usage::Usage;
+use aiflags_sidecar::Usage;
 
 use super::Family;
 use crate::Source;

@@ -12,7 +12,7 @@ mod events;
 
 use std::ops::Range;
 
-use aiflags_sidecar::usage::Usage;
+use aiflags_sidecar::Usage;
 
 use self::events::{Effect, event};
 use crate::Source;
