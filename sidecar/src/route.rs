@@ -191,7 +191,7 @@ impl Route {
             Selection::UnknownFlag(name) => {
                 let error = ProxyError::UnknownFlag {
                     flag: printable(&name, 128),
-                    revision: snapshot.config.revision.clone(),
+                    revision: snapshot.revision.clone(),
                 };
                 return own_error(error, report, None);
             }

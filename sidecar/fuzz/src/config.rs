@@ -138,7 +138,7 @@ pub fn flags() -> &'static Flags {
             openai: http::Uri::from_static("http://127.0.0.1:1"),
             anthropic: http::Uri::from_static("http://127.0.0.1:2"),
         };
-        Flags::new(config(), &upstreams)
+        Flags::new(config().flags.clone(), &upstreams)
     })
 }
 

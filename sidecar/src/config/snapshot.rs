@@ -5,15 +5,15 @@
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use aiflags_api::SidecarConfig;
-
 use crate::flags::Flags;
 
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    /// Already filtered to the flags whose podSelector matches this pod.
-    pub config: SidecarConfig,
-    /// The same flags, resolved and indexed for the request path.
+    /// The config's revision (the content hash of its flags).
+    pub revision: String,
+    /// Its flags whose podSelector matches this pod, resolved and indexed
+    /// for the request path; each keeps its compiled form (for `/config`),
+    /// the only copy the snapshot holds.
     pub flags: Flags,
     /// Where it came from, e.g. `file:/etc/aiflags/config.json`.
     pub source: String,

@@ -134,10 +134,9 @@ impl ConfigLoader {
             Some(_) => config.for_pod(&self.labels),
             None => config,
         };
-        let flags = Flags::new(&config, &self.upstreams);
         Snapshot {
-            config,
-            flags,
+            revision: config.revision,
+            flags: Flags::new(config.flags, &self.upstreams),
             source,
             loaded_at: SystemTime::now(),
         }
@@ -332,7 +331,7 @@ impl Serving {
                 tracing::debug!(error = %e, "mounted config not loaded; the watch serves");
             }
             Err(e) => {
-                let serving = cell.current().map(|s| s.config.revision.clone());
+                let serving = cell.current().map(|s| s.revision.clone());
                 tracing::warn!(error = %e, serving = ?serving, "config not loaded; the last good config keeps serving");
                 telemetry.config_failed(serving.as_deref());
             }
@@ -356,7 +355,7 @@ impl Serving {
                 self.apply(snapshot, loader, cell, telemetry);
             }
             WatchUpdate::Invalid(message) => {
-                let serving = cell.current().map(|s| s.config.revision.clone());
+                let serving = cell.current().map(|s| s.revision.clone());
                 tracing::warn!(error = %message, serving = ?serving, "watched config not loaded; the last good config keeps serving");
                 telemetry.config_failed(serving.as_deref());
             }
@@ -378,12 +377,12 @@ impl Serving {
         cell: &SnapshotCell,
         telemetry: &SharedTelemetry,
     ) {
-        let key = (snapshot.config.revision.clone(), loader.labels.clone());
+        let key = (snapshot.revision.clone(), loader.labels.clone());
         if self.serving.as_ref() == Some(&key) {
             return;
         }
         self.serving = Some(key);
-        let revision = snapshot.config.revision.clone();
+        let revision = snapshot.revision.clone();
         tracing::info!(
             revision = %revision,
             source = %snapshot.source,

@@ -38,7 +38,7 @@ fn a_gzip_config_beside_the_plain_name_loads() {
         upstreams(),
     );
     let snapshot = loader.poll().unwrap().unwrap();
-    assert_eq!(snapshot.config.revision, config.revision);
+    assert_eq!(snapshot.revision, config.revision);
     assert_eq!(snapshot.flags.len(), 1);
 }
 
@@ -63,7 +63,10 @@ fn local_mode_applies_a_change_once_it_reads_the_same_twice() {
         "changed since the last poll: settling"
     );
     let snapshot = loader.poll().unwrap().unwrap();
-    assert_eq!(snapshot.config.flags[0].variants[0].model, "m2");
+    assert_eq!(
+        snapshot.flags.iter().next().unwrap().compiled.variants[0].model,
+        "m2"
+    );
     assert!(loader.poll().unwrap().is_none());
 }
 
@@ -75,7 +78,11 @@ fn pod_selectors_apply_only_when_the_pod_labels_are_known() {
         let mut loader =
             ConfigLoader::new(ConfigSource::Flags(examples.clone()), labels, upstreams());
         let snapshot = loader.poll().unwrap().unwrap();
-        snapshot.config.flags.into_iter().map(|f| f.key).collect()
+        snapshot
+            .flags
+            .iter()
+            .map(|f| f.compiled.key.clone())
+            .collect()
     };
     // Every example selects pods by label; on a laptop all of them apply.
     assert_eq!(keys(None).len(), 3);
@@ -91,10 +98,7 @@ fn no_config_map_yet_is_an_empty_config_not_an_error() {
     let mut loader = ConfigLoader::new(ConfigSource::File(path.clone()), None, upstreams());
     let snapshot = loader.poll().unwrap().unwrap();
     assert!(snapshot.flags.is_empty());
-    assert_eq!(
-        snapshot.config.revision,
-        SidecarConfig::empty(None).revision
-    );
+    assert_eq!(snapshot.revision, SidecarConfig::empty(None).revision);
     // The operator writes the first flag: it loads.
     let (manifests, _) = aiflags_api::parse_manifests("t", FLAG);
     let (config, _) = aiflags_api::compile_manifests(&manifests, None);

@@ -1,8 +1,9 @@
 //! The flags a sidecar serves, resolved and indexed once per config load:
-//! exact model names in a map, every glob compiled into one regex set, so
-//! finding a request's flag costs the same with one flag or a thousand.
-//! (A regex set rather than `globset`: globset matches bytes, so its `?`
-//! would match one byte of a non-ASCII model name, not one character.)
+//! exact model names in a map, globs in [`globs::GlobIndex`] (prefix and
+//! suffix globs in maps, the rest in one regex set), so finding a request's
+//! flag costs the same with one flag or a thousand. (Not `globset`: it
+//! matches bytes, so its `?` would match one byte of a non-ASCII model name,
+//! not one character.)
 //!
 //! Which flag applies: an explicit `x-aiflags-flag` header wins when the flag
 //! covers the request's operation (a header cannot turn an embeddings flag
@@ -13,14 +14,15 @@
 
 pub(crate) mod bucketing;
 pub(crate) mod decide;
+mod globs;
 pub(crate) mod resolved;
 
 use std::collections::HashMap;
 
-use aiflags_api::{Operation, SidecarConfig};
+use aiflags_api::{CompiledFlag, Operation};
 use http::HeaderMap;
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
+use self::globs::{GLOB_SET_LIMIT, GlobIndex, is_glob};
 use self::resolved::ResolvedFlag;
 use crate::upstream::target::Upstreams;
 
@@ -35,7 +37,7 @@ pub struct Flags {
     by_key: HashMap<Box<str>, usize>,
     /// Model → flags naming it exactly, by key.
     exact: HashMap<Box<str>, Vec<usize>>,
-    globs: GlobMatcher,
+    globs: GlobIndex,
     /// Per glob in `globs`: (flag index, literal characters).
     glob_owners: Vec<(usize, usize)>,
     /// Flags listing no models, by key.
@@ -52,11 +54,10 @@ pub enum Selection<'f> {
 }
 
 impl Flags {
-    pub fn new(config: &SidecarConfig, upstreams: &Upstreams) -> Flags {
-        let mut flags: Vec<ResolvedFlag> = config
-            .flags
-            .iter()
-            .map(|flag| ResolvedFlag::new(flag.clone(), upstreams))
+    pub fn new(compiled: Vec<CompiledFlag>, upstreams: &Upstreams) -> Flags {
+        let mut flags: Vec<ResolvedFlag> = compiled
+            .into_iter()
+            .map(|flag| ResolvedFlag::new(flag, upstreams))
             .collect();
         flags.sort_by(|a, b| a.key.cmp(&b.key));
         let by_key = flags
@@ -73,19 +74,18 @@ impl Flags {
                 catch_all.push(i);
             }
             for pattern in &flag.compiled.models {
-                match glob_regex(pattern) {
-                    None => exact.entry(pattern.as_str().into()).or_default().push(i),
-                    Some(regex) => {
-                        globs.push(regex);
-                        glob_owners.push((i, literal_chars(pattern)));
-                    }
+                if is_glob(pattern) {
+                    globs.push(pattern.as_str());
+                    glob_owners.push((i, literal_chars(pattern)));
+                } else {
+                    exact.entry(pattern.as_str().into()).or_default().push(i);
                 }
             }
         }
         for list in exact.values_mut() {
             list.dedup();
         }
-        let globs = GlobMatcher::new(&globs, &mut glob_owners, GLOB_SET_LIMIT);
+        let globs = GlobIndex::new(&globs, GLOB_SET_LIMIT);
         Flags {
             flags,
             by_key,
@@ -140,15 +140,20 @@ impl Flags {
         {
             return Selection::Selected(flag);
         }
-        let best_glob = self
-            .globs
-            .matches(model)
-            .into_iter()
-            .filter_map(|g| self.glob_owners.get(g))
-            .filter(|(flag, _)| covering(flag).is_some())
-            // Most literal characters, then the smallest key (lowest index).
-            .max_by(|(fa, la), (fb, lb)| la.cmp(lb).then_with(|| fb.cmp(fa)));
-        if let Some(flag) = best_glob.and_then(|(flag, _)| self.flags.get(*flag)) {
+        // Most literal characters, then the smallest key (lowest index).
+        let mut best_glob: Option<(usize, usize)> = None;
+        self.globs.each_match(model, |g| {
+            let Some(&(flag, literal)) = self.glob_owners.get(g) else {
+                return;
+            };
+            let better = best_glob.is_none_or(|(best, most)| {
+                literal.cmp(&most).then_with(|| best.cmp(&flag)).is_gt()
+            });
+            if better && covering(&flag).is_some() {
+                best_glob = Some((flag, literal));
+            }
+        });
+        if let Some(flag) = best_glob.and_then(|(flag, _)| self.flags.get(flag)) {
             return Selection::Selected(flag);
         }
         match self.catch_all.iter().find_map(covering) {
@@ -170,85 +175,6 @@ fn covers(flag: &ResolvedFlag, operation: Operation) -> bool {
 
 fn literal_chars(pattern: &str) -> usize {
     pattern.chars().filter(|c| !matches!(c, '*' | '?')).count()
-}
-
-/// Every glob of the config in one regex set (one pass per request). Should
-/// the set not compile as a whole (it is past the size limit), each glob is
-/// kept on its own and tried in turn: slower, never wrong. A glob that does
-/// not compile even alone matches nothing and is logged; the others keep
-/// matching.
-#[derive(Debug, Default)]
-enum GlobMatcher {
-    #[default]
-    Empty,
-    Set(RegexSet),
-    Each(Vec<Regex>),
-}
-
-/// Room for the compiled set: a thousand long globs fit.
-const GLOB_SET_LIMIT: usize = 256 << 20;
-
-impl GlobMatcher {
-    /// Compiles `regexes`; `owners` (one per regex) loses the entries of any
-    /// that do not compile, so indices stay aligned.
-    fn new(regexes: &[String], owners: &mut Vec<(usize, usize)>, limit: usize) -> GlobMatcher {
-        if regexes.is_empty() {
-            return GlobMatcher::Empty;
-        }
-        match RegexSetBuilder::new(regexes).size_limit(limit).build() {
-            Ok(set) => GlobMatcher::Set(set),
-            Err(e) => {
-                tracing::warn!(error = %e, "model globs do not compile as one set; matching them one by one");
-                let mut kept = Vec::with_capacity(regexes.len());
-                let mut kept_owners = Vec::with_capacity(owners.len());
-                for (regex, owner) in regexes.iter().zip(owners.iter()) {
-                    match RegexBuilder::new(regex).size_limit(limit).build() {
-                        Ok(compiled) => {
-                            kept.push(compiled);
-                            kept_owners.push(*owner);
-                        }
-                        Err(e) => {
-                            tracing::warn!(pattern = %regex, error = %e, "a model glob does not compile; it matches nothing")
-                        }
-                    }
-                }
-                *owners = kept_owners;
-                GlobMatcher::Each(kept)
-            }
-        }
-    }
-
-    /// Indices of the globs `model` matches.
-    fn matches(&self, model: &str) -> Vec<usize> {
-        match self {
-            GlobMatcher::Empty => Vec::new(),
-            GlobMatcher::Set(set) => set.matches(model).into_iter().collect(),
-            GlobMatcher::Each(each) => (0..each.len())
-                .filter(|i| each[*i].is_match(model))
-                .collect(),
-        }
-    }
-}
-
-/// The anchored regex of a glob; `None` for a pattern without wildcards (an
-/// exact name). Our patterns know only `*` (any run of characters, also
-/// none) and `?` (exactly one character); everything else is literal.
-fn glob_regex(pattern: &str) -> Option<String> {
-    if !pattern.contains(['*', '?']) {
-        return None;
-    }
-    let mut regex = String::with_capacity(pattern.len() * 2 + 8);
-    regex.push_str("(?s)^");
-    let mut literal = [0u8; 4];
-    for c in pattern.chars() {
-        match c {
-            '*' => regex.push_str(".*"),
-            '?' => regex.push('.'),
-            c => regex.push_str(&regex::escape(c.encode_utf8(&mut literal))),
-        }
-    }
-    regex.push('$');
-    Some(regex)
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ fn flag(key: &str, models: &[&str]) -> CompiledFlag {
 }
 
 fn index(flags: Vec<CompiledFlag>) -> Flags {
-    Flags::new(&SidecarConfig::new(None, flags), &upstreams())
+    Flags::new(SidecarConfig::new(None, flags).flags, &upstreams())
 }
 
 fn resolved(flag: CompiledFlag) -> ResolvedFlag {
@@ -172,7 +172,7 @@ fn ties_go_to_the_smallest_key_whatever_the_order() {
     ] {
         let mut config = SidecarConfig::new(None, Vec::new());
         config.flags = flags;
-        let index = Flags::new(&config, &upstreams());
+        let index = Flags::new(config.flags.clone(), &upstreams());
         assert_eq!(
             pick(&index, Operation::Chat, Some("gpt-4o"), &h).as_deref(),
             Some("a")
@@ -272,25 +272,67 @@ fn a_thousand_glob_flags_still_find_the_last_one() {
 fn globs_too_big_for_one_set_still_match_and_a_bad_one_costs_only_itself() {
     let regexes: Vec<String> = ["a-*", "b-?", &format!("c-{}", "?".repeat(300)), "d-*"]
         .iter()
-        .map(|p| glob_regex(p).unwrap())
+        .map(|p| globs::glob_regex(p))
         .collect();
-    let mut owners = vec![(0, 2), (1, 2), (2, 2), (3, 2)];
+    let mut ids = vec![0, 1, 2, 3];
     // Too small a limit for the set, and for the long glob alone.
-    let matcher = GlobMatcher::new(&regexes, &mut owners, 20_000);
-    assert!(matches!(matcher, GlobMatcher::Each(_)));
+    let matcher = globs::GlobMatcher::new(&regexes, &mut ids, 20_000);
+    assert!(matches!(matcher, globs::GlobMatcher::Each(_)));
     assert_eq!(
-        owners,
-        vec![(0, 2), (1, 2), (3, 2)],
+        ids,
+        vec![0, 1, 3],
         "the glob that cannot compile is dropped"
     );
     assert_eq!(matcher.matches("b-x"), vec![1]);
     assert_eq!(matcher.matches("d-anything"), vec![2]);
     assert!(matcher.matches("c-x").is_empty());
-    let mut owners = vec![(0, 2), (1, 2), (2, 2), (3, 2)];
+    let mut ids = vec![0, 1, 2, 3];
     assert!(matches!(
-        GlobMatcher::new(&regexes, &mut owners, GLOB_SET_LIMIT),
-        GlobMatcher::Set(_)
+        globs::GlobMatcher::new(&regexes, &mut ids, GLOB_SET_LIMIT),
+        globs::GlobMatcher::Set(_)
     ));
+}
+
+#[test]
+fn prefix_suffix_and_other_globs_all_match_and_the_most_literal_wins() {
+    let glob_index = globs::GlobIndex::new(
+        &[
+            "gpt-*",
+            "*-mini",
+            "gpt-*-mini",
+            "*",
+            "gpt-4o*",
+            "g?t*",
+            "π*",
+            "*α",
+        ],
+        GLOB_SET_LIMIT,
+    );
+    let found = |model: &str| {
+        let mut ids = Vec::new();
+        glob_index.each_match(model, |id| ids.push(id));
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(found("gpt-4o-mini"), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(found("o4-mini"), vec![1, 3]);
+    assert_eq!(found(""), vec![3]);
+    // Cuts that fall inside a character match nothing and do not panic.
+    assert_eq!(found("πα"), vec![3, 6, 7]);
+    assert_eq!(found("απ"), vec![3]);
+
+    let flags = index(vec![
+        flag("any", &["*"]),
+        flag("family", &["gpt-*"]),
+        flag("mini", &["*-mini"]),
+        flag("precise", &["gpt-*-mini"]),
+    ]);
+    let h = HeaderMap::new();
+    let pick_model = |model| pick(&flags, Operation::Chat, Some(model), &h);
+    assert_eq!(pick_model("gpt-4o-mini").as_deref(), Some("precise"));
+    assert_eq!(pick_model("gpt-4o").as_deref(), Some("family"));
+    assert_eq!(pick_model("o4-mini").as_deref(), Some("mini"));
+    assert_eq!(pick_model("claude").as_deref(), Some("any"));
 }
 
 #[test]

@@ -35,10 +35,10 @@ impl Admin {
             (&Method::GET, "/config") => {
                 let json = match &snapshot {
                     Some(s) => serde_json::json!({
-                        "revision": s.config.revision,
+                        "revision": s.revision,
                         "source": s.source,
                         "loadedAt": s.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                        "flags": s.config.flags,
+                        "flags": s.flags.iter().map(|f| &f.compiled).collect::<Vec<_>>(),
                     }),
                     None => serde_json::json!({"revision": null, "flags": []}),
                 };
