@@ -154,7 +154,8 @@ fn documents(text: &str) -> Vec<&str> {
     docs
 }
 
-fn qualified_name(flag: &AIFeatureFlag) -> String {
+/// `namespace/name` of a flag, the default namespace where it names none.
+pub fn qualified_name(flag: &AIFeatureFlag) -> String {
     format!(
         "{}/{}",
         flag.metadata

@@ -9,14 +9,15 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use aiflags_api::manifest::DEFAULT_NAMESPACE;
-use aiflags_api::{Manifest, SidecarConfig, compile_manifests, parse_manifests};
+use aiflags_api::manifest::{DEFAULT_NAMESPACE, qualified_name};
+use aiflags_api::{CompiledFlag, SidecarConfig, compile_manifests, parse_manifests};
 
-/// What the last compile kept, to fall back on.
+/// What the last compile kept, to fall back on: the compiled config and,
+/// per file, the names of the flags it had in force (not the manifests: a
+/// flag carried over is its last compiled version, as the compiled path does).
 #[derive(Debug, Default)]
 pub(crate) struct LocalFlags {
-    /// Per file: the manifests in force after its last read.
-    previous_files: HashMap<PathBuf, Vec<Manifest>>,
+    previous_files: HashMap<PathBuf, Vec<String>>,
     previous_config: Option<SidecarConfig>,
 }
 
@@ -24,10 +25,11 @@ impl LocalFlags {
     /// Compiles the files' flags, keeping last valid versions where needed.
     pub(crate) fn compile(&mut self, files: &[(PathBuf, Vec<u8>)]) -> SidecarConfig {
         let mut manifests = Vec::new();
+        let mut carried = Vec::new();
         let mut in_force = HashMap::new();
         for (path, bytes) in files {
             let text = String::from_utf8_lossy(bytes);
-            let (mut found, errors) = parse_manifests(&path.display().to_string(), &text);
+            let (found, errors) = parse_manifests(&path.display().to_string(), &text);
             let mut unreadable = false;
             let mut invalid = BTreeSet::new();
             for e in errors {
@@ -39,34 +41,50 @@ impl LocalFlags {
                     None => unreadable = true,
                 }
             }
+            let mut names: Vec<String> = found.iter().map(|m| qualified_name(&m.flag)).collect();
             if let Some(previous) = self.previous_files.get(path) {
-                for manifest in previous {
-                    let name = qualified_name(manifest);
-                    let present = found.iter().any(|m| qualified_name(m) == name);
-                    if !present && (unreadable || invalid.contains(&name)) {
-                        found.push(manifest.clone());
+                for name in previous {
+                    if !names.contains(name) && (unreadable || invalid.contains(name)) {
+                        carried.push(name.clone());
+                        names.push(name.clone());
                     }
                 }
             }
-            manifests.extend(found.iter().cloned());
-            in_force.insert(path.clone(), found);
+            manifests.extend(found);
+            in_force.insert(path.clone(), names);
         }
         self.previous_files = in_force;
         let (config, errors) = compile_manifests(&manifests, self.previous_config.as_ref());
+        drop(manifests);
         for e in errors {
             tracing::warn!(error = %e, "flag does not compile; its last valid version keeps serving");
         }
+        let config = match (&self.previous_config, carried.is_empty()) {
+            (Some(previous), false) => carry_over(config, previous, &carried),
+            _ => config,
+        };
         self.previous_config = Some(config.clone());
         config
     }
 }
 
-fn qualified_name(manifest: &Manifest) -> String {
-    let meta = &manifest.flag.metadata;
+/// `config` plus the flags of `previous` named in `names` that it lacks.
+fn carry_over(config: SidecarConfig, previous: &SidecarConfig, names: &[String]) -> SidecarConfig {
+    let mut flags = config.flags;
+    for flag in &previous.flags {
+        let name = compiled_name(flag);
+        if names.contains(&name) && !flags.iter().any(|f| compiled_name(f) == name) {
+            flags.push(flag.clone());
+        }
+    }
+    SidecarConfig::new(config.namespace, flags)
+}
+
+fn compiled_name(flag: &CompiledFlag) -> String {
     format!(
         "{}/{}",
-        meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
-        meta.name.as_deref().unwrap_or_default()
+        flag.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+        flag.key
     )
 }
 

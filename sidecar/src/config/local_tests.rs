@@ -89,3 +89,28 @@ fn a_flag_removed_on_purpose_is_gone() {
         "the file itself was removed"
     );
 }
+
+#[test]
+fn a_flag_moved_out_of_a_broken_file_serves_once_in_its_new_version() {
+    let mut local = LocalFlags::default();
+    let a = PathBuf::from("a.yaml");
+    let b = PathBuf::from("b.yaml");
+    let first = vec![
+        (a.clone(), flag("one", "m1").into_bytes()),
+        (b.clone(), flag("two", "m2").into_bytes()),
+    ];
+    assert_eq!(models(&local.compile(&first)).len(), 2);
+    // a.yaml breaks while "one" moves to b.yaml with a new model: the moved
+    // version wins over the carried one, and nothing is served twice.
+    let moved = vec![
+        (a.clone(), b"spec: [".to_vec()),
+        (
+            b.clone(),
+            format!("{}---\n{}", flag("one", "m1-new"), flag("two", "m2")).into_bytes(),
+        ),
+    ];
+    assert_eq!(
+        models(&local.compile(&moved)),
+        [("one".into(), "m1-new".into()), ("two".into(), "m2".into())]
+    );
+}

@@ -55,9 +55,10 @@ pub enum Selection<'f> {
 
 impl Flags {
     pub fn new(compiled: Vec<CompiledFlag>, upstreams: &Upstreams) -> Flags {
+        let resolver = upstreams.resolver();
         let mut flags: Vec<ResolvedFlag> = compiled
             .into_iter()
-            .map(|flag| ResolvedFlag::new(flag, upstreams))
+            .map(|flag| ResolvedFlag::new(flag, &resolver))
             .collect();
         flags.sort_by(|a, b| a.key.cmp(&b.key));
         let by_key = flags

@@ -8,11 +8,13 @@ use aiflags_api::{CompiledFlag, Pricing, StickySource};
 use http::HeaderName;
 use serde_json::{Map, Value};
 
-use crate::upstream::target::{Protocol, Target, Upstreams, for_protocol};
+use crate::upstream::target::{Protocol, Target, TargetResolver, for_protocol};
 
 #[derive(Debug)]
 pub struct ResolvedFlag {
     pub key: Arc<str>,
+    /// The flag as compiled, less its variants' params (moved into
+    /// [`ResolvedVariant::params`]).
     pub compiled: CompiledFlag,
     /// Index of `defaultVariant`.
     pub default: usize,
@@ -70,7 +72,20 @@ impl ResolvedVariant {
 }
 
 impl ResolvedFlag {
-    pub(crate) fn new(compiled: CompiledFlag, upstreams: &Upstreams) -> ResolvedFlag {
+    pub(crate) fn new(mut compiled: CompiledFlag, upstreams: &TargetResolver) -> ResolvedFlag {
+        // The params move into the resolved variants (one copy per load);
+        // [`ResolvedFlag::to_compiled`] puts them back for display.
+        let mut params: Vec<_> = compiled
+            .variants
+            .iter_mut()
+            .map(|v| match v.params.take() {
+                Some(Value::Object(map)) => Some(map),
+                other => {
+                    v.params = other;
+                    None
+                }
+            })
+            .collect();
         let index = |name: &str| compiled.variants.iter().position(|v| v.name == name);
         let default = index(&compiled.default_variant).unwrap_or(0);
         let sticky_by = compiled
@@ -121,7 +136,8 @@ impl ResolvedFlag {
         let variants = compiled
             .variants
             .iter()
-            .map(|v| {
+            .zip(params.iter_mut())
+            .map(|(v, params)| {
                 let targets = upstreams.targets_for(v.provider.as_ref());
                 let key = |t: &Result<Target, String>| -> Arc<str> {
                     let label = t.as_ref().map_or("misconfigured", |t| t.label());
@@ -130,10 +146,7 @@ impl ResolvedFlag {
                 ResolvedVariant {
                     name: v.name.as_str().into(),
                     model: v.model.as_str().into(),
-                    params: match &v.params {
-                        Some(Value::Object(map)) => Some(map.clone()),
-                        _ => None,
-                    },
+                    params: params.take(),
                     breaker_keys: [key(&targets[0]), key(&targets[1])],
                     targets,
                     pricing: v.pricing.clone(),
@@ -154,5 +167,16 @@ impl ResolvedFlag {
 
     pub fn variant(&self, index: usize) -> Option<&ResolvedVariant> {
         self.variants.get(index)
+    }
+
+    /// The compiled flag as loaded, params included (for `/config`).
+    pub(crate) fn to_compiled(&self) -> CompiledFlag {
+        let mut compiled = self.compiled.clone();
+        for (v, resolved) in compiled.variants.iter_mut().zip(&self.variants) {
+            if let Some(params) = &resolved.params {
+                v.params = Some(Value::Object(params.clone()));
+            }
+        }
+        compiled
     }
 }

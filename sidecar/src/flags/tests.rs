@@ -59,7 +59,7 @@ fn index(flags: Vec<CompiledFlag>) -> Flags {
 }
 
 fn resolved(flag: CompiledFlag) -> ResolvedFlag {
-    ResolvedFlag::new(flag, &upstreams())
+    ResolvedFlag::new(flag, &upstreams().resolver())
 }
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -560,4 +560,18 @@ proptest! {
         prop_assume!(pattern.contains(['*', '?']));
         prop_assert_eq!(matches(&pattern, &text), reference_glob(&pattern, &text), "{} vs {}", pattern, text);
     }
+}
+
+#[test]
+fn params_live_once_in_the_resolved_variant_and_show_again_in_the_compiled_form() {
+    let mut compiled = flag("f", &["m"]);
+    compiled.variants[1].params = Some(serde_json::json!({"temperature": 0.2, "top_p": 1}));
+    let resolved = resolved(compiled.clone());
+    assert_eq!(resolved.compiled.variants[1].params, None);
+    assert_eq!(
+        resolved.variants[1].params.as_ref().map(|p| p.len()),
+        Some(2)
+    );
+    assert_eq!(resolved.variants[0].params, None);
+    assert_eq!(resolved.to_compiled(), compiled);
 }

@@ -96,17 +96,36 @@ impl Upstreams {
         Target::new(base, protocol, None, true)
     }
 
+    /// Resolves variants' targets, each default target built once.
+    pub(crate) fn resolver(&self) -> TargetResolver {
+        TargetResolver {
+            defaults: [
+                self.default_target(Protocol::OpenAi),
+                self.default_target(Protocol::Anthropic),
+            ],
+        }
+    }
+}
+
+/// Builds the targets of a config's variants; variants on a default upstream
+/// share its target's strings.
+#[derive(Debug)]
+pub(crate) struct TargetResolver {
+    defaults: [Target; 2],
+}
+
+impl TargetResolver {
     /// The variant's provider for `protocol`, or that protocol's default.
-    pub fn target_for(
+    pub(crate) fn target_for(
         &self,
         protocol: Protocol,
         provider: Option<&Provider>,
     ) -> Result<Target, String> {
+        let default = &self.defaults[protocol.index()];
         let Some(provider) = provider else {
-            return Ok(self.default_target(protocol));
+            return Ok(default.clone());
         };
         let base = base_url(&provider.base_url).map_err(|e| format!("provider baseUrl: {e}"))?;
-        let default = self.default_target(protocol);
         let same_origin = base.scheme_str() == Some(&*default.scheme)
             && base.authority().map(|a| a.as_str()) == Some(&*default.authority);
         let credential = provider.credential_key.as_deref().map(Arc::from);
@@ -114,7 +133,7 @@ impl Upstreams {
     }
 
     /// Both protocols' targets for a provider, resolved once when a config loads.
-    pub fn targets_for(&self, provider: Option<&Provider>) -> [Result<Target, String>; 2] {
+    pub(crate) fn targets_for(&self, provider: Option<&Provider>) -> [Result<Target, String>; 2] {
         [
             self.target_for(Protocol::OpenAi, provider),
             self.target_for(Protocol::Anthropic, provider),
@@ -385,6 +404,7 @@ mod tests {
             credential_key: None,
         };
         let same = upstreams
+            .resolver()
             .target_for(
                 Protocol::OpenAi,
                 Some(&provider("https://api.openai.com/v1")),
@@ -392,11 +412,13 @@ mod tests {
             .unwrap();
         assert!(same.app_origin);
         let other = upstreams
+            .resolver()
             .target_for(Protocol::OpenAi, Some(&provider("http://api.openai.com")))
             .unwrap();
         assert!(!other.app_origin, "another scheme is another origin");
         assert!(
             upstreams
+                .resolver()
                 .target_for(Protocol::OpenAi, Some(&provider("ftp://x")))
                 .is_err()
         );
