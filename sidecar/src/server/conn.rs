@@ -211,10 +211,12 @@ async fn serve_connection<S, F>(
     tokio::pin!(connection);
     // One timer for both checks: idle with nothing in flight, and writes
     // that make no progress.
-    let every = limits.idle.min(limits.stall) / 4;
-    let mut checks = tokio::time::interval(every.max(Duration::from_millis(10)));
+    // The first check is one period out: awaiting an interval's immediate
+    // first tick would hold every new connection until the timer's next
+    // millisecond.
+    let every = (limits.idle.min(limits.stall) / 4).max(Duration::from_millis(10));
+    let mut checks = tokio::time::interval_at(Instant::now() + every, every);
     checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    checks.tick().await;
     let mut draining = false;
     loop {
         tokio::select! {
