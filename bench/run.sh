@@ -11,6 +11,8 @@
 #   (b) nginx as a plain reverse proxy in front of an upstream like (a)
 #   (c) the aiflags sidecar, a 90/10 flag with fallback (bench/flags.yaml),
 #       access log off like nginx's; (g) the same with its default access log
+#   (j) the floor: a reverse proxy on the sidecar's stack (hyper, tokio,
+#       mimalloc) that only forwards (aiflags-dev bare-proxy)
 #   (i) the same sidecar serving 1,000 flags, each with a model glob, the one
 #       the load matches last (bench/lib/many_flags.py)
 #   (d) the LiteLLM proxy, two weighted deployments plus a fallback
@@ -101,7 +103,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 # Fixed ports are safe: the namespace is ours alone.
 UPSTREAM_DIRECT=18100 UPSTREAM=18101 NGINX_PROXY=18102 SIDECAR=18103 SIDECAR_ADMIN=18104
-LITELLM=18105 MOCK=18106 PORTKEY=18107
+LITELLM=18105 MOCK=18106 PORTKEY=18107 BARE=18108
 
 # The request every non-streaming load sends, and the API key every client
 # presents (LiteLLM insists on a master key; the others ignore it). The load
@@ -209,7 +211,10 @@ import json, sys
 case, load, output, before, after, started, ended = sys.argv[1:]
 line = {"case": case, "load": load}
 line.update(json.loads([l for l in output.splitlines() if l.startswith("{")][-1]))
-line["server_cpu_s"] = round(json.loads(after)["cpu_s"] - json.loads(before)["cpu_s"], 2)
+before, after = json.loads(before), json.loads(after)
+line["server_cpu_s"] = round(after["cpu_s"] - before["cpu_s"], 2)
+line["server_user_s"] = round(after["user_s"] - before["user_s"], 2)
+line["server_sys_s"] = round(after["sys_s"] - before["sys_s"], 2)
 line["wall_s"] = round(float(ended) - float(started), 2)
 print(json.dumps(line))
 EOF
@@ -369,6 +374,15 @@ case_g() { # the sidecar as shipped: one access-log line per request on stderr
   stop "$sid"
 }
 
+case_j() { # the floor: hyper and tokio forwarding, no sidecar logic (aiflags-dev bare-proxy)
+  need_upstream
+  start bare-proxy 0 env AIFLAGS_LOG=warn "$dev_bin" bare-proxy --listen "127.0.0.1:$BARE" --upstream "http://127.0.0.1:$UPSTREAM"
+  wait_ready bare-proxy "http://127.0.0.1:$BARE/"
+  check_chat j "http://127.0.0.1:$BARE"
+  bench_target j "bare hyper proxy (the floor)" "http://127.0.0.1:$BARE" "$sid"
+  stop "$sid"
+}
+
 case_i() { # (c) with 1,000 flags, the one the load matches last
   need_upstream
   python3 "$bench/lib/many_flags.py" "$many_flags" >"$work/flags-many.yaml"
@@ -436,9 +450,9 @@ esac
 versions="sidecar $("$sidecar_bin" --version | awk '{print $2}') ($build, ${BENCH_SIDECAR_SOURCE:-unknown source}), $(nginx -v 2>&1 | sed 's|.*: ||'), LiteLLM ${litellm_version:-not installed}, Portkey gateway ${portkey_version:-not installed} on Node $(node --version 2>/dev/null | tr -d v), $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}'), $("$oha" --version)"
 
 load_at_start="$(cut -d' ' -f1 /proc/loadavg)"
-cases="${BENCH_CASES:-abcigdhef}"
+cases="${BENCH_CASES:-abcjigdhef}"
 log "mode $mode; cases $cases; sidecar $sidecar_bin; work dir $work"
-for case in a b c i g d h e f; do
+for case in a b c j i g d h e f; do
   if [[ "$cases" == *"$case"* ]]; then "case_$case"; fi
 done
 

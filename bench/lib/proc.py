@@ -1,8 +1,8 @@
 """CPU time and memory of one server: every process in its session.
 
-Usage: proc.py SESSION_ID -> {"cpu_s": .., "hwm_kb": .., "rss_kb": .., "procs": ..}
+Usage: proc.py SESSION_ID -> {"cpu_s": .., "user_s": .., "sys_s": .., "hwm_kb": .., "rss_kb": .., "procs": ..}
 
-CPU is utime + stime from /proc/PID/stat; memory is VmHWM (peak resident)
+CPU is utime + stime from /proc/PID/stat (user_s and sys_s apart); memory is VmHWM (peak resident)
 and VmRSS (now) from /proc/PID/status, summed over the session so nginx's
 master and worker, or a Python server's children, all count.
 """
@@ -20,7 +20,7 @@ def session_of(stat):
 def main():
     session = int(sys.argv[1])
     ticks = os.sysconf("SC_CLK_TCK")
-    total = {"cpu_s": 0.0, "hwm_kb": 0, "rss_kb": 0, "procs": 0}
+    total = {"cpu_s": 0.0, "user_s": 0.0, "sys_s": 0.0, "hwm_kb": 0, "rss_kb": 0, "procs": 0}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/stat") as f:
@@ -34,10 +34,13 @@ def main():
         except (FileNotFoundError, ProcessLookupError):
             continue  # exited while we looked
         total["cpu_s"] += (utime + stime) / ticks
+        total["user_s"] += utime / ticks
+        total["sys_s"] += stime / ticks
         total["hwm_kb"] += int(status.get("VmHWM", "0 kB").split()[0])
         total["rss_kb"] += int(status.get("VmRSS", "0 kB").split()[0])
         total["procs"] += 1
-    total["cpu_s"] = round(total["cpu_s"], 2)
+    for key in ("cpu_s", "user_s", "sys_s"):
+        total[key] = round(total[key], 2)
     print(json.dumps(total))
 
 

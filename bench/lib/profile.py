@@ -9,25 +9,32 @@ import sys
 
 # Component -> (where to look, substrings). "path" looks at function paths
 # with generic arguments removed; "raw" at the full symbols, whose generic
-# arguments name the task a frame runs in; "kernel" at the leaf's DSO.
+# arguments name the task a frame runs in; "kernel" at the leaf's DSO; "leaf"
+# at the leaf frame only (self time).
 COMPONENTS = {
     "client-side connection task (hyper server + proxy logic)": ("raw", (
-        "aiflags_sidecar::server::serve", "hyper::proto::h1::dispatch::Server", "hyper_util::server::conn")),
+        "aiflags_sidecar::server::", "hyper::proto::h1::dispatch::Server", "hyper_util::server::conn")),
     "upstream connection task (hyper client)": ("raw", (
         "hyper::client::conn::http1", "hyper::proto::h1::dispatch::Client")),
     "kernel (syscalls, loopback TCP)": ("kernel", ()),
-    "allocator (malloc/free/realloc)": ("path", ("malloc", "_int_free", "cfree", "realloc", "unlink_chunk")),
+    "allocator (mimalloc; glibc malloc/free)": ("path", (
+        "mi_page", "mi_free", "mi_malloc", "mi_heap", "_mi_", "malloc", "_int_free", "cfree", "realloc", "unlink_chunk")),
     "JSON parse/serialize (serde_json)": ("path", ("serde_json::",)),
     "HTTP/1 head parsing and encoding (hyper role)": ("path", ("hyper::proto::h1::role::",)),
     "header maps (http::header)": ("path", ("http::header::",)),
-    "sidecar request path (proxy/attempts/upstream/respond)": ("path", (
-        "aiflags_sidecar::proxy", "aiflags_sidecar::attempts", "aiflags_sidecar::upstream",
-        "aiflags_sidecar::respond")),
-    "flag evaluation and body rewrite": ("path", ("aiflags_sidecar::evaluate", "aiflags_sidecar::rewrite",
-                                                 "aiflags_sidecar::bucketing", "aiflags_api::")),
-    "usage extraction": ("path", ("aiflags_sidecar::usage", "aiflags_sidecar::sse")),
-    "metrics (prometheus)": ("path", ("prometheus::", "aiflags_sidecar::metrics")),
-    "logging (tracing)": ("path", ("tracing_subscriber::", "tracing_core::", "tracing::")),
+    "sidecar request path (route/attempts/upstream/respond/stream)": ("path", (
+        "aiflags_sidecar::route", "aiflags_sidecar::attempts", "aiflags_sidecar::upstream",
+        "aiflags_sidecar::respond", "aiflags_sidecar::stream", "aiflags_sidecar::opening",
+        "aiflags_sidecar::body", "aiflags_sidecar::record")),
+    "flag selection, bucketing and body scan/splice": ("path", (
+        "aiflags_sidecar::flags", "aiflags_sidecar::request", "aiflags_api::")),
+    "answer checks and usage (verdict, usage, sse)": ("path", (
+        "aiflags_sidecar::verdict", "aiflags_sidecar::usage", "aiflags_sidecar::sse")),
+    "metrics (prometheus)": ("path", ("prometheus::", "aiflags_sidecar::telemetry::metrics")),
+    "access log and tracing": ("path", (
+        "tracing_subscriber::", "tracing_core::", "tracing::", "aiflags_sidecar::telemetry::access_log")),
+    "tokio itself, self time (scheduler, timers, I/O driver)": ("leaf", ("tokio::",)),
+    "clock reads, self time (Instant::now)": ("leaf", ("clock_gettime", "read_tsc")),
 }
 
 
@@ -76,6 +83,8 @@ def main():
         for name, (where, needles) in COMPONENTS.items():
             if where == "kernel":
                 hit = "kernel" in frames[0][2]
+            elif where == "leaf":
+                hit = any(n in frames[0][1] for n in needles)
             else:
                 index = 0 if where == "raw" else 1
                 hit = any(n in frame[index] for frame in frames for n in needles)

@@ -16,12 +16,13 @@ import sys
 MAX_ERROR_RATE = 0.01
 # Every case, in the table's order, with the loads it must serve.
 EXPECTED = {"a": ("concurrency", "rate"), "b": ("concurrency", "rate"), "c": ("concurrency", "rate"),
-            "i": ("concurrency", "rate"), "g": ("concurrency", "rate"), "d": ("concurrency", "rate"),
+            "j": ("concurrency", "rate"), "i": ("concurrency", "rate"), "g": ("concurrency", "rate"), "d": ("concurrency", "rate"),
             "h": ("concurrency", "rate"), "e": ("streams",), "f": ("streams",)}
 ALL_CASES = "".join(EXPECTED)
 # Rows whose "Sidecar ÷ this" cell compares (c) with them: the other proxies,
-# and the sidecar itself with many flags (1.00× when flag count costs nothing).
-COMPARED = "bidh"
+# the bare hyper proxy (the floor), and the sidecar itself with many flags
+# (1.00× when flag count costs nothing).
+COMPARED = "bjidh"
 
 
 def load(path):
@@ -244,6 +245,33 @@ def many_flags_goals(by, cases):
     return out
 
 
+def cpu_per_request(cases, args):
+    """User-space and kernel CPU per request under fixed concurrency, from
+    the servers' utime and stime: how far each side of the sidecar is from
+    nginx's cost, and what 0.8 × nginx's throughput per core would allow."""
+    rows = {}
+    for case in ("b", "j", "c", "g", "i"):
+        row = cases.get(case, {}).get("concurrency")
+        if row and row.get("requests") and "server_user_s" in row:
+            rows[case] = (1e6 * row["server_user_s"] / row["requests"],
+                          1e6 * row["server_sys_s"] / row["requests"])
+    if "b" not in rows or len(rows) < 2:
+        return []
+    names = {c: cases[c].get("name", {}).get("name", c) for c in rows}
+    out = ["", f"CPU per request at {args.concurrency} connections (utime and stime over the load; "
+           "clock ticks, so about ±1 µs):", "",
+           "| Target | user space | kernel | total | over nginx's: user | kernel |",
+           "|---|---|---|---|---|---|"]
+    nu, nk = rows["b"]
+    for case, (u, k) in rows.items():
+        over = ("—", "—") if case == "b" else (f"{u - nu:+.1f} µs", f"{k - nk:+.1f} µs")
+        out.append(f"| ({case}) {names[case]} | {u:.1f} µs | {k:.1f} µs | {u + k:.1f} µs | {over[0]} | {over[1]} |")
+    budget = (nu + nk) / 0.8
+    out += ["", f"0.8 × nginx's throughput per core allows {budget:.1f} µs of CPU per request "
+            f"(nginx: {nu + nk:.1f} µs)."]
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("results")
@@ -286,6 +314,7 @@ def main():
     lines += ["", "Goals (issue 8, and issue 4's that stand)"
               + (" — smoke durations, indicative only:" if args.mode == "smoke" else ":")]
     lines += goals(rows, cases, args)
+    lines += cpu_per_request(cases, args)
     if problems:
         lines += ["", "FAILED — a target did not serve its load:"] + [f"- {x}" for x in problems]
     text = "\n".join(lines) + "\n"

@@ -5,10 +5,13 @@
 //!   whose behaviour the model name picks.
 //! - [`demo`]: the sidecar on the example flags in front of the mock, driven
 //!   by simulated users (the README's main job).
+//! - [`bare_proxy`]: a reverse proxy on the sidecar's stack that only
+//!   forwards, the benchmark's floor for what hyper and tokio cost.
 //! - [`rollout_harness`]: the operator's part in a progressive rollout
 //!   (propagation, engine, analysis, compile) without a Kubernetes API
 //!   server, writing the sidecars' config file.
 
+pub mod bare_proxy;
 pub mod demo;
 pub mod mock_upstream;
 pub mod rollout_harness;

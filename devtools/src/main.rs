@@ -9,6 +9,11 @@ use aiflags_sidecar::Args;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// The sidecar's allocator, so the bare proxy's floor is measured on the
+/// same footing (the mock upstream and the demo do not care).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "aiflags-dev",
@@ -37,6 +42,15 @@ enum Command {
     /// analyses the canary in Prometheus, steps, and writes their config
     /// file; prints every decision as a JSON line.
     Rollout(RolloutArgs),
+    /// A reverse proxy on the sidecar's stack that only forwards: the
+    /// benchmark's floor for what hyper and tokio cost per request.
+    BareProxy {
+        #[arg(long, default_value = "127.0.0.1:15082")]
+        listen: SocketAddr,
+        /// Where every request goes, `http://host:port`.
+        #[arg(long)]
+        upstream: http::Uri,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -58,7 +72,7 @@ fn main() -> ExitCode {
                 return fail(&e);
             }
         }
-        Command::MockUpstream { .. } | Command::Rollout(_) => {
+        Command::MockUpstream { .. } | Command::Rollout(_) | Command::BareProxy { .. } => {
             let filter =
                 EnvFilter::try_from_env("AIFLAGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
             tracing_subscriber::fmt()
@@ -79,6 +93,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::MockUpstream { listen } => aiflags_devtools::mock_upstream::run(listen).await,
             Command::Demo(args) => demo::run(&args.proxy, &args.demo).await.map(|_| ()),
+            Command::BareProxy { listen, upstream } => {
+                aiflags_devtools::bare_proxy::run(listen, upstream).await
+            }
             Command::Rollout(args) => rollout_harness::run(args)
                 .await
                 .map_err(std::io::Error::other),
