@@ -12,7 +12,7 @@ use std::time::Duration;
 use aiflags_api::Operation;
 use bytes::Bytes;
 use http::response::Parts as ResponseParts;
-use http::{HeaderMap, HeaderValue, Response, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, header};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Sleep;
 
@@ -220,19 +220,24 @@ fn set_aiflags_headers(
     serving: usize,
     attempts: u32,
 ) {
-    headers.insert("x-aiflags-attempts", HeaderValue::from(attempts));
+    // Constant names: inserting by `&str` would parse the name every time.
+    const ATTEMPTS: HeaderName = HeaderName::from_static("x-aiflags-attempts");
+    const FLAG: HeaderName = HeaderName::from_static("x-aiflags-flag");
+    const VARIANT: HeaderName = HeaderName::from_static("x-aiflags-variant");
+    const MODEL: HeaderName = HeaderName::from_static("x-aiflags-model");
+    headers.insert(ATTEMPTS, HeaderValue::from(attempts));
     let flag = exchange.flag;
-    let mut set = |name: &'static str, value: &str| {
+    let mut set = |name: HeaderName, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }
     };
-    set("x-aiflags-flag", &flag.key);
+    set(FLAG, &flag.key);
     if let Some(chosen) = flag.variant(exchange.chosen) {
-        set("x-aiflags-variant", &chosen.name);
+        set(VARIANT, &chosen.name);
     }
     if let Some(serving) = flag.variant(serving) {
-        set("x-aiflags-model", &serving.model);
+        set(MODEL, &serving.model);
     }
 }
 

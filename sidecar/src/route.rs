@@ -10,7 +10,7 @@ use std::time::Duration;
 use aiflags_api::Operation;
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderMap, Method, Request, Response};
+use http::{HeaderMap, HeaderName, Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::attempts::{Attempts, Exchange};
@@ -313,8 +313,9 @@ impl Route {
 /// `._:/+=@-`, at most 64 of them), else a fresh one: it goes into every log
 /// line, where anything else could forge fields.
 pub(crate) fn request_id(headers: &HeaderMap) -> Box<str> {
+    const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     let given = headers
-        .get("x-request-id")
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             !v.is_empty()
@@ -325,8 +326,16 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Box<str> {
     match given {
         Some(id) => id.into(),
         None => {
-            let (a, b) = (crate::random::random_u32(), crate::random::random_u32());
-            format!("{a:08x}{b:08x}").into()
+            // Sixteen hex digits, written directly (`format!` costs more than
+            // the rest of this function).
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let n = u64::from(crate::random::random_u32()) << 32
+                | u64::from(crate::random::random_u32());
+            let id: String = (0..16)
+                .rev()
+                .map(|i| char::from(HEX[((n >> (i * 4)) & 0xf) as usize]))
+                .collect();
+            id.into()
         }
     }
 }

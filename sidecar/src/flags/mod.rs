@@ -20,14 +20,14 @@ pub(crate) mod resolved;
 use std::collections::HashMap;
 
 use aiflags_api::{CompiledFlag, Operation};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use self::globs::{GLOB_SET_LIMIT, GlobIndex, is_glob};
 use self::resolved::ResolvedFlag;
 use crate::upstream::target::Upstreams;
 
 /// Names the flag to apply, bypassing model matching.
-pub(crate) const FLAG_HEADER: &str = "x-aiflags-flag";
+pub(crate) const FLAG_HEADER: HeaderName = HeaderName::from_static("x-aiflags-flag");
 
 /// Flags ready to match requests against.
 #[derive(Debug, Default)]
