@@ -5,8 +5,6 @@
 //! parsed, copied or re-serialised. A 30 MB prompt costs 30 MB once, however
 //! many attempts the fallback chain makes.
 
-use std::collections::HashSet;
-
 use bytes::{BufMut as _, Bytes, BytesMut};
 use serde_json::{Map, Value};
 
@@ -57,7 +55,9 @@ fn merge_object(
     patch: &dyn PatchView,
 ) -> Result<(), SpliceError> {
     out.open();
-    let mut seen: HashSet<&str> = HashSet::new();
+    // The patch's keys found in the body: a params patch has a handful, so a
+    // list beats hashing every one.
+    let mut seen: Vec<&str> = Vec::new();
     for entry in &scanned.entries {
         let key = scanned.key(bytes, entry);
         let raw = bytes.slice(entry.value.clone());
@@ -67,19 +67,23 @@ fn merge_object(
                 Ok(())
             })?,
             Some(Value::Null) => {
-                seen.insert(key);
+                seen.push(key);
             }
             Some(change) => {
-                seen.insert(key);
+                seen.push(key);
                 out.member(key, |o| merge_value(o, raw, change))?;
             }
         }
     }
     for (key, change) in patch.members() {
-        if seen.contains(key) || change.is_null() {
+        if seen.contains(&key) || change.is_null() {
             continue;
         }
-        out.member(key, |o| o.json(&stripped(change)))?;
+        out.member(key, |o| match change {
+            Value::Object(_) => o.json(&stripped(change)),
+            // RFC 7386 strips `null`s only from objects it adds.
+            other => o.json(other),
+        })?;
     }
     out.close();
     Ok(())
