@@ -23,7 +23,7 @@ use aiflags_operator::propagation::status::{Proxy, desired_propagation};
 use aiflags_operator::rollout::analysis::prometheus::{Prometheus, PrometheusSettings};
 use aiflags_operator::rollout::analysis::{Request, analyse};
 use aiflags_operator::rollout::engine::{Input, analysis_due, decide};
-use aiflags_operator::rollout::turn::{proxies_view, with_engine_part};
+use aiflags_operator::rollout::view::{proxies_view, with_engine_part};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 

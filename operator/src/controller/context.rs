@@ -16,11 +16,11 @@ use kube::runtime::reflector::Store;
 use super::RESYNC;
 use super::backoff::Backoff;
 use super::config_map::MANAGER;
-use super::written::WrittenConfigs;
 use crate::metrics::Metrics;
 use crate::rollout::analysis::prometheus::Prometheus;
 use crate::rollout::conditions::engine_part;
-use crate::rollout::turn::with_engine_part;
+use crate::rollout::view::with_engine_part;
+use crate::written::WrittenConfigs;
 
 /// What every reconcile shares.
 pub struct Context {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::mock_api::{ApiServer, FLAGS_PATH, api_error, json_response};
 use crate::rollout::commands::removal;
-use crate::rollout::turn::with_engine_part;
+use crate::rollout::view::with_engine_part;
 
 const ENGINE_QUERY: &str = "?&force=true&fieldManager=aiflags-operator-rollout";
 

@@ -9,9 +9,9 @@ pub mod config_map;
 mod context;
 pub mod fit;
 pub mod rbac;
+mod rollout_turn;
 pub mod status;
 pub mod triggers;
-pub mod written;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -55,7 +55,6 @@ use self::config_map::{
 pub use self::context::Context;
 use self::fit::{Fitted, Limits, Refusal, fit_config};
 use self::status::{Notice, desired_status, notice_for, reconciled_part, removal_notice};
-use crate::rollout;
 
 /// Keeps a deleted flag until it has left its namespace's config.
 pub const FINALIZER: &str = "aiflags.dev/config";
@@ -146,7 +145,7 @@ async fn apply(flag: &AIFeatureFlag, namespace: &str, ctx: &Context) -> Result<A
     // config, which then compiles the canary at the weight it decided.
     let cached_self = freshest(&ctx.flags_in(namespace), flag);
     let turn = match cached_self.metadata.deletion_timestamp {
-        None => rollout::turn::engine_turn(ctx, &cached_self).await?,
+        None => rollout_turn::engine_turn(ctx, &cached_self).await?,
         Some(_) => None,
     };
 

@@ -42,15 +42,7 @@ pub const REMOVED: &str = "Removed";
 /// Events are limited to 1 kB of note.
 const MAX_NOTE_BYTES: usize = 1024;
 
-/// An Event to publish about a flag.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Notice {
-    pub warning: bool,
-    pub reason: &'static str,
-    /// What the operator did: `Compile` or `Remove`.
-    pub action: &'static str,
-    pub note: String,
-}
+pub use crate::notice::Notice;
 
 /// The status a flag should have once `config` (compiled with `outcome` for
 /// it, and without its latest version if `refusal` says so) is written: only the fields this reconcile computes, because it is

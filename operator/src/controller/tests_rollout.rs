@@ -15,7 +15,7 @@ use super::tests::compiled;
 use super::{Context, reconcile};
 use crate::rollout::commands::{ABORT, PROMOTE};
 use crate::rollout::engine::{Input, Proxies, decide};
-use crate::rollout::turn::with_engine_part;
+use crate::rollout::view::with_engine_part;
 
 /// 10% for a minute, then 100%.
 fn canary() -> AIFeatureFlag {

@@ -40,7 +40,7 @@ use self::metrics::PropagationMetrics;
 use self::pods::{admin_addr, is_proxy, labels};
 use self::probe::{Answer, Cadence, HttpClient, PollSettings, ProbeCache, Target, ask};
 use self::status::{Proxy, desired_propagation, propagation_part};
-use crate::controller::written::WrittenConfigs;
+use crate::written::WrittenConfigs;
 
 /// Field manager of `status.proxies` and the `Propagated` condition; the
 /// reconciler's writes (manager `aiflags-operator`) leave them alone.

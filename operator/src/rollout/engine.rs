@@ -36,7 +36,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::conditions::{WAITING_FOR_PROXIES, rollout_conditions};
 use super::{Command, Verdict};
-use crate::controller::status::Notice;
+use crate::notice::Notice;
 
 /// Analysis defaults, as the CRD documents them.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);

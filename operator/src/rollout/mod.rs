@@ -7,7 +7,7 @@ pub mod commands;
 pub mod conditions;
 pub mod engine;
 pub mod metrics;
-pub mod turn;
+pub mod view;
 
 use aiflags_api::{CheckResult, VariantMeasurements};
 

@@ -10,7 +10,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use super::engine::{Decision, Input, Proxies, analysis_due, decide};
-use super::turn::with_engine_part;
+use super::view::with_engine_part;
 use super::{Command, Verdict};
 
 pub(crate) struct Sim {

@@ -5,7 +5,7 @@ use aiflags_api::{RolloutState, RolloutStep};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::{AbortCause, Record, notice, shift};
-use crate::controller::status::Notice;
+use crate::notice::Notice;
 use crate::rollout::Command;
 
 impl Record {

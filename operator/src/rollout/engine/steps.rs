@@ -11,7 +11,7 @@ use super::{
     AbortCause, DEFAULT_FAILURE_LIMIT, Input, KEPT_CHECKS, Outcome, Proxies, Record, earliest,
     interval_of, notice, result_word, same_weight, shift, until,
 };
-use crate::controller::status::Notice;
+use crate::notice::Notice;
 use crate::rollout::Verdict;
 use crate::rollout::conditions::{
     ANALYSIS_INCONCLUSIVE, STEP_PAUSE, WAITING_FOR_ANALYSIS, WAITING_FOR_PROXIES,
