@@ -156,14 +156,16 @@ fn documents(text: &str) -> Vec<&str> {
 
 /// `namespace/name` of a flag, the default namespace where it names none.
 pub fn qualified_name(flag: &AIFeatureFlag) -> String {
-    format!(
-        "{}/{}",
-        flag.metadata
-            .namespace
-            .as_deref()
-            .unwrap_or(DEFAULT_NAMESPACE),
-        flag.metadata.name.as_deref().unwrap_or_default()
+    qualified(
+        flag.metadata.namespace.as_deref(),
+        flag.metadata.name.as_deref().unwrap_or_default(),
     )
+}
+
+/// `namespace/name`, the default namespace for `None`: how local mode names
+/// a flag, a manifest and a compiled flag alike.
+pub fn qualified(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or(DEFAULT_NAMESPACE))
 }
 
 /// Compiles manifests from any namespaces into one config, as a sidecar in

@@ -6,10 +6,10 @@
 //! the same on two polls in a row before it is applied (see
 //! [`super::source`]), so a save caught mid-write is not a config.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
-use aiflags_api::manifest::{DEFAULT_NAMESPACE, qualified_name};
+use aiflags_api::manifest::{qualified, qualified_name};
 use aiflags_api::{CompiledFlag, SidecarConfig, compile_manifests, parse_manifests};
 
 /// What the last compile kept, to fall back on: the compiled config and,
@@ -43,8 +43,10 @@ impl LocalFlags {
             }
             let mut names: Vec<String> = found.iter().map(|m| qualified_name(&m.flag)).collect();
             if let Some(previous) = self.previous_files.get(path) {
+                // The cheap test first: with no error in the file nothing
+                // is carried, and the list is not searched.
                 for name in previous {
-                    if !names.contains(name) && (unreadable || invalid.contains(name)) {
+                    if (unreadable || invalid.contains(name)) && !names.contains(name) {
                         carried.push(name.clone());
                         names.push(name.clone());
                     }
@@ -70,22 +72,17 @@ impl LocalFlags {
 
 /// `config` plus the flags of `previous` named in `names` that it lacks.
 fn carry_over(config: SidecarConfig, previous: &SidecarConfig, names: &[String]) -> SidecarConfig {
+    let name = |f: &CompiledFlag| qualified(f.namespace.as_deref(), &f.key);
+    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let present: HashSet<String> = config.flags.iter().map(name).collect();
     let mut flags = config.flags;
     for flag in &previous.flags {
-        let name = compiled_name(flag);
-        if names.contains(&name) && !flags.iter().any(|f| compiled_name(f) == name) {
+        let name = name(flag);
+        if wanted.contains(name.as_str()) && !present.contains(&name) {
             flags.push(flag.clone());
         }
     }
     SidecarConfig::new(config.namespace, flags)
-}
-
-fn compiled_name(flag: &CompiledFlag) -> String {
-    format!(
-        "{}/{}",
-        flag.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
-        flag.key
-    )
 }
 
 #[cfg(test)]
