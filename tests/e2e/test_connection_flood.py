@@ -159,3 +159,41 @@ def test_a_request_right_behind_a_burst_of_silent_connections_is_served(flooded,
         for sock in burst:
             sock.close()
     assert status_line.startswith(b"HTTP/1.1 200"), status_line
+
+
+# How many connections a listener's queue holds while the sidecar is
+# stopped (the standard library's listen backlog, 128, plus one).
+BACKLOG = 128
+
+
+@pytest.mark.parametrize("port", ["admin", "data"])
+def test_a_burst_past_the_cap_cannot_outrun_its_evictions(flooded, port):
+    """Both listeners full of silent connections, then a burst past one
+    cap, queued while the sidecar is stopped and accepted back to back:
+    each new connection waits for the place of the one it evicted, and so
+    few wait at once that the descriptors never run out (a burst of this
+    size waiting all at once would need more than the limit)."""
+    caps = {name: int(flooded.listening[f"{name}_cap"]) for name in ("data", "admin")}
+    bases = {"data": flooded.base, "admin": flooded.admin}
+    assert sum(caps.values()) + BACKLOG > FD_LIMIT - 64 // 2
+    # One past each cap: once it is counted, everything before it is open.
+    full = {name: connect_idle(bases[name], caps[name] + 1) for name in caps}
+    try:
+        for name in caps:
+            all_shed(flooded, name, 1)
+        pid = flooded.sidecar.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            burst = connect_idle(bases[port], BACKLOG)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        full[port] += burst
+        all_shed(flooded, port, 1 + BACKLOG)
+        assert not closed_by_peer(burst[-1]), "the newest was evicted"
+        assert http_status(f"{flooded.admin}/readyz") == 200
+    finally:
+        for sock in full["data"] + full["admin"]:
+            sock.close()
+    problems = [line for line in flooded.sidecar.lines()
+                if "Too many open files" in line or "os error 24" in line or "accept failed" in line]
+    assert not problems, problems

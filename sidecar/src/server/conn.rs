@@ -60,6 +60,18 @@ const FLUSH_GRACE: Duration = Duration::from_secs(1);
 /// How long a connection waits for the place of the one it evicted.
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
+/// How many new connections may wait at once for the places of the ones
+/// they evicted (each holds one more descriptor until then).
+const MAX_PENDING_EVICTIONS: usize = 8;
+
+/// How a new connection gets its place under the cap.
+enum Admission {
+    Placed(tokio::sync::OwnedSemaphorePermit),
+    /// It evicted an idle connection and waits for that one's place,
+    /// holding one of the [`MAX_PENDING_EVICTIONS`] slots meanwhile.
+    Evicting(tokio::sync::OwnedSemaphorePermit),
+}
+
 /// Accepts connections until `shutdown.stop` flips, then drains them.
 pub(crate) async fn serve<S, F>(
     listener: TcpListener,
@@ -89,6 +101,7 @@ pub(crate) async fn serve<S, F>(
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let open = Arc::new(Open::default());
+    let evicting = Arc::new(Semaphore::new(MAX_PENDING_EVICTIONS));
     let (closing, closing_rx) = watch::channel(false);
     loop {
         let accepted = tokio::select! {
@@ -104,16 +117,28 @@ pub(crate) async fn serve<S, F>(
                 continue;
             }
         };
-        let permit = match permits.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) if open.evict_oldest_idle() => {
-                telemetry.connection_shed(limits.name, "evicted");
-                None
-            }
+        let admission = match permits.clone().try_acquire_owned() {
+            Ok(permit) => Admission::Placed(permit),
             Err(_) => {
-                telemetry.connection_shed(limits.name, "refused");
-                refuse(&stream, limits.max_connections);
-                continue;
+                // A connection waiting for the place of the one it evicted
+                // holds a descriptor beside it until that one's task has
+                // run: bound how many wait, so a burst cannot outrun the
+                // evictions and exhaust the process's descriptors.
+                let Ok(slot) = evicting.clone().acquire_owned().await else {
+                    break;
+                };
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => Admission::Placed(permit),
+                    Err(_) if open.evict_oldest_idle() => {
+                        telemetry.connection_shed(limits.name, "evicted");
+                        Admission::Evicting(slot)
+                    }
+                    Err(_) => {
+                        telemetry.connection_shed(limits.name, "refused");
+                        refuse(&stream, limits.max_connections);
+                        continue;
+                    }
+                }
             }
         };
         let _ = stream.set_nodelay(true);
@@ -131,15 +156,19 @@ pub(crate) async fn serve<S, F>(
         );
         tokio::spawn(async move {
             // The evicted connection's place frees as soon as its task ends.
-            let permit = match permit {
-                Some(permit) => permit,
-                None => match tokio::time::timeout(EVICTION_WAIT, permits.acquire_owned()).await {
-                    Ok(Ok(permit)) => permit,
-                    _ => {
-                        drop(registered);
-                        return refuse(&stream, limits.max_connections);
+            let permit = match admission {
+                Admission::Placed(permit) => permit,
+                Admission::Evicting(slot) => {
+                    let waited = tokio::time::timeout(EVICTION_WAIT, permits.acquire_owned()).await;
+                    drop(slot);
+                    match waited {
+                        Ok(Ok(permit)) => permit,
+                        _ => {
+                            drop(registered);
+                            return refuse(&stream, limits.max_connections);
+                        }
                     }
-                },
+                }
             };
             serve_connection(
                 stream, &builder, service, &limits, closing, activity, evicted,
@@ -465,8 +494,10 @@ impl Body for Guarded {
 
 /// Raises the open-files limit to its hard maximum and sizes the listeners'
 /// caps within it: each data connection may need an upstream connection
-/// too, and `RESERVE` descriptors stay free for config reloads, the admin
-/// port and logs under any flood. Returns (data cap, admin cap).
+/// too, and `RESERVE` descriptors stay free for config reloads, logs, and
+/// the connections waiting on evictions (at most
+/// [`MAX_PENDING_EVICTIONS`] + 1 per listener) under any flood. Returns
+/// (data cap, admin cap).
 pub(crate) fn fit_caps(data_wanted: usize, admin_wanted: usize) -> (usize, usize) {
     const RESERVE: u64 = 64;
     use rustix::process::{Resource, getrlimit, setrlimit};
