@@ -253,7 +253,7 @@ fn revision_follows_content_only() {
 /// A tampered document whose revision matches its (tampered) content, so the
 /// sidecar's own checks are what must catch it.
 fn set_honest_revision(doc: &mut Value) {
-    let flags: Vec<aiflags_api::CompiledFlag> =
+    let flags: Vec<std::sync::Arc<aiflags_api::CompiledFlag>> =
         serde_json::from_value(doc["flags"].clone()).expect("flags");
     doc["revision"] = json!(aiflags_api::revision_of(&flags));
 }
@@ -321,7 +321,8 @@ fn pods_keep_only_flags_whose_selector_matches() {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     };
-    let keys = |c: SidecarConfig| -> Vec<String> { c.flags.into_iter().map(|f| f.key).collect() };
+    let keys =
+        |c: SidecarConfig| -> Vec<String> { c.flags.into_iter().map(|f| f.key.clone()).collect() };
     assert_eq!(
         keys(config.for_pod(&labels(&[("app", "summarizer")]))),
         ["everywhere", "scoped"]

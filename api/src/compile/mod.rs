@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use self::fallback::compile_fallback;
 pub use self::rollout::rollout_identity;
@@ -105,7 +106,7 @@ pub fn compile(
         let outcome = match compile_flag(input) {
             Ok(flag) => {
                 let generation = flag.generation;
-                compiled.push(flag);
+                compiled.push(Arc::new(flag));
                 FlagOutcome {
                     errors: Vec::new(),
                     serving_generation: Some(generation),

@@ -2,6 +2,7 @@
 //! swapping it in.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -18,8 +19,10 @@ pub struct SidecarConfig {
     pub revision: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// Sorted by `key`.
-    pub flags: Vec<CompiledFlag>,
+    /// Sorted by `key`. Shared, not copied, between a config and the next
+    /// one that keeps a flag's last valid version, and with what a sidecar
+    /// serves from it.
+    pub flags: Vec<Arc<CompiledFlag>>,
 }
 
 /// Why a document is not a usable config.
@@ -45,7 +48,7 @@ pub enum ConfigError {
 
 impl SidecarConfig {
     /// Builds a document from compiled flags, sorting them and computing the revision.
-    pub fn new(namespace: Option<String>, mut flags: Vec<CompiledFlag>) -> Self {
+    pub fn new(namespace: Option<String>, mut flags: Vec<Arc<CompiledFlag>>) -> Self {
         flags.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
         let revision = revision_of(&flags);
         SidecarConfig {
@@ -121,13 +124,25 @@ impl SidecarConfig {
     }
 
     pub fn flag(&self, key: &str) -> Option<&CompiledFlag> {
-        self.flags.iter().find(|f| f.key == key)
+        self.flags.iter().find(|f| f.key == key).map(|f| &**f)
     }
 }
 
 /// `sha256` of the canonical JSON of the flags, first 16 hex digits.
-pub fn revision_of(flags: &[CompiledFlag]) -> String {
-    let canonical = serde_json::to_vec(flags).unwrap_or_default();
-    let digest = Sha256::digest(&canonical);
-    hex::encode(&digest[..8])
+pub fn revision_of(flags: &[Arc<CompiledFlag>]) -> String {
+    // Hashed as it is written: a large config is not held twice for it.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    // Serialising plain data with string keys into memory cannot fail.
+    let _ = serde_json::to_writer(&mut hashing, flags);
+    hex::encode(&hashing.0.finalize()[..8])
 }

@@ -171,7 +171,7 @@ fn demo_config(flags: Option<&str>) -> std::io::Result<SidecarConfig> {
         return Err(std::io::Error::other(e.to_string()));
     }
     for flag in &mut config.flags {
-        for variant in &mut flag.variants {
+        for variant in &mut std::sync::Arc::make_mut(flag).variants {
             variant.provider = None;
         }
     }

@@ -17,6 +17,7 @@
 //! flags admitted oldest first from nothing, and the newest left out.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aiflags_api::{
     CompiledFlag, EncodedConfig, MAX_CONFIG_MAP_BYTES, MAX_DECODED_BYTES, SidecarConfig,
@@ -86,9 +87,9 @@ pub fn fit_config(
             refused: BTreeMap::new(),
         };
     }
-    let new: BTreeMap<&str, &CompiledFlag> =
+    let new: BTreeMap<&str, &Arc<CompiledFlag>> =
         compiled.flags.iter().map(|f| (f.key.as_str(), f)).collect();
-    let served: BTreeMap<&str, &CompiledFlag> = previous
+    let served: BTreeMap<&str, &Arc<CompiledFlag>> = previous
         .map(|p| p.flags.iter().map(|f| (f.key.as_str(), f)).collect())
         .unwrap_or_default();
     let mut ordered: Vec<&str> = age_order
@@ -102,7 +103,7 @@ pub fn fit_config(
         }
     }
     let namespace = compiled.namespace.clone();
-    let build = |flags: Vec<CompiledFlag>| {
+    let build = |flags: Vec<Arc<CompiledFlag>>| {
         let config = SidecarConfig::new(namespace.clone(), flags);
         let encoded = encode_config(&config);
         limits.admit(&encoded).then_some((config, encoded))

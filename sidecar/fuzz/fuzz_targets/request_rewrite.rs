@@ -59,4 +59,3 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(budget.used(), 0, "the budget is given back");
 });
-

@@ -29,10 +29,10 @@
 use std::ops::Range;
 
 use aiflags_api::Operation;
-use aiflags_sidecar::fuzzing::decode::{self, StreamDecoder};
-use aiflags_sidecar::fuzzing::{SseEvent, SseParser, StreamFilter};
-use aiflags_sidecar::fuzzing::error_event;
 use aiflags_sidecar::Usage;
+use aiflags_sidecar::fuzzing::decode::{self, StreamDecoder};
+use aiflags_sidecar::fuzzing::error_event;
+use aiflags_sidecar::fuzzing::{SseEvent, SseParser, StreamFilter};
 use aiflags_sidecar_fuzz::encode::{self, Coding, Decoded};
 use aiflags_sidecar_fuzz::sse::{self, Verdict};
 use aiflags_sidecar_fuzz::sse_gen::{self, Family, Generated};

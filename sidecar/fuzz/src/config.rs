@@ -7,8 +7,8 @@
 use std::sync::OnceLock;
 
 use aiflags_api::{SidecarConfig, compile_manifests, parse_manifests};
-use aiflags_sidecar::fuzzing::Flags;
 use aiflags_sidecar::Upstreams;
+use aiflags_sidecar::fuzzing::Flags;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::select::FLAG_HEADER;

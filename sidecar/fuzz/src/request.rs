@@ -11,10 +11,10 @@ use aiflags_api::Operation;
 use aiflags_sidecar::fuzzing::Budget;
 use aiflags_sidecar::fuzzing::ProxyError;
 use aiflags_sidecar::fuzzing::Selection;
-use aiflags_sidecar::fuzzing::{RequestView, decide};
-use aiflags_sidecar::fuzzing::{ResolvedFlag, ResolvedVariant};
 use aiflags_sidecar::fuzzing::{Edits, splice};
 use aiflags_sidecar::fuzzing::{Readable, ScannedBody, make_readable};
+use aiflags_sidecar::fuzzing::{RequestView, decide};
+use aiflags_sidecar::fuzzing::{ResolvedFlag, ResolvedVariant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::{Value, json};
@@ -113,7 +113,7 @@ pub fn check(plain: &[u8], readable: &Readable, random: u32, splices: bool) -> O
                 };
                 for include_usage in [false, true] {
                     if spliced.insert((flag.key.clone(), index, include_usage)) {
-                        check_splice(plain, object, body, variant, include_usage);
+                        check_splice(plain, object, body, flag, variant, include_usage);
                     }
                 }
             }
@@ -196,12 +196,13 @@ fn check_splice(
     plain: &[u8],
     object: Option<&Tolerant>,
     body: &ScannedBody,
+    flag: &ResolvedFlag,
     variant: &ResolvedVariant,
     include_usage: bool,
 ) {
     let edits = Edits {
         model: &variant.model,
-        params: variant.params.as_ref(),
+        params: flag.params(variant),
         include_usage,
     };
     let rope = match splice(&body.bytes, &body.scanned, &edits) {
@@ -213,7 +214,7 @@ fn check_splice(
     let Some(original) = object else {
         return;
     };
-    let params = variant.params.clone().map(Value::Object);
+    let params = flag.params(variant).cloned().map(Value::Object);
     let mut expected = match &params {
         Some(patch) => json::merge_patch(Some(&original.value), patch),
         None => original.value.clone(),
@@ -248,7 +249,7 @@ fn check_splice(
     let touched = |key: &str| {
         key == "model"
             || (include_usage && key == "stream_options")
-            || variant.params.as_ref().is_some_and(|p| p.contains_key(key))
+            || flag.params(variant).is_some_and(|p| p.contains_key(key))
     };
     let before = untouched(stripped, &touched);
     let after = untouched(&out, &touched);
@@ -266,7 +267,6 @@ fn check_splice(
         }
     }
 }
-
 
 /// Untouched members by name: (raw name, raw value) in order.
 type Members<'b> = BTreeMap<String, Vec<(&'b [u8], &'b [u8])>>;

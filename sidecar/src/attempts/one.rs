@@ -51,7 +51,7 @@ impl Attempts<'_> {
         };
         let edits = Edits {
             model: &variant.model,
-            params: variant.params.as_ref(),
+            params: exchange.flag.params(variant),
             include_usage: plan.strip_usage_chunk,
         };
         let body = splice(&exchange.body.bytes, &exchange.body.scanned, &edits)

@@ -74,7 +74,7 @@ impl LocalFlags {
 fn carry_over(config: SidecarConfig, previous: &SidecarConfig, names: &[String]) -> SidecarConfig {
     let name = |f: &CompiledFlag| qualified(f.namespace.as_deref(), &f.key);
     let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
-    let present: HashSet<String> = config.flags.iter().map(name).collect();
+    let present: HashSet<String> = config.flags.iter().map(|f| name(f)).collect();
     let mut flags = config.flags;
     for flag in &previous.flags {
         let name = name(flag);

@@ -391,7 +391,7 @@ impl Serving {
         );
         let infos = flag_infos(&snapshot.flags);
         cell.swap(snapshot);
-        telemetry.config_loaded(&revision, &infos);
+        telemetry.config_loaded(&revision, infos);
     }
 }
 

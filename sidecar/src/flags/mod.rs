@@ -18,6 +18,7 @@ mod globs;
 pub(crate) mod resolved;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aiflags_api::{CompiledFlag, Operation};
 use http::{HeaderMap, HeaderName};
@@ -54,7 +55,7 @@ pub enum Selection<'f> {
 }
 
 impl Flags {
-    pub fn new(compiled: Vec<CompiledFlag>, upstreams: &Upstreams) -> Flags {
+    pub fn new(compiled: Vec<Arc<CompiledFlag>>, upstreams: &Upstreams) -> Flags {
         let resolver = upstreams.resolver();
         let mut flags: Vec<ResolvedFlag> = compiled
             .into_iter()

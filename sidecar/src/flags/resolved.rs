@@ -13,9 +13,9 @@ use crate::upstream::target::{Protocol, Target, TargetResolver, for_protocol};
 #[derive(Debug)]
 pub struct ResolvedFlag {
     pub key: Arc<str>,
-    /// The flag as compiled, less its variants' params (moved into
-    /// [`ResolvedVariant::params`]).
-    pub compiled: CompiledFlag,
+    /// The flag as compiled: shared with the config it came from (and the
+    /// next one, while it keeps this version), so it is held once.
+    pub compiled: Arc<CompiledFlag>,
     /// Index of `defaultVariant`.
     pub default: usize,
     /// The weights in force, basis points per variant (the kill switch puts
@@ -49,8 +49,8 @@ pub struct Rule {
 pub struct ResolvedVariant {
     pub name: Arc<str>,
     pub model: Arc<str>,
-    /// The merge patch, when it is an object (the compiler allows no other).
-    pub params: Option<Map<String, Value>>,
+    /// Its place in the flag's variants (and in the compiled flag's).
+    pub index: usize,
     /// Per protocol: where this variant's requests go, or why they cannot.
     pub targets: [Result<Target, String>; 2],
     pub pricing: Option<Pricing>,
@@ -72,20 +72,7 @@ impl ResolvedVariant {
 }
 
 impl ResolvedFlag {
-    pub(crate) fn new(mut compiled: CompiledFlag, upstreams: &TargetResolver) -> ResolvedFlag {
-        // The params move into the resolved variants (one copy per load);
-        // [`ResolvedFlag::to_compiled`] puts them back for display.
-        let mut params: Vec<_> = compiled
-            .variants
-            .iter_mut()
-            .map(|v| match v.params.take() {
-                Some(Value::Object(map)) => Some(map),
-                other => {
-                    v.params = other;
-                    None
-                }
-            })
-            .collect();
+    pub(crate) fn new(compiled: Arc<CompiledFlag>, upstreams: &TargetResolver) -> ResolvedFlag {
         let index = |name: &str| compiled.variants.iter().position(|v| v.name == name);
         let default = index(&compiled.default_variant).unwrap_or(0);
         let sticky_by = compiled
@@ -136,8 +123,8 @@ impl ResolvedFlag {
         let variants = compiled
             .variants
             .iter()
-            .zip(params.iter_mut())
-            .map(|(v, params)| {
+            .enumerate()
+            .map(|(index, v)| {
                 let targets = upstreams.targets_for(v.provider.as_ref());
                 let key = |t: &Result<Target, String>| -> Arc<str> {
                     let label = t.as_ref().map_or("misconfigured", |t| t.label());
@@ -146,7 +133,7 @@ impl ResolvedFlag {
                 ResolvedVariant {
                     name: v.name.as_str().into(),
                     model: v.model.as_str().into(),
-                    params: params.take(),
+                    index,
                     breaker_keys: [key(&targets[0]), key(&targets[1])],
                     targets,
                     pricing: v.pricing.clone(),
@@ -169,14 +156,14 @@ impl ResolvedFlag {
         self.variants.get(index)
     }
 
-    /// The compiled flag as loaded, params included (for `/config`).
-    pub(crate) fn to_compiled(&self) -> CompiledFlag {
-        let mut compiled = self.compiled.clone();
-        for (v, resolved) in compiled.variants.iter_mut().zip(&self.variants) {
-            if let Some(params) = &resolved.params {
-                v.params = Some(Value::Object(params.clone()));
-            }
-        }
-        compiled
+    /// A variant's merge patch, when it is an object (the compiler allows
+    /// no other).
+    pub fn params(&self, variant: &ResolvedVariant) -> Option<&Map<String, Value>> {
+        self.compiled
+            .variants
+            .get(variant.index)?
+            .params
+            .as_ref()?
+            .as_object()
     }
 }

@@ -55,11 +55,12 @@ fn flag(key: &str, models: &[&str]) -> CompiledFlag {
 }
 
 fn index(flags: Vec<CompiledFlag>) -> Flags {
+    let flags = flags.into_iter().map(Arc::new).collect();
     Flags::new(SidecarConfig::new(None, flags).flags, &upstreams())
 }
 
 fn resolved(flag: CompiledFlag) -> ResolvedFlag {
-    ResolvedFlag::new(flag, &upstreams().resolver())
+    ResolvedFlag::new(Arc::new(flag), &upstreams().resolver())
 }
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -171,7 +172,7 @@ fn ties_go_to_the_smallest_key_whatever_the_order() {
         vec![flag("b", &[]), flag("a", &[])],
     ] {
         let mut config = SidecarConfig::new(None, Vec::new());
-        config.flags = flags;
+        config.flags = flags.into_iter().map(Arc::new).collect();
         let index = Flags::new(config.flags.clone(), &upstreams());
         assert_eq!(
             pick(&index, Operation::Chat, Some("gpt-4o"), &h).as_deref(),
@@ -563,15 +564,16 @@ proptest! {
 }
 
 #[test]
-fn params_live_once_in_the_resolved_variant_and_show_again_in_the_compiled_form() {
+fn a_resolved_flag_shares_its_compiled_form_and_reads_params_from_it() {
     let mut compiled = flag("f", &["m"]);
     compiled.variants[1].params = Some(serde_json::json!({"temperature": 0.2, "top_p": 1}));
-    let resolved = resolved(compiled.clone());
-    assert_eq!(resolved.compiled.variants[1].params, None);
-    assert_eq!(
-        resolved.variants[1].params.as_ref().map(|p| p.len()),
-        Some(2)
+    let compiled = Arc::new(compiled);
+    let resolved = ResolvedFlag::new(compiled.clone(), &upstreams().resolver());
+    assert!(
+        Arc::ptr_eq(&resolved.compiled, &compiled),
+        "copied, not shared"
     );
-    assert_eq!(resolved.variants[0].params, None);
-    assert_eq!(resolved.to_compiled(), compiled);
+    let params = |i: usize| resolved.params(&resolved.variants[i]).map(|p| p.len());
+    assert_eq!(params(1), Some(2));
+    assert_eq!(params(0), None);
 }

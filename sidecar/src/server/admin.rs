@@ -9,7 +9,6 @@ use hyper::body::Incoming;
 
 use crate::body::{ProxyBody, full};
 use crate::config::snapshot::SnapshotCell;
-use crate::flags::resolved::ResolvedFlag;
 use crate::telemetry::SharedTelemetry;
 
 pub(crate) struct Admin {
@@ -39,7 +38,7 @@ impl Admin {
                         "revision": s.revision,
                         "source": s.source,
                         "loadedAt": s.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                        "flags": s.flags.iter().map(ResolvedFlag::to_compiled).collect::<Vec<_>>(),
+                        "flags": s.flags.iter().map(|f| &*f.compiled).collect::<Vec<_>>(),
                     }),
                     None => serde_json::json!({"revision": null, "flags": []}),
                 };

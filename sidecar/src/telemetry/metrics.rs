@@ -45,8 +45,8 @@ pub struct Metrics {
     active: IntGauge,
     revision_info: IntGaugeVec,
     reloads: IntCounterVec,
-    variant_weight: prometheus::GaugeVec,
-    flag_info: IntGaugeVec,
+    /// `aiflags_flag_info` and `aiflags_variant_weight_ratio`.
+    configured: Arc<Configured>,
     unparsed: IntCounterVec,
     connections_shed: IntCounterVec,
     budget_exhausted: IntCounter,
@@ -248,19 +248,8 @@ impl Metrics {
             "Config loads by result",
             &["result"],
         )?;
-        let variant_weight = prometheus::GaugeVec::new(
-            Opts::new(
-                "aiflags_variant_weight_ratio",
-                "Configured share (0-1) of each variant in the config this sidecar serves",
-            ),
-            &["flag", "variant"],
-        )?;
-        registry.register(Box::new(variant_weight.clone()))?;
-        let flag_info = gauge(
-            "aiflags_flag_info",
-            "Flags this sidecar serves (value 1), with their state and default variant",
-            &["flag", "state", "default_variant"],
-        )?;
+        let configured = Arc::new(Configured::new()?);
+        registry.register(Box::new(ConfiguredCollector(configured.clone())))?;
         let unparsed = counter(
             "aiflags_unparsed_requests_total",
             "Requests on LLM paths whose body the sidecar could not read, passed through unflagged",
@@ -300,8 +289,7 @@ impl Metrics {
             active,
             revision_info,
             reloads,
-            variant_weight,
-            flag_info,
+            configured,
             unparsed,
             connections_shed,
             budget_exhausted,
@@ -395,23 +383,15 @@ impl Telemetry for Metrics {
             .set(i64::from(open));
     }
 
-    fn config_loaded(&self, revision: &str, flags: &[FlagInfo]) {
+    fn config_loaded(&self, revision: &str, flags: Vec<FlagInfo>) {
         self.reloads.with_label_values(&["ok"]).inc();
         self.revision_info.reset();
         self.revision_info.with_label_values(&[revision]).set(1);
-        self.variant_weight.reset();
-        self.flag_info.reset();
-        for flag in flags {
-            let state = if flag.enabled { "enabled" } else { "disabled" };
-            self.flag_info
-                .with_label_values(&[&*flag.key, state, &*flag.default_variant])
-                .set(1);
-            for (variant, bp) in &flag.weights {
-                self.variant_weight
-                    .with_label_values(&[&*flag.key, &**variant])
-                    .set(f64::from(*bp) / f64::from(aiflags_api::TOTAL_BP));
-            }
-        }
+        *self
+            .configured
+            .flags
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = flags;
     }
 
     fn config_watch(&self, up: bool) {
@@ -461,5 +441,151 @@ fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
         503 => "503".into(),
         504 => "504".into(),
         other => other.to_string().into(),
+    }
+}
+
+/// The configured state of each flag, kept as the flags' own facts and
+/// turned into series only when scraped: a series object per flag and
+/// variant, held for the life of a config, costs about half a kilobyte
+/// each (1.5 MB at 1,000 flags).
+struct Configured {
+    info: prometheus::core::Desc,
+    weight: prometheus::core::Desc,
+    flags: RwLock<Vec<FlagInfo>>,
+}
+
+impl Configured {
+    fn new() -> prometheus::Result<Self> {
+        let desc = |name: &str, help: &str, labels: &[&str]| {
+            prometheus::core::Desc::new(
+                name.into(),
+                help.into(),
+                labels.iter().map(|label| (*label).into()).collect(),
+                HashMap::new(),
+            )
+        };
+        Ok(Configured {
+            info: desc(
+                "aiflags_flag_info",
+                "Flags this sidecar serves (value 1), with their state and default variant",
+                &["flag", "state", "default_variant"],
+            )?,
+            weight: desc(
+                "aiflags_variant_weight_ratio",
+                "Configured share (0-1) of each variant in the config this sidecar serves",
+                &["flag", "variant"],
+            )?,
+            flags: RwLock::new(Vec::new()),
+        })
+    }
+}
+
+/// Registers [`Configured`] (the registry takes its collectors by value).
+struct ConfiguredCollector(Arc<Configured>);
+
+impl prometheus::core::Collector for ConfiguredCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.0.info, &self.0.weight]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+        fn series(labels: &[(&str, &str)], value: f64) -> Metric {
+            let mut gauge = Gauge::default();
+            gauge.set_value(value);
+            let mut metric = Metric::from_gauge(gauge);
+            metric.set_label(
+                labels
+                    .iter()
+                    .map(|(name, value)| {
+                        let mut pair = LabelPair::default();
+                        pair.set_name((*name).into());
+                        pair.set_value((*value).into());
+                        pair
+                    })
+                    .collect(),
+            );
+            metric
+        }
+        fn family(desc: &prometheus::core::Desc, metrics: Vec<Metric>) -> MetricFamily {
+            let mut family = MetricFamily::default();
+            family.set_name(desc.fq_name.clone());
+            family.set_help(desc.help.clone());
+            family.set_field_type(MetricType::GAUGE);
+            family.set_metric(metrics);
+            family
+        }
+        let flags = self.0.flags.read().unwrap_or_else(|e| e.into_inner());
+        let mut info = Vec::with_capacity(flags.len());
+        let mut weight = Vec::new();
+        for flag in flags.iter() {
+            let state = if flag.enabled { "enabled" } else { "disabled" };
+            // Label pairs in name order, as the registry's own vectors keep them.
+            info.push(series(
+                &[
+                    ("default_variant", &flag.default_variant),
+                    ("flag", &flag.key),
+                    ("state", state),
+                ],
+                1.0,
+            ));
+            for (variant, bp) in &flag.weights {
+                weight.push(series(
+                    &[("flag", &flag.key), ("variant", variant)],
+                    f64::from(*bp) / f64::from(aiflags_api::TOTAL_BP),
+                ));
+            }
+        }
+        vec![family(&self.0.info, info), family(&self.0.weight, weight)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(key: &str, enabled: bool, weights: &[(&str, u32)]) -> FlagInfo {
+        FlagInfo {
+            key: key.into(),
+            enabled,
+            default_variant: weights[0].0.into(),
+            weights: weights.iter().map(|(v, bp)| ((*v).into(), *bp)).collect(),
+        }
+    }
+
+    #[test]
+    fn configured_flags_are_series_of_the_config_in_force_only() {
+        let metrics = Metrics::new().unwrap();
+        assert!(!metrics.render().contains("aiflags_flag_info"));
+        metrics.config_loaded(
+            "r1",
+            vec![
+                flag("ns/a", true, &[("stable", 9000), ("candidate", 1000)]),
+                flag("ns/b", false, &[("only", 10000)]),
+            ],
+        );
+        let text = metrics.render();
+        for line in [
+            "# TYPE aiflags_flag_info gauge",
+            r#"aiflags_flag_info{default_variant="stable",flag="ns/a",state="enabled"} 1"#,
+            r#"aiflags_flag_info{default_variant="only",flag="ns/b",state="disabled"} 1"#,
+            "# TYPE aiflags_variant_weight_ratio gauge",
+            r#"aiflags_variant_weight_ratio{flag="ns/a",variant="stable"} 0.9"#,
+            r#"aiflags_variant_weight_ratio{flag="ns/a",variant="candidate"} 0.1"#,
+            r#"aiflags_variant_weight_ratio{flag="ns/b",variant="only"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        metrics.config_loaded("r2", vec![flag("ns/b", true, &[("only", 10000)])]);
+        let text = metrics.render();
+        assert!(!text.contains(r#"flag="ns/a""#), "{text}");
+        assert!(text.contains(
+            r#"aiflags_flag_info{default_variant="only",flag="ns/b",state="enabled"} 1"#
+        ));
+        metrics.config_loaded("r3", Vec::new());
+        assert!(!metrics.render().contains("aiflags_variant_weight_ratio"));
     }
 }

@@ -108,7 +108,7 @@ pub(crate) trait Telemetry: Send + Sync + 'static {
     fn attempt_finished(&self, _provider: &str, _model: &str, _outcome: &str) {}
     fn circuit_changed(&self, _provider: &str, _model: &str, _open: bool) {}
     /// A config now serves: its revision and its flags.
-    fn config_loaded(&self, _revision: &str, _flags: &[FlagInfo]) {}
+    fn config_loaded(&self, _revision: &str, _flags: Vec<FlagInfo>) {}
     /// The Kubernetes watch of the config is up (it listed or saw a change)
     /// or lost (the API cannot be reached; the watcher retries).
     fn config_watch(&self, _up: bool) {}

@@ -35,8 +35,11 @@ fn flag(key: &str, generation: i64, padding: usize) -> CompiledFlag {
     }
 }
 
-fn config(flags: Vec<CompiledFlag>) -> SidecarConfig {
-    SidecarConfig::new(Some("shop".into()), flags)
+fn config<F: Into<std::sync::Arc<CompiledFlag>>>(flags: Vec<F>) -> SidecarConfig {
+    SidecarConfig::new(
+        Some("shop".into()),
+        flags.into_iter().map(Into::into).collect(),
+    )
 }
 
 fn keys(config: &SidecarConfig) -> Vec<&str> {
@@ -54,7 +57,7 @@ fn refused(fitted: &Fitted) -> Vec<(&str, Option<i64>)> {
 /// Room for the empty document plus `flags` flags of `padding` bytes.
 fn room_for(flags: usize, padding: usize) -> Limits {
     let one = encode_config(&config(vec![flag("f0", 1, padding)])).stored_len();
-    let empty = encode_config(&config(Vec::new())).stored_len();
+    let empty = encode_config(&config(Vec::<CompiledFlag>::new())).stored_len();
     Limits {
         stored: empty + flags * (one - empty) + (one - empty) / 2,
         json: usize::MAX,
@@ -97,7 +100,7 @@ fn new_flags_are_admitted_oldest_first() {
 fn what_serves_keeps_serving_when_a_newcomer_does_not_fit() {
     let served = config((0..5).map(|i| flag(&format!("f{i}"), 1, 1_000)).collect());
     let mut flags = served.flags.clone();
-    flags.push(flag("new", 1, 1_000));
+    flags.push(flag("new", 1, 1_000).into());
     // The newcomer is even the oldest: being served already is what counts.
     let fitted = fit_config(
         &config(flags),
@@ -230,7 +233,7 @@ proptest! {
                     served.flag(&f.key)
                 }
             };
-            prop_assert_eq!(Some(f), expected);
+            prop_assert_eq!(Some(&**f), expected);
         }
         let present: BTreeSet<&str> = keys(&fitted.config).into_iter().collect();
         for key in keys(&compiled) {
