@@ -16,4 +16,7 @@ pub use compile::{
 };
 pub use config::*;
 pub use crd::*;
-pub use manifest::{Manifest, ManifestError, compile_manifests, parse_manifests};
+pub use manifest::{
+    Manifest, ManifestCompiler, ManifestError, compile_manifests, for_each_manifest,
+    parse_manifests,
+};

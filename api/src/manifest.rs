@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::compile::{FlagInput, compile};
-use crate::config::SidecarConfig;
+use crate::config::{CompiledFlag, SidecarConfig};
 use crate::crd::AIFeatureFlag;
 
 /// A flag and where it came from.
@@ -43,17 +44,32 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub fn parse_manifests(source: &str, text: &str) -> (Vec<Manifest>, Vec<ManifestError>) {
     let mut flags = Vec::new();
     let mut errors = Vec::new();
+    for_each_manifest(source, text, |parsed| match parsed {
+        Ok(flag) => flags.push(flag),
+        Err(e) => errors.push(e),
+    });
+    (flags, errors)
+}
+
+/// [`parse_manifests`] one document at a time: `each` gets every flag or
+/// error as it is read, so a caller that compiles as it goes never holds
+/// all of a large file's manifests at once.
+pub fn for_each_manifest(
+    source: &str,
+    text: &str,
+    mut each: impl FnMut(Result<Manifest, ManifestError>),
+) {
     for (index, doc) in documents(text).into_iter().enumerate() {
         let origin = format!("{source} (document {})", index + 1);
         let value = match serde_yaml::from_str::<serde_yaml::Value>(doc) {
             Ok(serde_yaml::Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
-                errors.push(ManifestError {
+                each(Err(ManifestError {
                     source: origin,
                     flag: None,
                     message: format!("invalid YAML: {e}"),
-                });
+                }));
                 continue;
             }
         };
@@ -65,11 +81,11 @@ pub fn parse_manifests(source: &str, text: &str) -> (Vec<Manifest>, Vec<Manifest
             .and_then(|v| v.as_str())
             .unwrap_or_default();
         if api_version != "aiflags.dev/v1alpha1" {
-            errors.push(ManifestError {
+            each(Err(ManifestError {
                 source: origin,
                 flag: None,
                 message: format!("apiVersion: {api_version:?} is not aiflags.dev/v1alpha1"),
-            });
+            }));
             continue;
         }
         let metadata = |key: &str| {
@@ -87,30 +103,29 @@ pub fn parse_manifests(source: &str, text: &str) -> (Vec<Manifest>, Vec<Manifest
         match serde_path_to_error::deserialize::<_, AIFeatureFlag>(value) {
             Ok(mut flag) => {
                 if flag.metadata.name.as_deref().unwrap_or_default().is_empty() {
-                    errors.push(ManifestError {
+                    each(Err(ManifestError {
                         source: origin,
                         flag: None,
                         message: "metadata.name: is required".into(),
-                    });
+                    }));
                     continue;
                 }
                 flag.metadata
                     .namespace
                     .get_or_insert_with(|| DEFAULT_NAMESPACE.to_string());
                 flag.metadata.generation.get_or_insert(1);
-                flags.push(Manifest {
+                each(Ok(Manifest {
                     source: origin,
                     flag,
-                });
+                }));
             }
-            Err(e) => errors.push(ManifestError {
+            Err(e) => each(Err(ManifestError {
                 source: origin,
                 flag: name,
                 message: e.to_string(),
-            }),
+            })),
         }
     }
-    (flags, errors)
 }
 
 /// The documents of a YAML stream: split at `---` marker lines (a marker at
@@ -174,39 +189,61 @@ pub fn compile_manifests(
     manifests: &[Manifest],
     previous: Option<&SidecarConfig>,
 ) -> (SidecarConfig, Vec<ManifestError>) {
-    let mut errors = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut inputs = Vec::with_capacity(manifests.len());
-    let mut sources = Vec::with_capacity(manifests.len());
-    for m in manifests {
-        let name = qualified_name(&m.flag);
-        if !seen.insert(name.clone()) {
-            errors.push(ManifestError {
-                source: m.source.clone(),
+    let mut compiler = ManifestCompiler::new(previous);
+    for manifest in manifests {
+        compiler.add(manifest);
+    }
+    compiler.finish()
+}
+
+/// [`compile_manifests`] a manifest at a time (see [`for_each_manifest`]).
+pub struct ManifestCompiler<'p> {
+    previous: Option<&'p SidecarConfig>,
+    seen: BTreeSet<String>,
+    flags: Vec<Arc<CompiledFlag>>,
+    errors: Vec<ManifestError>,
+}
+
+impl<'p> ManifestCompiler<'p> {
+    pub fn new(previous: Option<&'p SidecarConfig>) -> Self {
+        ManifestCompiler {
+            previous,
+            seen: BTreeSet::new(),
+            flags: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Compiles one manifest; the first of a name wins, a later one is an error.
+    pub fn add(&mut self, manifest: &Manifest) {
+        let name = qualified_name(&manifest.flag);
+        if self.seen.contains(&name) {
+            self.errors.push(ManifestError {
+                source: manifest.source.clone(),
                 flag: Some(name),
                 message: "defined more than once".into(),
             });
-            continue;
+            return;
         }
-        inputs.push(FlagInput::from_resource(&m.flag));
-        sources.push((m.source.clone(), name));
-    }
-    // Compile per flag so same-named flags of different namespaces stay apart.
-    let mut flags = Vec::with_capacity(inputs.len());
-    for (input, (source, name)) in inputs.iter().zip(sources) {
-        let result = compile(None, std::slice::from_ref(input), previous);
+        // Compiled alone, so same-named flags of different namespaces stay apart.
+        let input = FlagInput::from_resource(&manifest.flag);
+        let result = compile(None, std::slice::from_ref(&input), self.previous);
         if let Some(outcome) = result.flags.get(input.name) {
             for e in &outcome.errors {
-                errors.push(ManifestError {
-                    source: source.clone(),
+                self.errors.push(ManifestError {
+                    source: manifest.source.clone(),
                     flag: Some(name.clone()),
                     message: e.to_string(),
                 });
             }
         }
-        flags.extend(result.config.flags);
+        self.flags.extend(result.config.flags);
+        self.seen.insert(name);
     }
-    (SidecarConfig::new(None, flags), errors)
+
+    pub fn finish(self) -> (SidecarConfig, Vec<ManifestError>) {
+        (SidecarConfig::new(None, self.flags), self.errors)
+    }
 }
 
 #[cfg(test)]

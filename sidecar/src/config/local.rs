@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use aiflags_api::manifest::{qualified, qualified_name};
-use aiflags_api::{CompiledFlag, SidecarConfig, compile_manifests, parse_manifests};
+use aiflags_api::{CompiledFlag, ManifestCompiler, SidecarConfig, for_each_manifest};
 
 /// What the last compile kept, to fall back on: the compiled config and,
 /// per file, the names of the flags it had in force (not the manifests: a
@@ -24,24 +24,31 @@ pub(crate) struct LocalFlags {
 impl LocalFlags {
     /// Compiles the files' flags, keeping last valid versions where needed.
     pub(crate) fn compile(&mut self, files: &[(PathBuf, Vec<u8>)]) -> SidecarConfig {
-        let mut manifests = Vec::new();
+        // Each manifest is compiled as it is read and then dropped: a large
+        // file's manifests are never all held at once.
+        let mut compiler = ManifestCompiler::new(self.previous_config.as_ref());
         let mut carried = Vec::new();
         let mut in_force = HashMap::new();
         for (path, bytes) in files {
             let text = String::from_utf8_lossy(bytes);
-            let (found, errors) = parse_manifests(&path.display().to_string(), &text);
             let mut unreadable = false;
             let mut invalid = BTreeSet::new();
-            for e in errors {
-                tracing::warn!(error = %e, "flag manifest not loaded; its last valid version keeps serving");
-                match e.flag {
-                    Some(name) => {
-                        invalid.insert(name);
-                    }
-                    None => unreadable = true,
+            let mut names = Vec::new();
+            for_each_manifest(&path.display().to_string(), &text, |parsed| match parsed {
+                Ok(manifest) => {
+                    names.push(qualified_name(&manifest.flag));
+                    compiler.add(&manifest);
                 }
-            }
-            let mut names: Vec<String> = found.iter().map(|m| qualified_name(&m.flag)).collect();
+                Err(e) => {
+                    tracing::warn!(error = %e, "flag manifest not loaded; its last valid version keeps serving");
+                    match e.flag {
+                        Some(name) => {
+                            invalid.insert(name);
+                        }
+                        None => unreadable = true,
+                    }
+                }
+            });
             if let Some(previous) = self.previous_files.get(path) {
                 // The cheap test first: with no error in the file nothing
                 // is carried, and the list is not searched.
@@ -52,12 +59,10 @@ impl LocalFlags {
                     }
                 }
             }
-            manifests.extend(found);
             in_force.insert(path.clone(), names);
         }
         self.previous_files = in_force;
-        let (config, errors) = compile_manifests(&manifests, self.previous_config.as_ref());
-        drop(manifests);
+        let (config, errors) = compiler.finish();
         for e in errors {
             tracing::warn!(error = %e, "flag does not compile; its last valid version keeps serving");
         }

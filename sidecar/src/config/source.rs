@@ -59,10 +59,10 @@ pub(crate) struct ConfigLoader {
 #[error("{0}")]
 pub(crate) struct LoadError(String);
 
-/// Raw inputs of one poll.
+/// What one poll looks at: the files (as resolved through symlinks) and
+/// the pod's labels.
 struct Inputs {
-    /// (path as resolved, content) per file.
-    files: Vec<(PathBuf, Vec<u8>)>,
+    files: Vec<PathBuf>,
     labels: BTreeMap<String, String>,
 }
 
@@ -85,11 +85,15 @@ impl ConfigLoader {
 
     /// `Ok(None)` when nothing (new) is to be applied.
     pub(crate) fn poll(&mut self) -> Result<Option<Snapshot>, LoadError> {
-        let inputs = self.read()?;
-        let mut hasher = DefaultHasher::new();
-        inputs.files.hash(&mut hasher);
-        inputs.labels.hash(&mut hasher);
-        let fingerprint = hasher.finish();
+        let inputs = self.locate()?;
+        // The files are hashed as they stream by; their content is held
+        // only when it is to be applied (a poll of an unchanged 1 MB file
+        // allocates nothing for it).
+        let mut fingerprint = Fingerprint::new(&inputs.labels);
+        for path in &inputs.files {
+            fingerprint.add_file(path)?;
+        }
+        let fingerprint = fingerprint.finish();
         if self.applied == Some(fingerprint) {
             self.settling = None;
             return Ok(None);
@@ -102,13 +106,28 @@ impl ConfigLoader {
             self.settling = Some(fingerprint);
             return Ok(None);
         }
+        let files: Vec<(PathBuf, Vec<u8>)> = inputs
+            .files
+            .into_iter()
+            .map(|path| read_file(&path).map(|bytes| (path, bytes)))
+            .collect::<Result<_, _>>()?;
+        let mut read = Fingerprint::new(&inputs.labels);
+        for (path, bytes) in &files {
+            read.add(path, bytes);
+        }
+        if read.finish() != fingerprint {
+            // Changed between the two reads: a write under way. The next
+            // poll sees how it ends.
+            self.settling = None;
+            return Ok(None);
+        }
         self.settling = None;
         // Remember failures too: a broken document is reported once, not every poll.
         self.applied = Some(fingerprint);
         let (config, source) = match &self.source {
             ConfigSource::None => (SidecarConfig::empty(None), "none".to_string()),
             ConfigSource::File(path) => {
-                let config = match inputs.files.first() {
+                let config = match files.first() {
                     Some((resolved, bytes)) => decode_document_bytes(bytes)
                         .map_err(|e| LoadError(format!("{}: {e}", resolved.display())))?,
                     None => SidecarConfig::empty(None),
@@ -116,10 +135,11 @@ impl ConfigLoader {
                 (config, format!("file:{}", path.display()))
             }
             ConfigSource::Flags(path) => (
-                self.local.compile(&inputs.files),
+                self.local.compile(&files),
                 format!("flags:{}", path.display()),
             ),
         };
+        drop(files);
         self.labels = inputs.labels;
         Ok(Some(self.snapshot(config, source)))
     }
@@ -142,13 +162,13 @@ impl ConfigLoader {
         }
     }
 
-    fn read(&self) -> Result<Inputs, LoadError> {
+    fn locate(&self) -> Result<Inputs, LoadError> {
         let files = match &self.source {
             ConfigSource::None => Vec::new(),
             // No file at all: the namespace has no flags yet, so its
             // ConfigMap (mounted optional) does not exist. That is an empty
             // config, not an error: the sidecar is ready and passes through.
-            ConfigSource::File(path) => read_config_file(path)?.into_iter().collect(),
+            ConfigSource::File(path) => locate_config_file(path)?.into_iter().collect(),
             ConfigSource::Flags(path) if path.is_dir() => {
                 let mut paths: Vec<PathBuf> = std::fs::read_dir(path)
                     .map_err(|e| LoadError(format!("{}: {e}", path.display())))?
@@ -159,17 +179,14 @@ impl ConfigLoader {
                     })
                     .collect();
                 paths.sort();
-                paths
-                    .iter()
-                    .map(|p| read_resolved(p))
-                    .collect::<Result<_, _>>()?
+                paths.iter().map(|p| resolve(p)).collect::<Result<_, _>>()?
             }
-            ConfigSource::Flags(path) => vec![read_resolved(path)?],
+            ConfigSource::Flags(path) => vec![resolve(path)?],
         };
         let labels = match &self.pod_labels {
             None => BTreeMap::new(),
             Some(path) => {
-                let (_, bytes) = read_resolved(path)?;
+                let bytes = read_file(&resolve(path)?)?;
                 parse_pod_labels(&String::from_utf8_lossy(&bytes))
             }
         };
@@ -177,15 +194,67 @@ impl ConfigLoader {
     }
 }
 
+/// A poll's fingerprint: the pod's labels, then per file its resolved path,
+/// its bytes and their count. Built the same way whether the bytes stream
+/// through or are held.
+struct Fingerprint(DefaultHasher);
+
+impl Fingerprint {
+    fn new(labels: &BTreeMap<String, String>) -> Self {
+        let mut hasher = DefaultHasher::new();
+        labels.hash(&mut hasher);
+        Fingerprint(hasher)
+    }
+
+    fn add(&mut self, path: &Path, bytes: &[u8]) {
+        path.hash(&mut self.0);
+        self.0.write(bytes);
+        self.0.write_u64(bytes.len() as u64);
+    }
+
+    /// [`Fingerprint::add`] for a file read in pieces.
+    fn add_file(&mut self, path: &Path) -> Result<(), LoadError> {
+        let failed = |e: std::io::Error| LoadError(format!("{}: {e}", path.display()));
+        path.hash(&mut self.0);
+        let mut file = std::fs::File::open(path).map_err(failed)?;
+        let mut piece = [0u8; 16 * 1024];
+        let mut total: u64 = 0;
+        loop {
+            let n = file.read(&mut piece).map_err(failed)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > MAX_CONFIG_BYTES {
+                return Err(too_large(path));
+            }
+            self.0.write(&piece[..n]);
+        }
+        self.0.write_u64(total);
+        Ok(())
+    }
+
+    fn finish(self) -> u64 {
+        self.0.finish()
+    }
+}
+
+fn too_large(path: &Path) -> LoadError {
+    LoadError(format!(
+        "{}: larger than {MAX_CONFIG_BYTES} bytes",
+        path.display()
+    ))
+}
+
 /// The mounted config: `config.json`, else the gzip form beside it; `None`
 /// when neither exists.
-fn read_config_file(path: &Path) -> Result<Option<(PathBuf, Vec<u8>)>, LoadError> {
+fn locate_config_file(path: &Path) -> Result<Option<PathBuf>, LoadError> {
     let mut gz = path.as_os_str().to_owned();
     gz.push(".gz");
     let gz = PathBuf::from(gz);
     for candidate in [path, gz.as_path()] {
         if std::fs::metadata(candidate).is_ok() {
-            return read_resolved(candidate).map(Some);
+            return resolve(candidate).map(Some);
         }
     }
     Ok(None)
@@ -197,22 +266,26 @@ pub(crate) fn decode_document_bytes(bytes: &[u8]) -> Result<SidecarConfig, Strin
     aiflags_api::decode_config(bytes).map_err(|e| e.to_string())
 }
 
-/// Reads through symlinks, returning the final path so a `..data` swap to an
-/// identical document still counts as seen.
-fn read_resolved(path: &Path) -> Result<(PathBuf, Vec<u8>), LoadError> {
+/// The final path through symlinks, so a `..data` swap to an identical
+/// document still counts as seen.
+fn resolve(path: &Path) -> Result<PathBuf, LoadError> {
+    std::fs::canonicalize(path).map_err(|e| LoadError(format!("{}: {e}", path.display())))
+}
+
+/// A file's bytes, at most [`MAX_CONFIG_BYTES`].
+fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
     let failed = |e: std::io::Error| LoadError(format!("{}: {e}", path.display()));
-    let resolved = std::fs::canonicalize(path).map_err(failed)?;
-    let mut bytes = Vec::new();
-    std::fs::File::open(&resolved)
-        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+    let mut file = std::fs::File::open(path).map_err(failed)?;
+    let size = file.metadata().map_or(0, |m| m.len()).min(MAX_CONFIG_BYTES);
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0) + 1);
+    (&mut file)
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(failed)?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(LoadError(format!(
-            "{}: larger than {MAX_CONFIG_BYTES} bytes",
-            path.display()
-        )));
+        return Err(too_large(path));
     }
-    Ok((resolved, bytes))
+    Ok(bytes)
 }
 
 /// Loads once from the files, then keeps polling them and listening to the
