@@ -227,17 +227,18 @@ fn set_aiflags_headers(
     const MODEL: HeaderName = HeaderName::from_static("x-aiflags-model");
     headers.insert(ATTEMPTS, HeaderValue::from(attempts));
     let flag = exchange.flag;
-    let mut set = |name: HeaderName, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
+    // Values built when the config loaded: cloning one copies no bytes.
+    let mut set = |name: HeaderName, value: &Option<HeaderValue>| {
+        if let Some(value) = value {
+            headers.insert(name, value.clone());
         }
     };
-    set(FLAG, &flag.key);
+    set(FLAG, &flag.key_header);
     if let Some(chosen) = flag.variant(exchange.chosen) {
-        set(VARIANT, &chosen.name);
+        set(VARIANT, &chosen.name_header);
     }
     if let Some(serving) = flag.variant(serving) {
-        set(MODEL, &serving.model);
+        set(MODEL, &serving.model_header);
     }
 }
 

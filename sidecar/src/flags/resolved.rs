@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use aiflags_api::{CompiledFlag, Pricing, StickySource};
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use crate::upstream::target::{Protocol, Target, TargetResolver, for_protocol};
@@ -13,6 +13,9 @@ use crate::upstream::target::{Protocol, Target, TargetResolver, for_protocol};
 #[derive(Debug)]
 pub struct ResolvedFlag {
     pub key: Arc<str>,
+    /// `key` as the `x-aiflags-flag` response header (`None`: not a valid
+    /// header value); built once, cloned per response without copying.
+    pub key_header: Option<HeaderValue>,
     /// The flag as compiled: shared with the config it came from (and the
     /// next one, while it keeps this version), so it is held once.
     pub compiled: Arc<CompiledFlag>,
@@ -49,6 +52,9 @@ pub struct Rule {
 pub struct ResolvedVariant {
     pub name: Arc<str>,
     pub model: Arc<str>,
+    /// `name` and `model` as response headers (see [`ResolvedFlag::key_header`]).
+    pub name_header: Option<HeaderValue>,
+    pub model_header: Option<HeaderValue>,
     /// Its place in the flag's variants (and in the compiled flag's).
     pub index: usize,
     /// Per protocol: where this variant's requests go, or why they cannot.
@@ -133,6 +139,8 @@ impl ResolvedFlag {
                 ResolvedVariant {
                     name: v.name.as_str().into(),
                     model: v.model.as_str().into(),
+                    name_header: HeaderValue::from_str(&v.name).ok(),
+                    model_header: HeaderValue::from_str(&v.model).ok(),
                     index,
                     breaker_keys: [key(&targets[0]), key(&targets[1])],
                     targets,
@@ -142,6 +150,7 @@ impl ResolvedFlag {
             .collect();
         ResolvedFlag {
             key: compiled.key.as_str().into(),
+            key_header: HeaderValue::from_str(&compiled.key).ok(),
             default,
             weights: compiled.effective_weights(),
             sticky_by,

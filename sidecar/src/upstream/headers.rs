@@ -162,20 +162,33 @@ impl HeaderPolicy {
 
 /// Strips what must not go back to the client from an upstream's response head.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none (and one naming others carries `Connection`):
-    // one pass over the names is cheaper than nine removals by hash.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // Which of the nine are present, in one pass over the names: most
+    // messages carry none or only `Connection: keep-alive`.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    for name in connection_named(headers) {
-        headers.remove(name);
+    // `Connection` (the first of the nine) may name others.
+    if present & 1 != 0 {
+        for name in connection_named(headers) {
+            headers.remove(name);
+        }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
-/// Headers the `Connection` header names; most messages have none.
+/// Headers the `Connection` header names, besides the hop-by-hop ones
+/// (removed anyway) and the `close` and `keep-alive` options; most
+/// messages name none, and then nothing is allocated.
 fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
     if !headers.contains_key(header::CONNECTION) {
         return Vec::new();
@@ -185,7 +198,15 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .map(str::trim)
+        .filter(|token| {
+            !token.is_empty()
+                && !token.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
+        })
+        .filter_map(|token| HeaderName::try_from(token).ok())
         .collect()
 }
 

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use aiflags_api::{Operation, Provider};
+use http::uri::{Authority, Parts, PathAndQuery, Scheme};
 use http::{Method, Uri};
 
 /// Which API family a request speaks; decides the default upstream and how a
@@ -51,8 +52,9 @@ pub struct Upstreams {
 /// Where one attempt goes.
 #[derive(Clone, Debug)]
 pub struct Target {
-    scheme: Arc<str>,
-    authority: Arc<str>,
+    /// Parsed once, so building a request's URI parses only its path.
+    scheme: Scheme,
+    authority: Option<Authority>,
     /// Path prefix without a trailing slash; empty for none.
     prefix: Arc<str>,
     pub protocol: Protocol,
@@ -126,8 +128,8 @@ impl TargetResolver {
             return Ok(default.clone());
         };
         let base = base_url(&provider.base_url).map_err(|e| format!("provider baseUrl: {e}"))?;
-        let same_origin = base.scheme_str() == Some(&*default.scheme)
-            && base.authority().map(|a| a.as_str()) == Some(&*default.authority);
+        let same_origin = base.scheme() == Some(&default.scheme)
+            && base.authority() == default.authority.as_ref();
         let credential = provider.credential_key.as_deref().map(Arc::from);
         Ok(Target::new(&base, protocol, credential, same_origin))
     }
@@ -156,17 +158,21 @@ impl Target {
         credential_key: Option<Arc<str>>,
         app_origin: bool,
     ) -> Target {
-        let scheme = base.scheme_str().unwrap_or("https");
-        let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
+        let scheme = base.scheme().cloned().unwrap_or(Scheme::HTTPS);
+        let authority = base.authority().cloned();
         let prefix = base.path().trim_end_matches('/');
+        let label = format!(
+            "{scheme}://{}{prefix}",
+            authority.as_ref().map_or("", Authority::as_str)
+        );
         Target {
-            scheme: scheme.into(),
-            authority: authority.into(),
+            scheme,
+            authority,
             prefix: prefix.into(),
             protocol,
             credential_key,
             app_origin,
-            label: format!("{scheme}://{authority}{prefix}").into(),
+            label: label.into(),
         }
     }
 
@@ -185,9 +191,18 @@ impl Target {
             Some(_) if path_and_query.starts_with("/v1/") => &path_and_query[3..],
             _ => path_and_query,
         };
-        format!("{}://{}{}{path}", self.scheme, self.authority, self.prefix)
-            .parse()
-            .map_err(|_| format!("cannot build a URL for {path:?} from {}", self.label))
+        let failed = || format!("cannot build a URL for {path:?} from {}", self.label);
+        let path_and_query = if self.prefix.is_empty() {
+            PathAndQuery::try_from(path)
+        } else {
+            PathAndQuery::try_from(format!("{}{path}", self.prefix))
+        }
+        .map_err(|_| failed())?;
+        let mut parts = Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = self.authority.clone();
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|_| failed())
     }
 }
 
