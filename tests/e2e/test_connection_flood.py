@@ -161,9 +161,10 @@ def test_a_request_right_behind_a_burst_of_silent_connections_is_served(flooded,
     assert status_line.startswith(b"HTTP/1.1 200"), status_line
 
 
-# How many connections a listener's queue holds while the sidecar is
-# stopped (the standard library's listen backlog, 128, plus one).
-BACKLOG = 128
+# Silent connections queued at once while the sidecar is stopped: more than
+# the standard library's listen backlog (128) holds, within the sidecar's
+# (1,024).
+BURST = 300
 # Descriptors the sidecar holds besides connections, at the least (an idle
 # one lists 13 in /proc/PID/fd: stdio, its listeners, the runtime's epolls,
 # eventfd, signal pipe and sockets).
@@ -173,13 +174,14 @@ OWN_FDS = 12
 @pytest.mark.parametrize("port", ["admin", "data"])
 def test_a_burst_past_the_cap_cannot_outrun_its_evictions(flooded, port):
     """Both listeners full of silent connections, then a burst past one
-    cap, queued while the sidecar is stopped and accepted back to back:
-    each new connection waits for the place of the one it evicted, and so
-    few wait at once that the descriptors never run out (a burst of this
-    size waiting all at once would need more than the limit)."""
+    cap, queued while the sidecar is stopped (more than a default listen
+    backlog holds) and accepted back to back: each new connection waits for
+    the place of the one it evicted, and so few wait at once that the
+    descriptors never run out (a burst of this size waiting all at once
+    would need more than the limit)."""
     caps = {name: int(flooded.listening[f"{name}_cap"]) for name in ("data", "admin")}
     bases = {"data": flooded.base, "admin": flooded.admin}
-    assert sum(caps.values()) + BACKLOG + OWN_FDS > FD_LIMIT
+    assert sum(caps.values()) + BURST + OWN_FDS > FD_LIMIT
     # One past each cap: once it is counted, everything before it is open.
     full = {name: connect_idle(bases[name], caps[name] + 1) for name in caps}
     try:
@@ -188,11 +190,11 @@ def test_a_burst_past_the_cap_cannot_outrun_its_evictions(flooded, port):
         pid = flooded.sidecar.proc.pid
         os.kill(pid, signal.SIGSTOP)
         try:
-            burst = connect_idle(bases[port], BACKLOG)
+            burst = connect_idle(bases[port], BURST)
         finally:
             os.kill(pid, signal.SIGCONT)
         full[port] += burst
-        all_shed(flooded, port, 1 + BACKLOG)
+        all_shed(flooded, port, 1 + BURST)
         assert not closed_by_peer(burst[-1]), "the newest was evicted"
         assert http_status(f"{flooded.admin}/readyz") == 200
     finally:

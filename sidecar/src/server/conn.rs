@@ -492,6 +492,25 @@ impl Body for Guarded {
     }
 }
 
+/// How many connections the kernel queues for a listener before the
+/// sidecar accepts them: a burst (many app threads connecting at once, or
+/// a pause) waits here rather than in SYN retries. The standard library's
+/// and tokio's `bind` use 128.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener as tokio's `TcpListener::bind` makes one (`SO_REUSEADDR`),
+/// with [`LISTEN_BACKLOG`].
+pub(crate) fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Raises the open-files limit to its hard maximum and sizes the listeners'
 /// caps within it: each data connection may need an upstream connection
 /// too, and `RESERVE` descriptors stay free for config reloads, logs, and

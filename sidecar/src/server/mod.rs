@@ -8,7 +8,6 @@ pub(crate) mod conn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -50,8 +49,8 @@ impl Sidecar {
             None => None,
         };
         let telemetry: SharedTelemetry = metrics;
-        let data = TcpListener::bind(settings.listen).await?;
-        let admin = TcpListener::bind(settings.admin_listen).await?;
+        let data = conn::bind(settings.listen)?;
+        let admin = conn::bind(settings.admin_listen)?;
         let (addr, admin_addr) = (data.local_addr()?, admin.local_addr()?);
         let (stop, stopped) = watch::channel(false);
         let config = Arc::new(SnapshotCell::default());
