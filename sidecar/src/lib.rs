@@ -17,7 +17,8 @@
 //!    [`telemetry`] when it ends.
 //!
 //! Around it: [`settings`] (parsed from a source), [`config`] (where flags
-//! come from, swapped atomically), [`usage`] (token counts).
+//! come from, swapped atomically), [`usage`] (token counts), [`skim`] (the
+//! JSON reader that judges whole answers without building them).
 
 // `pub` inside the modules marked `allow(unreachable_pub)` is what the fuzz
 // targets reach through `fuzzing`; without that feature nothing outside the
@@ -43,6 +44,7 @@ mod respond;
 mod route;
 mod server;
 mod settings;
+mod skim;
 #[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 mod sse;
 #[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]

@@ -7,6 +7,8 @@
 use aiflags_api::Operation;
 use serde_json::Value;
 
+use crate::skim::Skim;
+
 /// Token counts of one response, in OpenAI's terms: `input_tokens` includes
 /// the cached ones and `output_tokens` the reasoning ones, so the subsets can
 /// be priced differently without double counting.
@@ -76,11 +78,80 @@ pub(crate) fn usage_from_bytes(op: Operation, body: &[u8]) -> Option<Usage> {
     usage_from_usage(op, &usage)
 }
 
-/// Usage from the raw JSON text of a `usage` object (the answer's judge
-/// reads it in its own pass over the body).
-pub(crate) fn usage_from_raw(op: Operation, raw: &str) -> Option<Usage> {
-    let usage: Value = serde_json::from_str(raw).ok()?;
-    usage_from_usage(op, &usage)
+/// The usage object at a [`Skim`] cursor, read in the answer judge's pass
+/// over a whole body: `Some(None)` when the value is not an object (it is
+/// skipped), `None` when it is not valid JSON. Counts are read as
+/// [`usage_from_response`] reads them from a `Value`.
+pub(crate) fn usage_from_skim(op: Operation, skim: &mut Skim<'_>) -> Option<Option<Usage>> {
+    if !skim.at_object() {
+        skim.value()?;
+        return Some(None);
+    }
+    // The counts, by position: OpenAI's and the Responses API's totals and
+    // their details' subsets, or Anthropic's four.
+    let mut n = [0u64; 4];
+    let names: [&[u8]; 4] = match op {
+        Operation::Chat | Operation::Completions | Operation::Embeddings => [
+            b"prompt_tokens",
+            b"completion_tokens",
+            b"prompt_tokens_details",
+            b"completion_tokens_details",
+        ],
+        Operation::Responses => [
+            b"input_tokens",
+            b"output_tokens",
+            b"input_tokens_details",
+            b"output_tokens_details",
+        ],
+        Operation::Messages => [
+            b"input_tokens",
+            b"cache_read_input_tokens",
+            b"cache_creation_input_tokens",
+            b"output_tokens",
+        ],
+    };
+    let details: [&[u8]; 2] = [b"cached_tokens", b"reasoning_tokens"];
+    let nested = op != Operation::Messages;
+    skim.object(|s, key| {
+        let Some(slot) = names.iter().position(|name| *name == key.name()) else {
+            return s.value().map(drop);
+        };
+        n[slot] = if nested && slot >= 2 {
+            // `…_details.cached_tokens` / `.reasoning_tokens`.
+            let mut count = 0;
+            if s.at_object() {
+                s.object(|s, key| {
+                    if key.name() == details[slot - 2] {
+                        count = s.count()?;
+                    } else {
+                        s.value()?;
+                    }
+                    Some(())
+                })?;
+            } else {
+                s.value()?;
+            }
+            count
+        } else {
+            s.count()?
+        };
+        Some(())
+    })?;
+    Some(Some(match op {
+        Operation::Messages => AnthropicCounts {
+            input: n[0],
+            cache_read: n[1],
+            cache_creation: n[2],
+            output: n[3],
+        }
+        .usage(),
+        _ => Usage {
+            input_tokens: n[0],
+            output_tokens: n[1],
+            cached_input_tokens: n[2],
+            reasoning_tokens: n[3],
+        },
+    }))
 }
 
 fn usage_from_usage(op: Operation, usage: &Value) -> Option<Usage> {

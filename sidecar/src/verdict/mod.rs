@@ -3,8 +3,8 @@
 //!
 //! A `200` can carry nothing — no text, no tool call, no refusal, no vector —
 //! or an answer the provider's filter stopped. Each is a [`Verdict`]. Whole
-//! answers are read by [`whole`] straight from their bytes, building only the
-//! few fields it needs; streams event by event by [`events`], whose
+//! answers are read by [`whole`] straight from their bytes in one pass that
+//! builds nothing; streams event by event by [`events`], whose
 //! [`StreamJudge`] also says when a held-back stream first carries something
 //! the client would see. Whether a bad verdict fails the attempt is the flag's
 //! `fallback.on` call (`empty`, `contentFilter`); every verdict is counted.
@@ -123,17 +123,17 @@ fn blank(value: Option<&Value>) -> bool {
 }
 
 /// The same test on a raw JSON text, without parsing it.
-fn blank_raw(raw: Option<&str>) -> bool {
-    let Some(raw) = raw.map(str::trim) else {
+fn blank_raw(raw: Option<&[u8]>) -> bool {
+    let Some(raw) = raw.map(<[u8]>::trim_ascii) else {
         return true;
     };
-    match raw.as_bytes().first() {
+    match raw.first() {
         None => true,
-        Some(b'"') => raw == "\"\"",
+        Some(b'"') => raw == b"\"\"",
         Some(b'[' | b'{') => raw
             .get(1..raw.len().saturating_sub(1))
-            .is_none_or(|inner| inner.trim().is_empty()),
-        Some(_) => raw == "null" || raw == "false",
+            .is_none_or(|inner| inner.trim_ascii().is_empty()),
+        Some(_) => raw == b"null" || raw == b"false",
     }
 }
 

@@ -5,6 +5,7 @@ use super::*;
 use crate::usage::usage_from_bytes;
 
 mod answers;
+mod differential;
 
 fn judge(op: Operation, body: &Value) -> Option<Verdict> {
     read_answer(op, body.to_string().as_bytes()).verdict
@@ -277,12 +278,12 @@ fn blank_json_is_recognised_raw_and_parsed() {
     for raw in [
         "null", "\"\"", "[]", "[ ]", "{}", "{ \n }", " null ", "false",
     ] {
-        assert!(blank_raw(Some(raw)), "{raw:?}");
+        assert!(blank_raw(Some(raw.as_bytes())), "{raw:?}");
         let value: Value = serde_json::from_str(raw).unwrap();
         assert!(blank(Some(&value)), "{raw:?}");
     }
     for raw in ["\" \"", "[0]", "{\"a\":1}", "0", "true", "\"\\u0000\""] {
-        assert!(!blank_raw(Some(raw)), "{raw:?}");
+        assert!(!blank_raw(Some(raw.as_bytes())), "{raw:?}");
         let value: Value = serde_json::from_str(raw).unwrap();
         assert!(!blank(Some(&value)), "{raw:?}");
     }
