@@ -13,8 +13,8 @@
 
 use std::borrow::Cow;
 
-/// Nesting deeper than this is refused (serde_json's limit is 127 levels).
-pub(crate) const MAX_DEPTH: usize = 128;
+/// Nesting deeper than this is refused: serde_json's limit.
+pub(crate) const MAX_DEPTH: usize = 127;
 
 /// A cursor over one JSON document.
 pub(crate) struct Skim<'a> {
@@ -104,6 +104,23 @@ impl<'a> Skim<'a> {
             let key = s.key()?;
             member(s, key)
         })
+    }
+
+    /// The same, with each key as it is written (between its quotes) and
+    /// whether it has escapes, for a caller that decodes keys its own way.
+    pub(crate) fn object_raw(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a [u8], bool) -> Option<()>,
+    ) -> Option<()> {
+        self.container(b'{', b'}', |s| {
+            let (key, escaped) = s.raw_key()?;
+            member(s, key, escaped)
+        })
+    }
+
+    /// Where the cursor is: just past the last value read.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
     }
 
     /// Reads an array: `item` is called for each element and must consume it.

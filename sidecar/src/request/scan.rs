@@ -2,20 +2,18 @@
 //! without building it: `model`, `stream`, `stream_options`, and the fields
 //! sticky splits and targeting rules name.
 //!
-//! The parser validates the whole document's syntax but materialises nothing
-//! below the top level: a field's value is kept as the byte range it occupies,
+//! The parser ([`Skim`]) validates the whole document's syntax and UTF-8 but
+//! materialises nothing below the top level: a field's value is kept as the byte range it occupies,
 //! so a prompt of any size costs one `Vec` entry. Two tolerances keep a flag
 //! from being skipped because of how a client encoded its body: lone UTF-16
 //! surrogate escapes (which JavaScript's `JSON.stringify` emits for a split
-//! emoji) inside values, and bytes after the top-level object. When a field
+//! emoji) in values and names, and bytes after the top-level object. When a field
 //! appears twice, the last one counts, as upstream JSON parsers read it.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::ops::Range;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use crate::skim::Skim;
 
 /// A body whose top-level object has been located.
 #[derive(Debug)]
@@ -56,7 +54,6 @@ pub(crate) enum ScanError {
 
 /// The most members an object may have for the proxy to read it.
 pub(crate) const MAX_MEMBERS: usize = 10_000;
-const TOO_MANY: &str = "aiflags: too many members";
 
 impl ScanError {
     pub(crate) fn reason(self) -> &'static str {
@@ -71,56 +68,47 @@ impl ScanError {
 impl Scanned {
     /// Locates the top-level object of `bytes` and its members.
     pub(crate) fn new(bytes: &[u8]) -> Result<Scanned, ScanError> {
-        match Self::parse(bytes) {
-            // The parser refuses lone surrogate escapes in member names; a
-            // copy with each one replaced by `\ufffd` (the same six bytes)
-            // has the same layout, so its ranges hold for the original.
-            Err(ScanError::NotJson) => match without_lone_surrogates(bytes) {
-                Some(copy) => Self::parse(&copy).map(|mut scanned| {
-                    for entry in &mut scanned.entries {
-                        if let Key::Raw(range) = &entry.key {
-                            let text = utf8(&copy, range.clone()).into();
-                            entry.key = Key::Decoded(text);
-                        }
-                    }
-                    scanned
-                }),
-                None => Err(ScanError::NotJson),
-            },
-            other => other,
+        let mut skim = Skim::new(bytes);
+        if !skim.at_object() {
+            return Err(match skim.value() {
+                Some(_) => ScanError::NotObject,
+                None => ScanError::NotJson,
+            });
         }
-    }
-
-    fn parse(bytes: &[u8]) -> Result<Scanned, ScanError> {
-        let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Members<'_>>();
-        let members = match stream.next() {
-            Some(Ok(members)) => members,
-            Some(Err(e)) if e.to_string().starts_with(TOO_MANY) => {
-                return Err(ScanError::TooManyMembers);
-            }
-            Some(Err(e)) if e.classify() == serde_json::error::Category::Data => {
-                return Err(ScanError::NotObject);
-            }
-            _ => return Err(ScanError::NotJson),
-        };
-        let end = stream.byte_offset();
         let base = bytes.as_ptr() as usize;
-        let range_of = |s: &str| {
+        let range_of = |s: &[u8]| {
             let start = s.as_ptr() as usize - base;
             start..start + s.len()
         };
-        let entries = members
-            .0
-            .into_iter()
-            .map(|(key, value)| Entry {
-                key: match key {
-                    Cow::Borrowed(k) => Key::Raw(range_of(k)),
-                    Cow::Owned(k) => Key::Decoded(k.into_boxed_str()),
-                },
-                value: range_of(value.get()),
-            })
-            .collect();
-        // Trailing bytes are not ours to judge: they travel on as they came.
+        let mut entries = Vec::with_capacity(16);
+        let mut too_many = false;
+        let read = skim.object_raw(|s, key, escaped| {
+            if entries.len() == MAX_MEMBERS {
+                too_many = true;
+                return None;
+            }
+            let key = range_of(key);
+            let key = if escaped {
+                // Rare: decoded, lone surrogates as U+FFFD.
+                let quoted = bytes.get(key.start - 1..key.end + 1)?;
+                let text = string_value(std::str::from_utf8(quoted).ok()?)?;
+                Key::Decoded(text.into_owned().into_boxed_str())
+            } else {
+                Key::Raw(key)
+            };
+            let value = range_of(s.value()?);
+            entries.push(Entry { key, value });
+            Some(())
+        });
+        if too_many {
+            return Err(ScanError::TooManyMembers);
+        }
+        read.ok_or(ScanError::NotJson)?;
+        let end = skim.position();
+        // JSON is UTF-8, and every range handed out is text. Trailing bytes
+        // are not ours to judge: they travel on as they came.
+        std::str::from_utf8(bytes.get(..end).unwrap_or_default())
+            .map_err(|_| ScanError::NotJson)?;
         Ok(Scanned { entries, end })
     }
 
@@ -168,6 +156,12 @@ pub(crate) fn string_value(raw: &str) -> Option<Cow<'_, str>> {
     if !raw.starts_with('"') {
         return None;
     }
+    if let Some(text) = raw.get(1..raw.len() - 1)
+        && raw.ends_with('"')
+        && !text.contains('\\')
+    {
+        return Some(Cow::Borrowed(text));
+    }
     match serde_json::from_str::<Cow<'_, str>>(raw) {
         Ok(text) => Some(text),
         Err(_) => Some(Cow::Owned(lossy_string(raw)?)),
@@ -185,40 +179,6 @@ pub(crate) fn scalar_text(raw: &str) -> Option<Cow<'_, str>> {
         serde_json::Value::Bool(b) => Some(Cow::Borrowed(if b { "true" } else { "false" })),
         _ => None,
     }
-}
-
-/// `bytes` with every unpaired `\uD800`–`\uDFFF` escape replaced by
-/// `\ufffd`; `None` when there is none.
-fn without_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
-    let unit_at = |i: usize| -> Option<u16> {
-        let hex = bytes.get(i..i + 6)?;
-        if hex.get(..2)? != b"\\u" {
-            return None;
-        }
-        u16::from_str_radix(std::str::from_utf8(hex.get(2..)?).ok()?, 16).ok()
-    };
-    let mut copy: Option<Vec<u8>> = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes.get(i) != Some(&b'\\') {
-            i += 1;
-            continue;
-        }
-        match unit_at(i) {
-            Some(0xD800..=0xDBFF) if matches!(unit_at(i + 6), Some(0xDC00..=0xDFFF)) => i += 12,
-            Some(0xD800..=0xDFFF) => {
-                let out = copy.get_or_insert_with(|| bytes.to_vec());
-                if let Some(slot) = out.get_mut(i..i + 6) {
-                    slot.copy_from_slice(b"\\ufffd");
-                }
-                i += 6;
-            }
-            // Any other escape is two bytes (`\uXXXX` ones are skipped whole
-            // on the next turns, their hex digits holding no backslash).
-            _ => i += 2,
-        }
-    }
-    copy
 }
 
 /// Decodes a JSON string literal by hand, replacing unpaired surrogates.
@@ -278,67 +238,12 @@ fn lossy_string(raw: &str) -> Option<String> {
 }
 
 fn utf8(bytes: &[u8], range: Range<usize>) -> &str {
-    // Ranges come from the parser's own borrowed `&str`s: always on UTF-8 boundaries.
+    // Ranges start and end at quotes, brackets or spaces of text checked as
+    // UTF-8: always on character boundaries.
     bytes
         .get(range)
         .and_then(|b| std::str::from_utf8(b).ok())
         .unwrap_or_default()
-}
-
-/// The top-level members as borrowed (key, raw value) pairs.
-struct Members<'de>(Vec<(Cow<'de, str>, &'de RawValue)>);
-
-impl<'de> de::Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(MembersVisitor)
-    }
-}
-
-struct MembersVisitor;
-
-impl<'de> Visitor<'de> for MembersVisitor {
-    type Value = Members<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some((KeyText(key), value)) = map.next_entry::<KeyText<'de>, &'de RawValue>()? {
-            if members.len() == MAX_MEMBERS {
-                return Err(de::Error::custom(TOO_MANY));
-            }
-            members.push((key, value));
-        }
-        Ok(Members(members))
-    }
-}
-
-/// A member name, borrowed from the input when it has no escapes. (serde's
-/// own `Cow<str>` always allocates.)
-struct KeyText<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for KeyText<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = KeyText<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(KeyText(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(KeyText(Cow::Owned(v.to_string())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
 }
 
 #[cfg(test)]

@@ -33,7 +33,12 @@ pub struct SpliceError(String);
 /// The body `bytes` (scanned as `scanned`) with `edits` applied.
 pub fn splice(bytes: &Bytes, scanned: &Scanned, edits: &Edits<'_>) -> Result<Rope, SpliceError> {
     let patch = TopPatch::new(edits);
-    let mut out = Output::default();
+    // Room for the copied members and the changes, so the small pieces
+    // rarely grow the buffer.
+    let mut out = Output {
+        pending: BytesMut::with_capacity(bytes.len().min(16 << 10) + 128),
+        ..Output::default()
+    };
     merge_object(&mut out, bytes, scanned, &patch)?;
     // Whatever followed the object (whitespace, or bytes an upstream will
     // refuse) goes on as it came.

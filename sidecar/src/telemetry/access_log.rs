@@ -180,9 +180,7 @@ pub(crate) fn text_line(r: &Record, now: SystemTime) -> String {
         line.push_str(name);
         line.push('=');
         // Anything that could be mistaken for another field is quoted.
-        if value.is_empty()
-            || value.contains(|c: char| c == ' ' || c == '=' || c == '"' || c.is_control())
-        {
+        if needs_quotes(value) {
             push_json_string(&mut line, value);
         } else {
             line.push_str(value);
@@ -208,6 +206,19 @@ pub(crate) fn text_line(r: &Record, now: SystemTime) -> String {
     }
     line.push('\n');
     line
+}
+
+/// Whether a text-format value must be quoted: empty, or holding a space,
+/// `=`, `"` or a control character (C0, DEL, or C1, which UTF-8 writes as
+/// 0xC2 0x80–0x9F). By bytes: a value is checked per request.
+fn needs_quotes(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.is_empty()
+        || bytes.iter().enumerate().any(|(i, &b)| match b {
+            b' ' | b'=' | b'"' | 0..=0x1f | 0x7f => true,
+            0xc2 => matches!(bytes.get(i + 1), Some(0x80..=0x9f)),
+            _ => false,
+        })
 }
 
 /// A number field of the line.

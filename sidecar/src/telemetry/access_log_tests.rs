@@ -140,3 +140,19 @@ fn lines_say_what_the_answer_was_and_why_each_fallback_was_taken() {
     assert_eq!(json["fields"]["verdict"], serde_json::Value::Null);
     assert_eq!(json["fields"]["fallback_reasons"], "");
 }
+
+#[test]
+fn values_are_quoted_exactly_when_they_hold_a_separator_or_a_control_character() {
+    // Every character up to U+00FF and a few beyond, against `char`'s own
+    // definition of a control character.
+    for c in (0u32..0x100)
+        .chain([0x2028, 0x1f600])
+        .filter_map(char::from_u32)
+    {
+        let value = format!("a{c}b");
+        let expected = c == ' ' || c == '=' || c == '"' || c.is_control();
+        assert_eq!(needs_quotes(&value), expected, "{c:?}");
+    }
+    assert!(needs_quotes(""));
+    assert!(!needs_quotes("gpt-4o-mini"));
+}

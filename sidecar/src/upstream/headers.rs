@@ -95,7 +95,7 @@ impl HeaderPolicy {
     ) -> Result<HeaderMap, InvalidCredential> {
         let keep_credentials = target.app_origin && how.credential.is_none();
         let named_in_connection = connection_named(client);
-        let mut out = HeaderMap::with_capacity(client.keys_len() + 2);
+        let mut out = HeaderMap::with_capacity(client.keys_len() + 3);
         for (name, value) in client {
             let dropped = HOP_BY_HOP.contains(name)
                 || name == header::HOST
@@ -108,6 +108,9 @@ impl HeaderPolicy {
             if !dropped {
                 out.append(name, value.clone());
             }
+        }
+        if let Some(host) = &target.host {
+            out.insert(header::HOST, host.clone());
         }
         if how.reads_response {
             out.insert(

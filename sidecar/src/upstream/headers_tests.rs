@@ -122,13 +122,10 @@ fn credentials_reach_only_the_origin_the_app_addressed() {
         }
         assert_eq!(out["content-type"], "application/json");
         assert_eq!(out["user-agent"], "OpenAI/Python");
-        for gone in [
-            "host",
-            "content-length",
-            "connection",
-            "x-hop",
-            "x-aiflags-flag",
-        ] {
+        // The target's own host, never the app's.
+        assert_eq!(out.get("host"), target.host.as_ref());
+        assert_ne!(out.get("host"), client.get("host"));
+        for gone in ["content-length", "connection", "x-hop", "x-aiflags-flag"] {
             assert!(
                 out.get(gone).is_none(),
                 "{gone} crossed to {}",

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use aiflags_api::{Operation, Provider};
 use http::uri::{Authority, Parts, PathAndQuery, Scheme};
-use http::{Method, Uri};
+use http::{HeaderValue, Method, Uri};
 
 /// Which API family a request speaks; decides the default upstream and how a
 /// credential is presented.
@@ -65,6 +65,23 @@ pub struct Target {
     pub app_origin: bool,
     /// `scheme://authority[/prefix]`: the provider label and circuit key.
     label: Arc<str>,
+    /// The `Host` header for this origin, built once (the HTTP client would
+    /// otherwise format it for every request).
+    pub(crate) host: Option<HeaderValue>,
+}
+
+/// `host[:port]`, the port left out when it is the scheme's default: what
+/// hyper_util's client writes when a request has no `Host`.
+fn host_header(base: &Uri) -> Option<HeaderValue> {
+    let host = base.host()?;
+    let secure = matches!(base.scheme_str(), Some("https" | "wss"));
+    let value = match base.port_u16() {
+        Some(443) if secure => HeaderValue::from_str(host),
+        Some(80) if !secure => HeaderValue::from_str(host),
+        Some(port) => HeaderValue::from_str(&format!("{host}:{port}")),
+        None => HeaderValue::from_str(host),
+    };
+    value.ok()
 }
 
 /// A request target the proxy refuses to forward.
@@ -166,6 +183,7 @@ impl Target {
             authority.as_ref().map_or("", Authority::as_str)
         );
         Target {
+            host: host_header(base),
             scheme,
             authority,
             prefix: prefix.into(),
@@ -238,6 +256,17 @@ pub(crate) fn check_request_target(method: &Method, uri: &Uri) -> Result<(), Bad
     let path = uri.path();
     if !path.starts_with('/') {
         return Err(BadTarget::NotAPath(clip(path)));
+    }
+    // Most paths hold nothing the checks below look for: no dot, escape,
+    // backslash, parameter or empty segment.
+    let mut previous = 0;
+    let simple = path.bytes().all(|b| {
+        let special = matches!(b, b'.' | b'%' | b';' | b'\\') || (b == b'/' && previous == b'/');
+        previous = b;
+        !special
+    });
+    if simple {
+        return Ok(());
     }
     for segment in path.split('/') {
         let decoded = decode_dots_and_slashes(segment);
@@ -354,6 +383,21 @@ mod tests {
             "https://h/openai/v1/embeddings"
         );
         assert_eq!(target("https://h/openai").label(), "https://h/openai");
+    }
+
+    #[test]
+    fn the_host_header_leaves_out_the_schemes_default_port() {
+        let host = |b: &str| target(b).host.map(|h| h.to_str().unwrap().to_string());
+        assert_eq!(host("http://h:1/v1").as_deref(), Some("h:1"));
+        assert_eq!(host("http://h:80").as_deref(), Some("h"));
+        assert_eq!(host("http://h:443").as_deref(), Some("h:443"));
+        assert_eq!(
+            host("https://api.openai.com").as_deref(),
+            Some("api.openai.com")
+        );
+        assert_eq!(host("https://h:443/x").as_deref(), Some("h"));
+        assert_eq!(host("https://h:80").as_deref(), Some("h:80"));
+        assert_eq!(host("http://[::1]:8080").as_deref(), Some("[::1]:8080"));
     }
 
     #[test]
