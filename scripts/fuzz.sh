@@ -33,7 +33,8 @@ export RUSTC_BOOTSTRAP=1
 # with the dev profile of sidecar/fuzz/Cargo.toml, which optimises only the
 # crates on the fuzzed path: a third of the CPU time of cargo-fuzz's default
 # optimised build, and runs as fast. No AddressSanitizer: the sidecar's
-# crates forbid unsafe code, so it would mostly watch dependencies, at a
+# crates forbid unsafe code (the allocator, aiflags-alloc, is not on the
+# fuzzed path), so it would mostly watch dependencies, at a
 # slower build and a several times slower run.
 build=(--dev --sanitizer none)
 

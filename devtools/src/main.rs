@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 /// The sidecar's allocator, so the bare proxy's floor is measured on the
 /// same footing (the mock upstream and the demo do not care).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: aiflags_alloc::Mimalloc = aiflags_alloc::Mimalloc;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -15,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 /// request; mimalloc's thread-local free lists do that with less work than
 /// glibc's malloc (see docs/benchmark.md for the measured difference).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: aiflags_alloc::Mimalloc = aiflags_alloc::Mimalloc;
 
 fn main() -> ExitCode {
     // The command line wins over the environment.
