@@ -8,6 +8,8 @@
 # Usage: bench/instructions.sh [SIDECAR_BINARY] [REQUESTS]
 #   default binary: target/release/aiflags-sidecar (built if missing)
 #   ACCESS_LOG=off|stderr (default stderr: the sidecar's default)
+#   FLOOR=1 counts the floor instead: aiflags-dev bare-proxy (beside the
+#   binary), which only forwards
 # Prints one line: binary, requests, instructions, instructions per request.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -39,13 +41,23 @@ http {
 }
 NGINX
 nginx -e "$work/nginx.err" -p "$work" -c "$work/nginx.conf" &
-valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
-  "$bin" --flags "$root/bench/flags.yaml" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
-  --openai-upstream "http://127.0.0.1:$port_up" --access-log "${ACCESS_LOG:-stderr}" \
-  >"$work/sidecar.log" 2>&1 &
+if [ -n "${FLOOR:-}" ]; then
+  # The floor (bench/run.sh's (j)): aiflags-dev bare-proxy from beside the binary.
+  valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+    "$(dirname "$bin")/aiflags-dev" bare-proxy --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$port_up" \
+    >"$work/sidecar.log" 2>&1 &
+  ready=(-s -o /dev/null "http://127.0.0.1:$port/")  # any answer: it has no probe
+  bin="$(dirname "$bin")/aiflags-dev"
+else
+  valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+    "$bin" --flags "$root/bench/flags.yaml" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+    --openai-upstream "http://127.0.0.1:$port_up" --access-log "${ACCESS_LOG:-stderr}" \
+    >"$work/sidecar.log" 2>&1 &
+  ready=(-sf "http://127.0.0.1:$admin/readyz")
+fi
 sidecar=$!
 for _ in $(seq 1 600); do
-  curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break
+  curl "${ready[@]}" >/dev/null 2>&1 && break
   sleep 0.1
 done
 body="$(<"$root/bench/lib/request.json")"

@@ -225,7 +225,13 @@ fn set_aiflags_headers(
     const FLAG: HeaderName = HeaderName::from_static("x-aiflags-flag");
     const VARIANT: HeaderName = HeaderName::from_static("x-aiflags-variant");
     const MODEL: HeaderName = HeaderName::from_static("x-aiflags-model");
-    headers.insert(ATTEMPTS, HeaderValue::from(attempts));
+    // A small count without building a value (`HeaderValue::from` allocates).
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    let count = match DIGITS.get(attempts as usize) {
+        Some(digit) => HeaderValue::from_static(digit),
+        None => HeaderValue::from(attempts),
+    };
+    headers.insert(ATTEMPTS, count);
     let flag = exchange.flag;
     // Values built when the config loaded: cloning one copies no bytes.
     let mut set = |name: HeaderName, value: &Option<HeaderValue>| {

@@ -331,11 +331,11 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Box<str> {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             let n = u64::from(crate::random::random_u32()) << 32
                 | u64::from(crate::random::random_u32());
-            let id: String = (0..16)
-                .rev()
-                .map(|i| char::from(HEX[((n >> (i * 4)) & 0xf) as usize]))
-                .collect();
-            id.into()
+            let mut id = [0u8; 16];
+            for (i, digit) in id.iter_mut().rev().enumerate() {
+                *digit = HEX[((n >> (i * 4)) & 0xf) as usize];
+            }
+            std::str::from_utf8(&id).unwrap_or_default().into()
         }
     }
 }

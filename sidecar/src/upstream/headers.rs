@@ -193,8 +193,17 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// (removed anyway) and the `close` and `keep-alive` options; most
 /// messages name none, and then nothing is allocated.
 fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    if !headers.contains_key(header::CONNECTION) {
-        return Vec::new();
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    match (values.next(), values.next()) {
+        (None, _) => return Vec::new(),
+        // The common case, one option and nothing else.
+        (Some(only), None)
+            if only.as_bytes().eq_ignore_ascii_case(b"keep-alive")
+                || only.as_bytes().eq_ignore_ascii_case(b"close") =>
+        {
+            return Vec::new();
+        }
+        _ => {}
     }
     headers
         .get_all(header::CONNECTION)
