@@ -15,7 +15,7 @@ seconds="${FUZZ_SECONDS:-20}"
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(sse_stream request_rewrite request_decode)
+  targets=(sse_stream request_rewrite request_decode answer_judge)
 fi
 
 step() { printf '\n==> %s\n' "$*"; }

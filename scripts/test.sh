@@ -36,7 +36,7 @@ step "end-to-end tests (official openai Node SDK)"
 step "dashboards against Grafana's schema (@grafana/schema)"
 (cd dashboards && node --test)
 
-step "fuzz: the SSE stream filter, the request rewrite and body decoding (bounded)"
+step "fuzz: the SSE stream filter, the request rewrite, body decoding and the answer judge (bounded)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" scripts/fuzz.sh
 
 step "benchmark harness, smoke mode (seconds per target, so it cannot rot)"

@@ -53,6 +53,7 @@ mod telemetry;
 mod text;
 mod upstream;
 mod usage;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 mod verdict;
 
 // The public surface: what the binary, the integration tests and the
@@ -83,4 +84,6 @@ pub mod fuzzing {
     pub use crate::sse::filter::StreamFilter;
     pub use crate::sse::parser::{SseEvent, SseParser};
     pub use crate::stream::error_event;
+    pub use crate::verdict::whole::Answer;
+    pub use crate::verdict::{Verdict, read_answer};
 }

@@ -2,13 +2,14 @@
 //!
 //! Every oracle here is written from the specification it names — RFC 8259
 //! and RFC 7386 for JSON bodies, the WHATWG event-stream rules for SSE, the
-//! providers' documentation for usage — and never calls the sidecar code it
+//! providers' documentation for answers and usage — and never calls the sidecar code it
 //! checks: a fuzz target that asks the code under test what the right answer
 //! is can only find crashes.
 //!
 //! Each oracle checks itself against fixed cases ([`self_check`]) when a
 //! target starts, so an oracle bug shows as a failure, not as silence.
 
+pub mod answer;
 pub mod config;
 pub mod encode;
 pub mod json;
@@ -21,6 +22,7 @@ pub mod sse_gen;
 pub fn self_check() {
     static CHECKED: std::sync::Once = std::sync::Once::new();
     CHECKED.call_once(|| {
+        answer::self_check();
         json::self_check();
         select::self_check();
         encode::self_check();

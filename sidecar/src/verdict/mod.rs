@@ -15,11 +15,11 @@ pub(crate) mod whole;
 use aiflags_api::{Failure, Operation};
 use serde_json::Value;
 
-pub(crate) use self::whole::read_answer;
+pub use self::whole::read_answer;
 
 /// What an answer amounted to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub enum Verdict {
     /// Text, a tool call, a refusal (or, for embeddings, a vector).
     Content,
     /// Nothing of the above.

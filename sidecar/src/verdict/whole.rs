@@ -17,7 +17,7 @@ use crate::usage::{Usage, usage_from_bytes, usage_from_skim};
 
 /// What a whole answer says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Answer {
+pub struct Answer {
     /// `None` when the body is not an answer the proxy can read (not JSON,
     /// not an object, fields of unexpected types): it is not judged.
     pub verdict: Option<Verdict>,
@@ -25,7 +25,7 @@ pub(crate) struct Answer {
 }
 
 /// Judges a whole answer and reads its usage, in one pass over `body`.
-pub(crate) fn read_answer(op: Operation, body: &[u8]) -> Answer {
+pub fn read_answer(op: Operation, body: &[u8]) -> Answer {
     let mut skim = Skim::new(body);
     let read = match op {
         Operation::Chat | Operation::Completions => chat(&mut skim, op),
