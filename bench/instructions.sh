@@ -9,7 +9,8 @@
 #   default binary: target/release/aiflags-sidecar (built if missing)
 #   ACCESS_LOG=off|stderr (default stderr: the sidecar's default)
 #   FLOOR=1 counts the floor instead: aiflags-dev bare-proxy (beside the
-#   binary), which only forwards
+#   binary), which only forwards; NGINX_PROXY=1 counts nginx's reverse proxy
+#   (bench/run.sh's (b)), master process off
 # Prints one line: binary, requests, instructions, instructions per request.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -41,7 +42,35 @@ http {
 }
 NGINX
 nginx -e "$work/nginx.err" -p "$work" -c "$work/nginx.conf" &
-if [ -n "${FLOOR:-}" ]; then
+if [ -n "${NGINX_PROXY:-}" ]; then
+  # nginx's reverse proxy (bench/run.sh's (b)), one process: the worker's
+  # work without a master, so callgrind sees it.
+  cat >"$work/proxy.conf" <<PROXY
+master_process off;
+daemon off;
+pid $work/proxy.pid;
+error_log $work/proxy.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/proxy-body;
+  proxy_temp_path $work/proxy-temp;
+  upstream chat { server 127.0.0.1:$port_up; keepalive 128; }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://chat;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+PROXY
+  valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+    nginx -e "$work/proxy.err" -p "$work" -c "$work/proxy.conf" >"$work/sidecar.log" 2>&1 &
+  ready=(-s -o /dev/null "http://127.0.0.1:$port/")
+  bin=nginx
+elif [ -n "${FLOOR:-}" ]; then
   # The floor (bench/run.sh's (j)): aiflags-dev bare-proxy from beside the binary.
   valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
     "$(dirname "$bin")/aiflags-dev" bare-proxy --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$port_up" \
