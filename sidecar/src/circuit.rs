@@ -112,6 +112,10 @@ impl<K: Eq + Hash + Clone> Breakers<K> {
         }
         let mut states = self.lock();
         if success {
+            // Almost always: no breaker has an entry, nothing to hash.
+            if states.is_empty() {
+                return None;
+            }
             let was_open = states
                 .remove(key)
                 .is_some_and(|state| !matches!(state, State::Closed { .. }));

@@ -60,6 +60,8 @@ pub struct Metrics {
     request_counters: LabelCache<6, IntCounter>,
     /// And for `answers_total`: `(flag, variant, model, verdict)`.
     answer_counters: LabelCache<4, IntCounter>,
+    /// And for `attempts_total`: `(provider, model, outcome)`.
+    attempt_counters: LabelCache<3, IntCounter>,
 }
 
 /// Resolved metric children by label values, looked up without allocating:
@@ -298,6 +300,7 @@ impl Metrics {
             series: LabelCache::default(),
             request_counters: LabelCache::default(),
             answer_counters: LabelCache::default(),
+            attempt_counters: LabelCache::default(),
         })
     }
 
@@ -372,8 +375,9 @@ impl Telemetry for Metrics {
     }
 
     fn attempt_finished(&self, provider: &str, model: &str, outcome: &str) {
-        self.attempts
-            .with_label_values(&[provider, model, outcome])
+        let labels = [provider, model, outcome];
+        self.attempt_counters
+            .get_or_insert(&labels, || self.attempts.with_label_values(&labels))
             .inc();
     }
 
