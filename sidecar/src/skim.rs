@@ -57,6 +57,7 @@ impl<'a> Skim<'a> {
         (self.pos == self.bytes.len()).then_some(())
     }
 
+    #[inline]
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
             self.pos += 1;
@@ -64,11 +65,13 @@ impl<'a> Skim<'a> {
     }
 
     /// The next value's first byte.
+    #[inline]
     fn peek(&mut self) -> Option<u8> {
         self.ws();
         self.bytes.get(self.pos).copied()
     }
 
+    #[inline]
     fn eat(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.pos += 1)
     }
@@ -157,6 +160,7 @@ impl<'a> Skim<'a> {
     }
 
     /// A member's key, decoded, and the colon after it.
+    #[inline]
     fn key(&mut self) -> Option<Key<'a>> {
         let (raw, escaped) = self.raw_key()?;
         if !escaped {
@@ -173,6 +177,7 @@ impl<'a> Skim<'a> {
     }
 
     /// A member's key as it is written, and the colon after it.
+    #[inline]
     fn raw_key(&mut self) -> Option<(&'a [u8], bool)> {
         if self.peek()? != b'"' {
             return None;
@@ -188,6 +193,7 @@ impl<'a> Skim<'a> {
 
     /// Skips the next value, returning its text (without surrounding
     /// whitespace).
+    #[inline]
     pub(crate) fn value(&mut self) -> Option<&'a [u8]> {
         self.ws();
         let start = self.pos;
@@ -273,6 +279,7 @@ impl<'a> Skim<'a> {
 
     /// A string at the cursor: its raw text between the quotes, and whether
     /// that text has escapes.
+    #[inline]
     fn string(&mut self) -> Option<(&'a [u8], bool)> {
         self.pos += 1;
         let start = self.pos;
@@ -361,6 +368,7 @@ impl<'a> Skim<'a> {
 /// on `x = word ^ b`, and a control character by the same test against
 /// 0x20. The test can also flag bytes after a true match (a borrow carries
 /// up), never before one, so the lowest flag is the first match.
+#[inline]
 fn plain_run(text: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;

@@ -5,9 +5,9 @@
 //! are compiled, into one regex set: a set of a thousand prefix globs cost
 //! 40 MB of automata and prefilter where the maps cost kilobytes.
 
-use std::collections::HashMap;
-
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+use crate::fnv::FnvMap;
 
 /// Room for the compiled set: a thousand long globs fit.
 pub(super) const GLOB_SET_LIMIT: usize = 256 << 20;
@@ -31,7 +31,7 @@ struct Affixes {
 }
 
 /// A literal part to the globs that have it.
-type GlobsByLiteral = HashMap<Box<str>, Vec<usize>>;
+type GlobsByLiteral = FnvMap<Box<str>, Vec<usize>>;
 
 impl Affixes {
     fn insert(&mut self, literal: &str, id: usize) {
@@ -41,7 +41,7 @@ impl Affixes {
         {
             Ok(at) => at,
             Err(at) => {
-                self.by_len.insert(at, (literal.len(), HashMap::new()));
+                self.by_len.insert(at, (literal.len(), FnvMap::default()));
                 at
             }
         };

@@ -17,7 +17,6 @@ pub(crate) mod decide;
 mod globs;
 pub(crate) mod resolved;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use aiflags_api::{CompiledFlag, Operation};
@@ -25,6 +24,7 @@ use http::{HeaderMap, HeaderName};
 
 use self::globs::{GLOB_SET_LIMIT, GlobIndex, is_glob};
 use self::resolved::ResolvedFlag;
+use crate::fnv::FnvMap;
 use crate::upstream::target::Upstreams;
 
 /// Names the flag to apply, bypassing model matching.
@@ -35,9 +35,9 @@ pub(crate) const FLAG_HEADER: HeaderName = HeaderName::from_static("x-aiflags-fl
 pub struct Flags {
     /// Sorted by key.
     flags: Vec<ResolvedFlag>,
-    by_key: HashMap<Box<str>, usize>,
+    by_key: FnvMap<Box<str>, usize>,
     /// Model → flags naming it exactly, by key.
-    exact: HashMap<Box<str>, Vec<usize>>,
+    exact: FnvMap<Box<str>, Vec<usize>>,
     globs: GlobIndex,
     /// Per glob in `globs`: (flag index, literal characters).
     glob_owners: Vec<(usize, usize)>,
@@ -67,7 +67,7 @@ impl Flags {
             .enumerate()
             .map(|(i, f)| (Box::from(&*f.key), i))
             .collect();
-        let mut exact: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let mut exact: FnvMap<Box<str>, Vec<usize>> = FnvMap::default();
         let mut globs = Vec::new();
         let mut glob_owners = Vec::new();
         let mut catch_all = Vec::new();

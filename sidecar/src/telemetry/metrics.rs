@@ -17,6 +17,7 @@ use prometheus::{
 
 use super::pricing::{cost_usd, price_for};
 use super::{FlagInfo, Record, Telemetry};
+use crate::fnv::Fnv;
 
 /// LLM calls take from tens of milliseconds to minutes.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -68,30 +69,6 @@ pub struct Metrics {
 /// the hot path hashes the borrowed values and compares them in place.
 struct LabelCache<const N: usize, T> {
     map: RwLock<HashMap<u64, Bucket<N, T>, BuildHasherDefault<Prehashed>>>,
-}
-
-/// FNV-1a: label values come from config, not from clients, so a fast
-/// non-keyed hash is safe here (SipHash showed up in the request's profile).
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for byte in bytes {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
 }
 
 /// The map's keys are already hashes.
