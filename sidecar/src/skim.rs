@@ -2,8 +2,9 @@
 //! walks the members and items it cares about, and everything else is
 //! skipped in place (syntax checked, nesting bounded, no allocation).
 //!
-//! It is the answer judge's parser: a whole answer is read once, straight
-//! from the bytes the proxy holds, for its few fields and its usage. A
+//! The answer judge reads a whole answer with it once, straight from the
+//! bytes the proxy holds, for its few fields and its usage; the request
+//! scanner locates a body's top-level members with it. A
 //! document is read as a `serde_json::Value` of it would be — invalid JSON
 //! (bad escapes, control characters in strings, leading zeros, trailing
 //! bytes, more than [`MAX_DEPTH`] levels) is refused, and of a member named
@@ -166,14 +167,11 @@ impl<'a> Skim<'a> {
         if !escaped {
             return Some(Key(Cow::Borrowed(raw)));
         }
-        // Rare: decode it as serde_json would. A key that does not decode (a
-        // lone surrogate) keeps its escapes, and so matches no name.
+        // Rare: decoded. A key that does not decode (a lone surrogate)
+        // keeps its escapes, and so matches no name.
         let quoted = self.bytes.get(self.pos_of(raw).saturating_sub(1)..)?;
         let quoted = quoted.get(..raw.len() + 2)?;
-        Some(Key(match serde_json::from_slice::<String>(quoted) {
-            Ok(text) => Cow::Owned(text.into_bytes()),
-            Err(_) => Cow::Borrowed(raw),
-        }))
+        Some(Key(string_text(quoted).unwrap_or(Cow::Borrowed(raw))))
     }
 
     /// A member's key as it is written, and the colon after it.
@@ -360,6 +358,19 @@ impl<'a> Skim<'a> {
             n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
         }))
     }
+}
+
+/// The text of a JSON string as written, quotes included: borrowed when it
+/// has no escapes, else decoded as serde_json decodes it. `None` for any
+/// other value, or a string that does not decode (a lone surrogate escape).
+pub(crate) fn string_text(quoted: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let inner = quoted.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if !inner.contains(&b'\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_slice::<String>(quoted)
+        .ok()
+        .map(|text| Cow::Owned(text.into_bytes()))
 }
 
 /// How many bytes from the start of `text` are plain string content: not a

@@ -3,12 +3,13 @@
 //! sticky splits and targeting rules name.
 //!
 //! The parser ([`Skim`]) validates the whole document's syntax and UTF-8 but
-//! materialises nothing below the top level: a field's value is kept as the byte range it occupies,
-//! so a prompt of any size costs one `Vec` entry. Two tolerances keep a flag
-//! from being skipped because of how a client encoded its body: lone UTF-16
-//! surrogate escapes (which JavaScript's `JSON.stringify` emits for a split
-//! emoji) in values and names, and bytes after the top-level object. When a field
-//! appears twice, the last one counts, as upstream JSON parsers read it.
+//! materialises nothing below the top level: a field's value is kept as the
+//! byte range it occupies, so a prompt of any size costs one `Vec` entry. Two
+//! tolerances keep a flag from being skipped because of how a client encoded
+//! its body: lone UTF-16 surrogate escapes (which JavaScript's
+//! `JSON.stringify` emits for a split emoji) in values and names, and bytes
+//! after the top-level object. When a field appears twice, the last one
+//! counts, as upstream JSON parsers read it.
 
 use std::borrow::Cow;
 use std::ops::Range;

@@ -123,10 +123,8 @@ fn blank(value: Option<&Value>) -> bool {
 }
 
 /// The same test on a raw JSON text, without parsing it.
-fn blank_raw(raw: Option<&[u8]>) -> bool {
-    let Some(raw) = raw.map(<[u8]>::trim_ascii) else {
-        return true;
-    };
+fn blank_raw(raw: &[u8]) -> bool {
+    let raw = raw.trim_ascii();
     match raw.first() {
         None => true,
         Some(b'"') => raw == b"\"\"",

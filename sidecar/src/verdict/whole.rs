@@ -7,12 +7,10 @@
 //! of objects; a field the verdict only needs to see as present or blank may
 //! hold any value. Of a field named twice, the last counts.
 
-use std::borrow::Cow;
-
 use aiflags_api::Operation;
 
 use super::{Facts, Verdict, blank_raw};
-use crate::skim::Skim;
+use crate::skim::{Skim, string_text};
 use crate::usage::{Usage, usage_from_bytes, usage_from_skim};
 
 /// What a whole answer says.
@@ -55,24 +53,12 @@ type Shape<T> = Option<T>;
 
 /// A value that carries something: not `null`, `false`, `""`, `[]`, `{}`.
 fn carries(skim: &mut Skim<'_>) -> Option<bool> {
-    Some(!blank_raw(Some(skim.value()?)))
+    Some(!blank_raw(skim.value()?))
 }
 
 /// A value that is the string `text`.
 fn is(skim: &mut Skim<'_>, text: &str) -> Option<bool> {
-    Some(string(skim.value()?).as_deref() == Some(text.as_bytes()))
-}
-
-/// The text of a raw JSON string; `None` for any other value.
-fn string(raw: &[u8]) -> Option<Cow<'_, [u8]>> {
-    let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    if !inner.contains(&b'\\') {
-        return Some(Cow::Borrowed(inner));
-    }
-    // Rare: an escape in a short value (`"content\u005ffilter"`).
-    serde_json::from_slice::<String>(raw)
-        .ok()
-        .map(|s| Cow::Owned(s.into_bytes()))
+    Some(string_text(skim.value()?).as_deref() == Some(text.as_bytes()))
 }
 
 /// Skips a value of the wrong shape.
@@ -284,7 +270,7 @@ fn output_item<'a>(skim: &mut Skim<'a>, facts: &mut Facts) -> Option<Shape<()>> 
         }
         Some(())
     })?;
-    match item.kind.and_then(string).as_deref() {
+    match item.kind.and_then(string_text).as_deref() {
         Some(b"message") => {
             // Only a message's content is read further: parts with text or
             // a refusal.
@@ -357,7 +343,7 @@ fn messages(skim: &mut Skim<'_>) -> Read {
                         }
                         Some(())
                     })?;
-                    match kind.and_then(string).as_deref() {
+                    match kind.and_then(string_text).as_deref() {
                         Some(b"text") => facts.content |= text,
                         Some(b"thinking" | b"redacted_thinking") => facts.reasoning = true,
                         // tool_use, server_tool_use, their results, …
