@@ -3,7 +3,7 @@
 //! them, and are counted either way.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use aiflags_api::Operation;
 use http_body_util::BodyExt;

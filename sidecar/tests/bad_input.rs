@@ -2,7 +2,7 @@
 //! clear error or a clean pass-through, never a panic or a hung connection.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};

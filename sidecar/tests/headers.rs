@@ -3,7 +3,7 @@
 //! uncompressed so their usage can be read.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use aiflags_devtools::mock_upstream::MockUpstream;
 use support::Stack;

@@ -1,7 +1,7 @@
 //! Serving over h2c, and shutting down without dropping in-flight requests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -1,7 +1,7 @@
 //! Where a request goes and with which credential.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::Stack;

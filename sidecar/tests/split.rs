@@ -1,9 +1,8 @@
 //! Sticky splits through the real request path.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/process.rs"]
-mod process;
-mod support;
+use crate::support;
+use crate::support::process;
 
 use std::collections::{HashMap, HashSet};
 

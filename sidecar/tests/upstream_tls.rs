@@ -3,11 +3,8 @@
 //! made at test time through `SSL_CERT_FILE` (read by rustls-native-certs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/process.rs"]
-mod process;
-mod support;
-#[path = "support/tls_upstream.rs"]
-mod tls_upstream;
+use crate::support::process;
+use crate::support::tls_upstream;
 
 use std::path::Path;
 

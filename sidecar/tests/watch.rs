@@ -5,7 +5,7 @@
 //! traffic is timed (printed; docs/install.md records it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

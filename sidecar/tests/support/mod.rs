@@ -9,6 +9,8 @@
 )]
 
 pub mod fake_api;
+pub mod process;
+pub mod tls_upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

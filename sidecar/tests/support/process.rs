@@ -1,8 +1,5 @@
 //! The real `aiflags-sidecar` binary as a child process, on ports the kernel
 //! picks: the listening line of its JSON log says where it ended up.
-//!
-//! Included with `#[path = "support/process.rs"] mod process;` next to
-//! `mod support;`, so the in-process fixtures stay as they are.
 #![allow(
     dead_code,
     unreachable_pub,
