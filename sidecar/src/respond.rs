@@ -13,7 +13,7 @@ use aiflags_api::Operation;
 use bytes::Bytes;
 use http::response::Parts as ResponseParts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, header};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 
 use crate::attempts::{Exchange, GaveUp, Served, ServedBody, give_up_status};
@@ -22,6 +22,7 @@ use crate::error::ProxyError;
 use crate::record::{End, Recorded, ReportOnce, Tracked, WholeBody};
 use crate::stream::{DrainCut, FilteredStream, StreamSetup};
 use crate::telemetry::Record;
+use crate::upstream::ResponseBody;
 use crate::upstream::headers::strip_hop_by_hop;
 
 /// What streams need from the sidecar.
@@ -170,13 +171,13 @@ pub(crate) fn own_error(
 /// A pass-through answer: the upstream's head and body as they are, the body
 /// bounded by an idle timeout.
 pub(crate) fn passed_through(
-    response: Response<Incoming>,
+    response: Response<ResponseBody>,
     mut report: ReportOnce,
     idle: Duration,
     streams: &StreamContext,
     operation: Option<Operation>,
 ) -> Response<ProxyBody> {
-    let (mut head, body): (ResponseParts, Incoming) = response.into_parts();
+    let (mut head, body): (ResponseParts, ResponseBody) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
     report.record().status = head.status.as_u16();
     let is_sse = head
@@ -307,7 +308,7 @@ where
     }
 }
 
-impl Tracked for IdleBody<Incoming> {
+impl Tracked for IdleBody<ResponseBody> {
     fn settle(&mut self, record: &mut Record, end: End) {
         record.stream_error = self.timed_out || end == End::Broken;
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use aiflags_api::Operation;
 use bytes::{Bytes, BytesMut};
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::{Body, Frame};
 use serde_json::json;
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -26,6 +26,7 @@ use crate::record::{End, Tracked};
 use crate::request::decode::{Coding, StreamDecoder};
 use crate::sse::StreamFilter;
 use crate::telemetry::{Judged, Record};
+use crate::upstream::ResponseBody;
 
 /// The most a compressed stream may decode to: a stream is not held, so this
 /// only stops a decompression bomb.
@@ -124,7 +125,7 @@ pub(crate) struct FilteredStream {
     pending: Option<Bytes>,
     /// Holds the opening against the memory budget until it is sent.
     pending_held: Option<Reservation>,
-    upstream: Incoming,
+    upstream: ResponseBody,
     reader: Box<StreamReader>,
     operation: Operation,
     idle_timeout: Duration,
@@ -142,7 +143,7 @@ impl FilteredStream {
     pub(crate) fn new(
         opening: Bytes,
         held: Option<Reservation>,
-        upstream: Incoming,
+        upstream: ResponseBody,
         reader: Box<StreamReader>,
         setup: StreamSetup,
     ) -> FilteredStream {

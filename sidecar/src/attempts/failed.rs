@@ -9,13 +9,13 @@ use bytes::Bytes;
 use http::StatusCode;
 use http::response::Parts as ResponseParts;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::ms_until;
 use crate::budget::Reservation;
 use crate::fallback::parse_retry_after;
 use crate::opening::OpenError;
+use crate::upstream::ResponseBody;
 use crate::upstream::target::Target;
 use crate::verdict::Verdict;
 
@@ -106,7 +106,7 @@ impl Failed {
 /// better comes.
 pub(super) async fn failed_status(
     head: ResponseParts,
-    body: Incoming,
+    body: ResponseBody,
     failure: Failure,
     target: &Target,
     attempt_end: Instant,

@@ -16,7 +16,6 @@ use aiflags_api::{Failure, Operation};
 use bytes::Bytes;
 use http::request::Parts;
 use http::response::Parts as ResponseParts;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 pub(crate) use self::failed::{Cause, Failed, give_up_status};
@@ -28,8 +27,8 @@ use crate::opening::{Hold, MAX_HELD};
 use crate::request::ScannedBody;
 use crate::stream::StreamReader;
 use crate::telemetry::{Judged, Record, Telemetry};
-use crate::upstream::Upstream;
 use crate::upstream::target::{Protocol, Target};
+use crate::upstream::{ResponseBody, Upstream};
 use crate::usage::Usage;
 use crate::verdict::Verdict;
 
@@ -81,7 +80,7 @@ pub(crate) enum ServedBody {
     Stream {
         opening: Bytes,
         held: Option<Reservation>,
-        body: Incoming,
+        body: ResponseBody,
         reader: Box<StreamReader>,
         /// The stream ended while it was held: its verdict, known before it
         /// was committed (and counted by the stream when it is sent).

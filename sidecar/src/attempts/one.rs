@@ -6,7 +6,6 @@ use aiflags_api::Failure;
 use bytes::Bytes;
 use http::header;
 use http::response::Parts as ResponseParts;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::failed::{Cause, Failed, failed_status, open_failed};
@@ -21,7 +20,7 @@ use crate::request::splice::{Edits, splice};
 use crate::request::{ReadError, read_bounded};
 use crate::stream::StreamReader;
 use crate::upstream::target::Target;
-use crate::upstream::{Send, UpstreamError};
+use crate::upstream::{ResponseBody, Send, UpstreamError};
 use crate::usage::{Usage, usage_from_bytes};
 use crate::verdict::{Verdict, read_answer};
 
@@ -138,7 +137,7 @@ impl Attempts<'_> {
     /// Reads a whole response within the size limit, the budget and the attempt's time.
     async fn read_whole(
         &self,
-        body: Incoming,
+        body: ResponseBody,
         attempt_end: Instant,
         started: Instant,
         target: &Target,
@@ -189,7 +188,7 @@ struct Clock {
 /// `fallback.on` names.
 async fn open(
     mut head: ResponseParts,
-    mut body: Incoming,
+    mut body: ResponseBody,
     reader: StreamReader,
     exchange: &Exchange<'_>,
     plan: &Plan<'_>,

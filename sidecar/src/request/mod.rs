@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 
 use self::decode::{DecodeError, codings, decode_whole, strip_bom};
 use self::scan::{ScanError, Scanned};
@@ -65,11 +65,14 @@ impl ReadError {
 
 /// Reads a whole body (a request's, or a response's): refused past `limit`
 /// bytes and past the budget, before a byte more is held.
-pub(crate) async fn read_bounded(
-    mut body: Incoming,
+pub(crate) async fn read_bounded<B>(
+    mut body: B,
     limit: usize,
     budget: &Arc<Budget>,
-) -> Result<(Bytes, Reservation), ReadError> {
+) -> Result<(Bytes, Reservation), ReadError>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
     let declared = body.size_hint().lower();
     if declared > limit as u64 {
         return Err(ReadError::TooLarge);

@@ -1,17 +1,25 @@
-//! One pooled client for every upstream: rustls with webpki and the system's
-//! roots, HTTP/2 where ALPN offers it, plain HTTP for in-cluster endpoints,
+//! The client for every upstream: for HTTPS, hyper_util's pooled client
+//! with rustls (webpki and the system's roots), HTTP/2 where ALPN offers it;
+//! for plain HTTP (in-cluster endpoints), the sidecar's own HTTP/1.1
+//! connections driven by the requests using them ([`super::plain`]).
 //! `TCP_NODELAY` on every connection.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::uri::Scheme;
 use http::{Request, Response};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 
 use super::UpstreamError;
+use super::plain::{self, PlainBody, Pool, SendError};
+use super::target::Target;
 use crate::body::ProxyBody;
 
 /// How long a TCP connect to an upstream may take: an unreachable provider
@@ -19,7 +27,10 @@ use crate::body::ProxyBody;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct UpstreamClient {
+    /// HTTPS upstreams.
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    /// Plain-HTTP upstreams.
+    plain: Arc<Pool>,
 }
 
 impl UpstreamClient {
@@ -39,18 +50,79 @@ impl UpstreamClient {
             .wrap_connector(http);
         UpstreamClient {
             client: Client::builder(TokioExecutor::new()).build(https),
+            plain: Pool::new(CONNECT_TIMEOUT, plain::IDLE_TIMEOUT),
         }
     }
 
+    /// Sends `request`, whose URI is absolute; the response head is
+    /// returned as soon as it arrives.
     pub(crate) async fn request(
         &self,
         request: Request<ProxyBody>,
-        label: &str,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        self.client
-            .request(request)
-            .await
-            .map_err(|e| UpstreamError::Connect(describe(&e, label)))
+        target: &Target,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let label = target.label();
+        if request.uri().scheme() == Some(&Scheme::HTTP) {
+            return match self.plain.send(&target.origin, request).await {
+                Ok(response) => Ok(response.map(ResponseBody::Plain)),
+                Err(SendError::Connect(message)) => Err(UpstreamError::Connect(message)),
+                Err(SendError::Request(e)) => Err(UpstreamError::Connect(describe(
+                    &format!("request to {label} failed"),
+                    Some(&e),
+                ))),
+            };
+        }
+        match self.client.request(request).await {
+            Ok(response) => Ok(response.map(ResponseBody::Pooled)),
+            Err(e) => {
+                let what = if e.is_connect() {
+                    format!("connect error to {label}")
+                } else {
+                    format!("request to {label} failed")
+                };
+                // The client's own message ("client error (Connect)") says
+                // nothing the cause chain does not.
+                Err(UpstreamError::Connect(describe(
+                    &what,
+                    std::error::Error::source(&e),
+                )))
+            }
+        }
+    }
+}
+
+/// An upstream response's body, from either client.
+pub(crate) enum ResponseBody {
+    Pooled(Incoming),
+    Plain(PlainBody),
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Pooled(body) => Pin::new(body).poll_frame(cx),
+            ResponseBody::Plain(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Pooled(body) => body.is_end_stream(),
+            ResponseBody::Plain(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Pooled(body) => body.size_hint(),
+            ResponseBody::Plain(body) => body.size_hint(),
+        }
     }
 }
 
@@ -82,13 +154,9 @@ fn tls_config() -> rustls::ClientConfig {
 }
 
 /// A client error as one line: the cause chain says "connection refused".
-fn describe(error: &hyper_util::client::legacy::Error, target: &str) -> String {
-    let mut message = if error.is_connect() {
-        format!("connect error to {target}")
-    } else {
-        format!("request to {target} failed")
-    };
-    let mut source = std::error::Error::source(error);
+fn describe(what: &str, first: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut message = what.to_owned();
+    let mut source = first;
     while let Some(cause) = source {
         message.push_str(": ");
         message.push_str(&cause.to_string());

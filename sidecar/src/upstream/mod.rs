@@ -5,19 +5,19 @@
 pub(crate) mod client;
 pub(crate) mod credentials;
 pub(crate) mod headers;
+pub(crate) mod plain;
 pub(crate) mod target;
 
 use std::path::PathBuf;
 
-use http::request::Parts;
-use http::{Request, Response, Version};
-use hyper::body::Incoming;
-
+pub(crate) use self::client::ResponseBody;
 use self::client::UpstreamClient;
 use self::credentials::{CredentialError, read_credential};
 use self::headers::{HeaderPolicy, Outbound};
 use self::target::{Protocol, Target, Upstreams};
 use crate::body::ProxyBody;
+use http::request::Parts;
+use http::{Request, Response, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UpstreamError {
@@ -82,7 +82,7 @@ impl Upstream {
         parts: &Parts,
         body: ProxyBody,
         how: Send,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let path = self
             .policy
@@ -113,6 +113,6 @@ impl Upstream {
         // fail on HTTP/1-only upstreams.
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = headers;
-        self.client.request(request, target.label()).await
+        self.client.request(request, target).await
     }
 }

@@ -68,6 +68,9 @@ pub struct Target {
     /// The `Host` header for this origin, built once (the HTTP client would
     /// otherwise format it for every request).
     pub(crate) host: Option<HeaderValue>,
+    /// `host:port` to connect to, the scheme's default port filled in:
+    /// the plain-HTTP pool's key.
+    pub(crate) origin: Arc<str>,
 }
 
 /// `host[:port]`, the port left out when it is the scheme's default: what
@@ -182,8 +185,13 @@ impl Target {
             "{scheme}://{}{prefix}",
             authority.as_ref().map_or("", Authority::as_str)
         );
+        let port = base
+            .port_u16()
+            .unwrap_or(if scheme == Scheme::HTTP { 80 } else { 443 });
+        let origin = format!("{}:{port}", base.host().unwrap_or(""));
         Target {
             host: host_header(base),
+            origin: origin.into(),
             scheme,
             authority,
             prefix: prefix.into(),
