@@ -98,7 +98,15 @@ pub(crate) async fn serve<S, F>(
         .max_header_list_size(256 * 1024)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
-    let builder = Arc::new(builder);
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle.min(Duration::from_secs(30)))
+        .max_headers(200);
+    let builder = Arc::new(Builders {
+        auto: builder,
+        http1,
+    });
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let open = Arc::new(Open::default());
     let evicting = Arc::new(Semaphore::new(MAX_PENDING_EVICTIONS));
@@ -195,10 +203,29 @@ pub(crate) async fn serve<S, F>(
     }
 }
 
+/// How connections are served: HTTP/1 directly when the first bytes say so,
+/// else `auto`, which tells HTTP/2's preface itself.
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    http1: hyper::server::conn::http1::Builder,
+}
+
+/// What an HTTP/2 connection from a client with prior knowledge starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a connection's first bytes are HTTP/1's: they are not the start
+/// of HTTP/2's preface. Such a connection is served without `auto`, which
+/// would read them into a buffer of its own to find that out (and hyper's
+/// first read would then get only those bytes, and double its read buffer
+/// to 16 KiB). Too few bytes to tell go to `auto`.
+fn speaks_http1(first: &[u8]) -> bool {
+    !H2_PREFACE.starts_with(first)
+}
+
 /// One connection: its first byte, its requests, its idle time, its drain.
 async fn serve_connection<S, F>(
     stream: TcpStream,
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &Builders,
     service: S,
     limits: &ListenerLimits,
     mut closing: watch::Receiver<bool>,
@@ -208,16 +235,16 @@ async fn serve_connection<S, F>(
     S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
-    let mut first = [0u8; 1];
-    tokio::select! {
+    let mut first = [0u8; H2_PREFACE.len()];
+    let http1 = tokio::select! {
         peeked = tokio::time::timeout(limits.first_byte, stream.peek(&mut first)) => match peeked {
-            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(n)) if n > 0 => speaks_http1(&first[..n]),
             // Closed, failed, or silent past the first-byte timeout.
             _ => return,
         },
         _ = evicted.cancelled() => return,
         _ = closing.changed() => return,
-    }
+    };
     let tracked = {
         let activity = activity.clone();
         move |request| {
@@ -236,8 +263,53 @@ async fn serve_connection<S, F>(
         stream,
         activity: activity.clone(),
     };
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service_fn(tracked));
-    tokio::pin!(connection);
+    let io = TokioIo::new(io);
+    let watch = Watch {
+        limits,
+        closing,
+        activity: &activity,
+        evicted,
+    };
+    let end = if http1 {
+        let service = service_fn(tracked);
+        let connection =
+            std::pin::pin!(builder.http1.serve_connection(io, service).with_upgrades());
+        drive(connection, |c| c.graceful_shutdown(), watch).await
+    } else {
+        let service = service_fn(tracked);
+        let connection = std::pin::pin!(builder.auto.serve_connection_with_upgrades(io, service));
+        drive(connection, |c| c.graceful_shutdown(), watch).await
+    };
+    if let Some(e) = end {
+        tracing::debug!(listener = limits.name, error = %e, "connection ended with an error");
+    }
+}
+
+/// What ends a connection besides itself.
+struct Watch<'a> {
+    limits: &'a ListenerLimits,
+    closing: watch::Receiver<bool>,
+    activity: &'a Activity,
+    evicted: CancellationToken,
+}
+
+/// Serves `connection` until it ends, is evicted or drained, goes idle, or
+/// stalls; the error it ended with, if any.
+async fn drive<C, E>(
+    mut connection: Pin<&mut C>,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+    watch: Watch<'_>,
+) -> Option<String>
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let Watch {
+        limits,
+        mut closing,
+        activity,
+        evicted,
+    } = watch;
     // One timer for both checks: idle with nothing in flight, and writes
     // that make no progress.
     // The first check is one period out: awaiting an interval's immediate
@@ -249,29 +321,24 @@ async fn serve_connection<S, F>(
     let mut draining = false;
     loop {
         tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(listener = limits.name, error = %e, "connection ended with an error");
-                }
-                return;
-            }
+            result = connection.as_mut() => return result.err().map(|e| e.to_string()),
             // Evicted, or the sidecar is shutting down: finish the request
             // under way (one that has just arrived included), then close.
             _ = evicted.cancelled(), if !draining => {
                 draining = true;
-                connection.as_mut().graceful_shutdown();
+                graceful_shutdown(connection.as_mut());
             }
             _ = closing.changed(), if !draining => {
                 draining = true;
-                connection.as_mut().graceful_shutdown();
+                graceful_shutdown(connection.as_mut());
             }
             _ = checks.tick() => {
                 if activity.stalled_for().is_some_and(|stalled| stalled >= limits.stall) {
                     tracing::debug!(listener = limits.name, "the client stopped reading its response; closing the connection");
-                    return;
+                    return None;
                 }
                 if !draining && activity.idle_for().is_some_and(|idle| idle >= limits.idle) {
-                    return;
+                    return None;
                 }
             }
         }
@@ -537,4 +604,21 @@ pub(crate) fn fit_caps(data_wanted: usize, admin_wanted: usize) -> (usize, usize
     let spare = usable.saturating_sub(admin as u64);
     let data = data_wanted.min((spare / 2) as usize).max(1);
     (data, admin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http1_is_told_from_the_http2_preface_by_the_first_bytes() {
+        assert!(speaks_http1(b"POST /v1/chat/completions HTTP/1.1\r\n"));
+        assert!(speaks_http1(b"GET /healthz HTTP/1.1\r\n"));
+        // Diverges from the preface only at its version.
+        assert!(speaks_http1(b"PRI * HTTP/1.1\r\n"));
+        assert!(!speaks_http1(H2_PREFACE));
+        // A prefix of the preface cannot be told yet: `auto` reads on.
+        assert!(!speaks_http1(b"P"));
+        assert!(!speaks_http1(b"PRI * HTTP/2.0\r\n"));
+    }
 }
