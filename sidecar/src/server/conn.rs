@@ -55,6 +55,9 @@ pub(crate) struct Shutdown {
     pub cut_streams: CancellationToken,
 }
 
+/// The most header lines an HTTP/1 request may have.
+const MAX_HEADERS: usize = 200;
+
 /// After the drain time, how long ended streams get to flush their error event.
 const FLUSH_GRACE: Duration = Duration::from_secs(1);
 /// How long a connection waits for the place of the one it evicted.
@@ -86,12 +89,13 @@ pub(crate) async fn serve<S, F>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Bounded headers and a header read timeout (it also closes an HTTP/1
     // connection idle between requests): a slow or hostile client cannot
-    // pin a connection.
+    // pin a connection. The same for HTTP/1 served with or without `auto`.
+    let header_read_timeout = limits.idle.min(Duration::from_secs(30));
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.idle.min(Duration::from_secs(30)))
-        .max_headers(200);
+        .header_read_timeout(header_read_timeout)
+        .max_headers(MAX_HEADERS);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -101,8 +105,8 @@ pub(crate) async fn serve<S, F>(
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.idle.min(Duration::from_secs(30)))
-        .max_headers(200);
+        .header_read_timeout(header_read_timeout)
+        .max_headers(MAX_HEADERS);
     let builder = Arc::new(Builders {
         auto: builder,
         http1,
@@ -270,13 +274,12 @@ async fn serve_connection<S, F>(
         activity: &activity,
         evicted,
     };
+    let service = service_fn(tracked);
     let end = if http1 {
-        let service = service_fn(tracked);
         let connection =
             std::pin::pin!(builder.http1.serve_connection(io, service).with_upgrades());
         drive(connection, |c| c.graceful_shutdown(), watch).await
     } else {
-        let service = service_fn(tracked);
         let connection = std::pin::pin!(builder.auto.serve_connection_with_upgrades(io, service));
         drive(connection, |c| c.graceful_shutdown(), watch).await
     };

@@ -10,14 +10,15 @@ pub(crate) mod target;
 
 use std::path::PathBuf;
 
+use http::request::Parts;
+use http::{Request, Response, Version};
+
 pub(crate) use self::client::ResponseBody;
 use self::client::UpstreamClient;
 use self::credentials::{CredentialError, read_credential};
 use self::headers::{HeaderPolicy, Outbound};
 use self::target::{Protocol, Target, Upstreams};
 use crate::body::ProxyBody;
-use http::request::Parts;
-use http::{Request, Response, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UpstreamError {

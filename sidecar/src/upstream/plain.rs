@@ -17,9 +17,9 @@
 //! poll after it is taken out reads the end of a connection the upstream
 //! closed meanwhile before it writes the request, and a request that a
 //! connection closed before writing it is sent once more on a new one (as
-//! hyper_util's client does). Idle
-//! connections are closed after [`IDLE_TIMEOUT`], by a sweep every
-//! [`SWEEP_EVERY`] and whenever one is taken out.
+//! hyper_util's client does). Idle connections are closed after
+//! [`IDLE_TIMEOUT`], by a sweep every [`SWEEP_EVERY`] and whenever one to
+//! the same origin is taken out.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -105,14 +105,10 @@ impl Pool {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *request.uri_mut() = Uri::from(path);
-        let mut reused = true;
         loop {
-            let conn = match self.checkout(origin) {
-                Some(conn) => conn,
-                None => {
-                    reused = false;
-                    Box::new(self.connect(origin).await?)
-                }
+            let (conn, reused) = match self.checkout(origin) {
+                Some(conn) => (conn, true),
+                None => (Box::new(self.connect(origin).await?), false),
             };
             match exchange(conn, request).await {
                 Ok((response, conn)) => {
@@ -135,8 +131,8 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection to `origin` that is still
-    /// open; closes the ones past their time on the way.
+    /// The most recently used idle connection to `origin`; closes the ones
+    /// past their time on the way.
     fn checkout(&self, origin: &str) -> Option<Box<Conn>> {
         let mut idle = self.lock();
         let list = idle.get_mut(origin)?;
