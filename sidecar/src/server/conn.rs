@@ -292,12 +292,19 @@ async fn serve_connection<S, F>(
 struct Watch<'a> {
     limits: &'a ListenerLimits,
     closing: watch::Receiver<bool>,
-    activity: &'a Activity,
+    activity: &'a Arc<Activity>,
     evicted: CancellationToken,
 }
 
 /// Serves `connection` until it ends, is evicted or drained, goes idle, or
 /// stalls; the error it ended with, if any.
+///
+/// The connection's task polls the connection and one atomic word; a
+/// watchdog task of its own waits on the rest (eviction, the sidecar's
+/// drain, the idle and stall checks) and sets that word and wakes the
+/// connection when one of them calls for it. Polled beside the connection,
+/// those waits cost two lock round trips and a timer check on every wake of
+/// a busy connection, for events that come once in its life.
 async fn drive<C, E>(
     mut connection: Pin<&mut C>,
     graceful_shutdown: impl Fn(Pin<&mut C>),
@@ -307,41 +314,106 @@ where
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let Watch {
-        limits,
-        mut closing,
-        activity,
-        evicted,
-    } = watch;
-    // One timer for both checks: idle with nothing in flight, and writes
-    // that make no progress.
+    let verdict = Arc::new(Verdict::default());
+    let watchdog = tokio::spawn(watchdog(
+        verdict.clone(),
+        watch.limits.name,
+        watch.limits.idle,
+        watch.limits.stall,
+        watch.closing,
+        watch.activity.clone(),
+        watch.evicted,
+    ));
+    let _watchdog = AbortOnDrop(watchdog);
+    let mut draining = false;
+    std::future::poll_fn(|cx| {
+        verdict.waker.register(cx.waker());
+        match verdict.state.load(Ordering::Acquire) {
+            CLOSE => return Poll::Ready(None),
+            DRAIN if !draining => {
+                draining = true;
+                graceful_shutdown(connection.as_mut());
+            }
+            _ => {}
+        }
+        connection
+            .as_mut()
+            .poll(cx)
+            .map(|result| result.err().map(|e| e.to_string()))
+    })
+    .await
+}
+
+// The watchdog's word is 0 while the connection is served as usual.
+/// Finish the request under way (one that has just arrived included), then close.
+const DRAIN: u8 = 1;
+/// Close now: its client stopped reading.
+const CLOSE: u8 = 2;
+
+/// The watchdog's word to its connection, and the connection's waker.
+#[derive(Default)]
+struct Verdict {
+    state: std::sync::atomic::AtomicU8,
+    waker: futures::task::AtomicWaker,
+}
+
+impl Verdict {
+    fn set(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// Aborts the watchdog however its connection's task ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Waits for what ends a connection besides itself: eviction, the
+/// sidecar's drain, or (checked on one timer) no request in flight for
+/// `idle` — the connection drains — or writes that made no progress for
+/// `stall` — it closes at once.
+async fn watchdog(
+    verdict: Arc<Verdict>,
+    listener: &'static str,
+    idle: Duration,
+    stall: Duration,
+    mut closing: watch::Receiver<bool>,
+    activity: Arc<Activity>,
+    evicted: CancellationToken,
+) {
     // The first check is one period out: awaiting an interval's immediate
     // first tick would hold every new connection until the timer's next
     // millisecond.
-    let every = (limits.idle.min(limits.stall) / 4).max(Duration::from_millis(10));
+    let every = (idle.min(stall) / 4).max(Duration::from_millis(10));
     let mut checks = tokio::time::interval_at(Instant::now() + every, every);
     checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut draining = false;
     loop {
         tokio::select! {
-            result = connection.as_mut() => return result.err().map(|e| e.to_string()),
-            // Evicted, or the sidecar is shutting down: finish the request
-            // under way (one that has just arrived included), then close.
             _ = evicted.cancelled(), if !draining => {
                 draining = true;
-                graceful_shutdown(connection.as_mut());
+                verdict.set(DRAIN);
             }
             _ = closing.changed(), if !draining => {
                 draining = true;
-                graceful_shutdown(connection.as_mut());
+                verdict.set(DRAIN);
             }
             _ = checks.tick() => {
-                if activity.stalled_for().is_some_and(|stalled| stalled >= limits.stall) {
-                    tracing::debug!(listener = limits.name, "the client stopped reading its response; closing the connection");
-                    return None;
+                if activity.stalled_for().is_some_and(|stalled| stalled >= stall) {
+                    tracing::debug!(listener, "the client stopped reading its response; closing the connection");
+                    verdict.set(CLOSE);
+                    return;
                 }
-                if !draining && activity.idle_for().is_some_and(|idle| idle >= limits.idle) {
-                    return None;
+                // Idle: closed as gracefully as a drain (an h2c client is
+                // told by GOAWAY); with nothing in flight it ends at once.
+                if !draining && activity.idle_for().is_some_and(|idle_for| idle_for >= idle) {
+                    draining = true;
+                    verdict.set(DRAIN);
                 }
             }
         }
