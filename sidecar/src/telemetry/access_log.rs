@@ -86,19 +86,22 @@ impl AccessLog {
         })
     }
 
-    /// Appends the line for `record`; never blocks on the sink.
+    /// Appends the line for `record`; never blocks on the sink. The line is
+    /// formatted straight into the shared buffer (no line of its own to
+    /// allocate and copy), and taken back out if it went past the bound.
     pub(crate) fn write(&self, record: &Record) {
-        let line = match self.format {
-            Format::Json => json_line(record, SystemTime::now()),
-            Format::Text => text_line(record, SystemTime::now()),
-        };
+        let now = SystemTime::now();
         let mut lines = self.shared.lines.lock().unwrap_or_else(|e| e.into_inner());
-        if lines.len() + line.len() > MAX_BUFFERED {
+        let start = lines.len();
+        match self.format {
+            Format::Json => json_line_into(&mut lines, record, now),
+            Format::Text => text_line_into(&mut lines, record, now),
+        }
+        if lines.len() > MAX_BUFFERED {
+            lines.truncate(start);
             drop(lines);
             self.dropped.inc();
-            return;
         }
-        lines.extend_from_slice(line.as_bytes());
     }
 }
 
@@ -137,75 +140,87 @@ fn write_lines(shared: &Shared, mut out: Box<dyn Write + Send>) {
 
 /// The shape of the sidecar's other JSON log lines (tracing's):
 /// `{"timestamp":…,"level":"INFO","fields":{"message":"request",…},"target":"aiflags::access"}`
+#[cfg(test)]
 pub(crate) fn json_line(r: &Record, now: SystemTime) -> String {
-    let mut line = String::with_capacity(320);
-    line.push_str("{\"timestamp\":\"");
-    push_timestamp(&mut line, now);
-    line.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
-    for (name, value) in strings(r) {
-        line.push_str(",\"");
-        line.push_str(name);
-        line.push_str("\":");
-        push_json_string(&mut line, value);
-    }
-    for (name, value) in numbers(r) {
-        line.push_str(",\"");
-        line.push_str(name);
-        line.push_str("\":");
-        value.push_to(&mut line);
-    }
-    line.push_str(",\"ttft_ms\":");
-    match r.time_to_first_token {
-        Some(t) => push_millis(&mut line, t),
-        None => line.push_str("null"),
-    }
-    line.push_str(",\"verdict\":");
-    match r.verdict {
-        Some(v) => push_json_string(&mut line, v.label()),
-        None => line.push_str("null"),
-    }
-    line.push_str(",\"fallback_reasons\":\"");
-    push_reasons(&mut line, r);
-    line.push_str("\"},\"target\":\"aiflags::access\"}\n");
-    line
+    let mut line = Vec::new();
+    json_line_into(&mut line, r, now);
+    String::from_utf8_lossy(&line).into_owned()
 }
 
 /// `2026-01-01T00:00:00.000Z  INFO aiflags::access: request request_id=… flag=…`
+#[cfg(test)]
 pub(crate) fn text_line(r: &Record, now: SystemTime) -> String {
-    let mut line = String::with_capacity(256);
-    push_timestamp(&mut line, now);
-    line.push_str("  INFO aiflags::access: request");
+    let mut line = Vec::new();
+    text_line_into(&mut line, r, now);
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// Appends `r`'s JSON line to `line`.
+fn json_line_into(line: &mut Vec<u8>, r: &Record, now: SystemTime) {
+    line.extend_from_slice(b"{\"timestamp\":\"");
+    push_timestamp(line, now);
+    line.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
     for (name, value) in strings(r) {
-        line.push(' ');
-        line.push_str(name);
-        line.push('=');
+        push_name(line, b",\"", name, b"\":");
+        push_json_string(line, value);
+    }
+    for (name, value) in numbers(r) {
+        push_name(line, b",\"", name, b"\":");
+        value.push_to(line);
+    }
+    line.extend_from_slice(b",\"ttft_ms\":");
+    match r.time_to_first_token {
+        Some(t) => push_millis(line, t),
+        None => line.extend_from_slice(b"null"),
+    }
+    line.extend_from_slice(b",\"verdict\":");
+    match r.verdict {
+        Some(v) => push_json_string(line, v.label()),
+        None => line.extend_from_slice(b"null"),
+    }
+    line.extend_from_slice(b",\"fallback_reasons\":\"");
+    push_reasons(line, r);
+    line.extend_from_slice(b"\"},\"target\":\"aiflags::access\"}\n");
+}
+
+/// Appends `r`'s text line to `line`.
+fn text_line_into(line: &mut Vec<u8>, r: &Record, now: SystemTime) {
+    push_timestamp(line, now);
+    line.extend_from_slice(b"  INFO aiflags::access: request");
+    for (name, value) in strings(r) {
+        push_name(line, b" ", name, b"=");
         // Anything that could be mistaken for another field is quoted.
         if needs_quotes(value) {
-            push_json_string(&mut line, value);
+            push_json_string(line, value);
         } else {
-            line.push_str(value);
+            line.extend_from_slice(value.as_bytes());
         }
     }
     for (name, value) in numbers(r) {
-        line.push(' ');
-        line.push_str(name);
-        line.push('=');
-        value.push_to(&mut line);
+        push_name(line, b" ", name, b"=");
+        value.push_to(line);
     }
     if let Some(t) = r.time_to_first_token {
-        line.push_str(" ttft_ms=");
-        push_millis(&mut line, t);
+        line.extend_from_slice(b" ttft_ms=");
+        push_millis(line, t);
     }
     if let Some(v) = r.verdict {
-        line.push_str(" verdict=");
-        line.push_str(v.label());
+        line.extend_from_slice(b" verdict=");
+        line.extend_from_slice(v.label().as_bytes());
     }
     if !r.fallbacks.is_empty() {
-        line.push_str(" fallback_reasons=");
-        push_reasons(&mut line, r);
+        line.extend_from_slice(b" fallback_reasons=");
+        push_reasons(line, r);
     }
-    line.push('\n');
-    line
+    line.push(b'\n');
+}
+
+/// A field's name between what goes before and after it.
+#[inline]
+fn push_name(line: &mut Vec<u8>, before: &[u8], name: &str, after: &[u8]) {
+    line.extend_from_slice(before);
+    line.extend_from_slice(name.as_bytes());
+    line.extend_from_slice(after);
 }
 
 /// Whether a text-format value must be quoted: empty, or holding a space,
@@ -229,10 +244,10 @@ enum Number {
 }
 
 impl Number {
-    fn push_to(&self, out: &mut String) {
+    fn push_to(&self, out: &mut Vec<u8>) {
         match self {
             Number::Count(n) => push_u64(out, *n),
-            Number::Flag(b) => out.push_str(if *b { "true" } else { "false" }),
+            Number::Flag(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
             Number::Millis(d) => push_millis(out, *d),
         }
     }
@@ -250,7 +265,7 @@ fn numbers(r: &Record) -> [(&'static str, Number); 5] {
 
 /// Decimal digits without the formatting machinery: lines are written per
 /// request, on the serving thread.
-fn push_u64(out: &mut String, mut n: u64) {
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -261,24 +276,20 @@ fn push_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for digit in &digits[at..] {
-        out.push(char::from(*digit));
-    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Milliseconds with three decimals (microsecond resolution): `12.345`.
-fn push_millis(out: &mut String, d: std::time::Duration) {
+fn push_millis(out: &mut Vec<u8>, d: std::time::Duration) {
     let micros = d.as_micros().min(u128::from(u64::MAX)) as u64;
     push_u64(out, micros / 1000);
-    out.push('.');
     let fraction = micros % 1000;
-    if fraction < 100 {
-        out.push('0');
-    }
-    if fraction < 10 {
-        out.push('0');
-    }
-    push_u64(out, fraction);
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (fraction / 100) as u8,
+        b'0' + (fraction / 10 % 10) as u8,
+        b'0' + (fraction % 10) as u8,
+    ]);
 }
 
 fn strings(r: &Record) -> [(&'static str, &str); 6] {
@@ -295,33 +306,44 @@ fn strings(r: &Record) -> [(&'static str, &str); 6] {
 /// Why each hop down the chain was taken, in order: `empty,status_503`.
 /// Reasons are label values of a closed set (letters, digits, `_`): they
 /// need no quoting or escaping.
-fn push_reasons(out: &mut String, r: &Record) {
+fn push_reasons(out: &mut Vec<u8>, r: &Record) {
     for (i, (_, _, why)) in r.fallbacks.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(why);
+        out.extend_from_slice(why.as_bytes());
     }
 }
 
-fn push_json_string(out: &mut String, value: &str) {
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                let _ = std::fmt::Write::write_fmt(out, format_args!("\\u{:04x}", u32::from(c)));
+/// `value` as a JSON string. By bytes: every byte that needs an escape is
+/// ASCII, and the bytes of a multi-byte UTF-8 character are all above it.
+fn push_json_string(out: &mut Vec<u8>, value: &str) {
+    let needs_escape = |b: u8| b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f;
+    out.push(b'"');
+    let bytes = value.as_bytes();
+    if !bytes.iter().any(|&b| needs_escape(b)) {
+        out.extend_from_slice(bytes);
+    } else {
+        for &b in bytes {
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b if needs_escape(b) => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 0xf)]);
+                }
+                b => out.push(b),
             }
-            c => out.push(c),
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 /// RFC 3339 in UTC with milliseconds. The date and time of day are worked
 /// out once a second per thread; the milliseconds are appended.
-fn push_timestamp(out: &mut String, now: SystemTime) {
+fn push_timestamp(out: &mut Vec<u8>, now: SystemTime) {
     thread_local! {
         static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
@@ -340,13 +362,15 @@ fn push_timestamp(out: &mut String, now: SystemTime) {
             );
             cached.0 = secs;
         }
-        out.push_str(&cached.1);
+        out.extend_from_slice(cached.1.as_bytes());
     });
     let millis = since.subsec_millis();
-    out.push(char::from(b'0' + (millis / 100) as u8));
-    out.push(char::from(b'0' + (millis / 10 % 10) as u8));
-    out.push(char::from(b'0' + (millis % 10) as u8));
-    out.push('Z');
+    out.extend_from_slice(&[
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ]);
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.

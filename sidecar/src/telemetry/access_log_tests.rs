@@ -35,6 +35,18 @@ fn json_lines_have_tracings_shape() {
 }
 
 #[test]
+fn json_values_read_back_as_they_were_whatever_they_hold() {
+    let odd = "q\"b\\n\nt\tc\u{1}d\u{7f}é\u{85}😀";
+    let mut r = record(odd);
+    r.flag = Arc::from(odd);
+    let line = json_line(&r, SystemTime::now());
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(value["fields"]["request_id"], odd);
+    assert_eq!(value["fields"]["flag"], odd);
+}
+
+#[test]
 fn text_lines_cannot_be_forged() {
     // The route only lets sane request ids through; even so, the log
     // itself quotes anything that could pass for another field.
@@ -100,18 +112,18 @@ fn lines_reach_the_sink_and_a_full_buffer_drops_and_counts() {
 #[test]
 fn numbers_are_written_without_the_formatter() {
     let text = |d: Duration| {
-        let mut out = String::new();
+        let mut out = Vec::new();
         push_millis(&mut out, d);
-        out
+        String::from_utf8(out).unwrap()
     };
     assert_eq!(text(Duration::from_micros(1_005)), "1.005");
     assert_eq!(text(Duration::from_micros(50)), "0.050");
     assert_eq!(text(Duration::from_secs(125)), "125000.000");
-    let mut n = String::new();
+    let mut n = Vec::new();
     push_u64(&mut n, 0);
-    n.push(' ');
+    n.push(b' ');
     push_u64(&mut n, u64::MAX);
-    assert_eq!(n, format!("0 {}", u64::MAX));
+    assert_eq!(n, format!("0 {}", u64::MAX).into_bytes());
 }
 
 #[test]
