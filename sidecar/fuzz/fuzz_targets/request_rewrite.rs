@@ -23,11 +23,9 @@
 use aiflags_sidecar::fuzzing::Budget;
 use aiflags_sidecar::fuzzing::ProxyError;
 use aiflags_sidecar::fuzzing::Readable;
-use aiflags_sidecar::fuzzing::decode::{self, decode_whole};
-use aiflags_sidecar_fuzz::encode::{self, Coding, Decoded};
+use aiflags_sidecar_fuzz::encode::{self, Decoded};
 use aiflags_sidecar_fuzz::fnv1a;
 use aiflags_sidecar_fuzz::request::{self, LIMIT};
-use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
