@@ -6,7 +6,8 @@
 # instructions only: syscalls and the kernel's work are bench/run.sh's part.)
 #
 # Usage: bench/instructions.sh [SIDECAR_BINARY] [REQUESTS]
-#   default binary: target/release/aiflags-sidecar (built if missing)
+#   default binary: target/production/aiflags-sidecar, Cargo.toml's shipping
+#   profile (built if missing, with aiflags-dev beside it)
 #   ACCESS_LOG=off|stderr (default stderr: the sidecar's default)
 #   FLOOR=1 counts the floor instead: aiflags-dev bare-proxy (beside the
 #   binary), which only forwards; NGINX_PROXY=1 counts nginx's reverse proxy
@@ -14,10 +15,10 @@
 # Prints one line: binary, requests, instructions, instructions per request.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="${1:-$root/target/release/aiflags-sidecar}"
+bin="${1:-$root/target/production/aiflags-sidecar}"
 requests="${2:-4000}"
 if [ ! -x "$bin" ]; then
-  (cd "$root" && cargo build --quiet --release --locked -p aiflags-sidecar)
+  (cd "$root" && cargo build --quiet --profile production --locked -p aiflags-sidecar -p aiflags-devtools)
 fi
 command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)" >&2; exit 1; }
 work="$(mktemp -d)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The aiflags benchmark: one command, loopback only, one table.
 #
-#   bench/run.sh            full run (release sidecar, 10 s per load, 1,000 streams)
+#   bench/run.sh            full run (production build, 10 s per load, 1,000 streams)
 #   bench/run.sh --smoke    seconds; exits non-zero if any target failed to serve
 #
 # Targets, each measured with the same POST /v1/chat/completions load, once at a
@@ -64,9 +64,11 @@ if [ "$in_netns" = 0 ]; then
       (cd "$root" && cargo build --quiet --locked -p aiflags-sidecar -p aiflags-devtools)
       BENCH_SIDECAR="$root/target/debug/aiflags-sidecar"
     else
-      log "building the release sidecar"
-      (cd "$root" && cargo build --quiet --locked --release -p aiflags-sidecar -p aiflags-devtools)
-      BENCH_SIDECAR="$root/target/release/aiflags-sidecar"
+      # The profile that ships (Cargo.toml's `production`: fat LTO, one
+      # codegen unit), for the floor's binary too.
+      log "building the sidecar and the dev tools (production profile)"
+      (cd "$root" && cargo build --quiet --locked --profile production -p aiflags-sidecar -p aiflags-devtools)
+      BENCH_SIDECAR="$root/target/production/aiflags-sidecar"
     fi
   fi
   export BENCH_SIDECAR BENCH_SIDECAR_SOURCE="${BENCH_SIDECAR_SOURCE:-given as $BENCH_SIDECAR}"
@@ -443,6 +445,7 @@ case_f() {
 litellm_version="$(compgen -G "$bench/.venv/lib/python3*/site-packages/litellm-*.dist-info" | sed -E 's/.*litellm-([^/]*)\.dist-info/\1/' | head -n1)"
 portkey_version="$(sed -nE 's/^  "version": "([^"]*)".*/\1/p' "$bench/portkey/node_modules/@portkey-ai/gateway/package.json" 2>/dev/null | head -n1)"
 case "$sidecar_bin" in
+  */production/*) build="production build" ;;
   */release/*) build="release build" ;;
   */debug/*) build="debug build" ;;
   *) build="build" ;;
