@@ -8,6 +8,8 @@
 # Usage: bench/instructions.sh [SIDECAR_BINARY] [REQUESTS]
 #   default binary: target/production/aiflags-sidecar, Cargo.toml's shipping
 #   profile (built if missing, with aiflags-dev beside it)
+#   FLAGS=FILE serves FILE instead of bench/flags.yaml (bench/lib/many_flags.py
+#   writes run.sh's 1,000-flag case)
 #   ACCESS_LOG=off|stderr (default stderr: the sidecar's default)
 #   FLOOR=1 counts the floor instead: aiflags-dev bare-proxy (beside the
 #   binary), which only forwards; NGINX_PROXY=1 counts nginx's reverse proxy
@@ -80,7 +82,7 @@ elif [ -n "${FLOOR:-}" ]; then
   bin="$(dirname "$bin")/aiflags-dev"
 else
   valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
-    "$bin" --flags "$root/bench/flags.yaml" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+    "$bin" --flags "${FLAGS:-$root/bench/flags.yaml}" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
     --openai-upstream "http://127.0.0.1:$port_up" --access-log "${ACCESS_LOG:-stderr}" \
     >"$work/sidecar.log" 2>&1 &
   ready=(-sf "http://127.0.0.1:$admin/readyz")
