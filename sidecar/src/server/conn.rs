@@ -269,9 +269,9 @@ async fn serve_connection<S, F>(
     };
     let io = TokioIo::new(io);
     let watch = Watch {
-        limits,
+        limits: limits.clone(),
         closing,
-        activity: &activity,
+        activity: activity.clone(),
         evicted,
     };
     let service = service_fn(tracked);
@@ -288,11 +288,11 @@ async fn serve_connection<S, F>(
     }
 }
 
-/// What ends a connection besides itself.
-struct Watch<'a> {
-    limits: &'a ListenerLimits,
+/// What ends a connection besides itself: what its watchdog waits on.
+struct Watch {
+    limits: ListenerLimits,
     closing: watch::Receiver<bool>,
-    activity: &'a Arc<Activity>,
+    activity: Arc<Activity>,
     evicted: CancellationToken,
 }
 
@@ -308,27 +308,18 @@ struct Watch<'a> {
 async fn drive<C, E>(
     mut connection: Pin<&mut C>,
     graceful_shutdown: impl Fn(Pin<&mut C>),
-    watch: Watch<'_>,
+    watch: Watch,
 ) -> Option<String>
 where
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let verdict = Arc::new(Verdict::default());
-    let watchdog = tokio::spawn(watchdog(
-        verdict.clone(),
-        watch.limits.name,
-        watch.limits.idle,
-        watch.limits.stall,
-        watch.closing,
-        watch.activity.clone(),
-        watch.evicted,
-    ));
-    let _watchdog = AbortOnDrop(watchdog);
+    let order = Arc::new(Order::default());
+    let _watchdog = AbortOnDrop(tokio::spawn(watchdog(order.clone(), watch)));
     let mut draining = false;
     std::future::poll_fn(|cx| {
-        verdict.waker.register(cx.waker());
-        match verdict.state.load(Ordering::Acquire) {
+        order.waker.register(cx.waker());
+        match order.state.load(Ordering::Acquire) {
             CLOSE => return Poll::Ready(None),
             DRAIN if !draining => {
                 draining = true;
@@ -344,20 +335,20 @@ where
     .await
 }
 
-// The watchdog's word is 0 while the connection is served as usual.
 /// Finish the request under way (one that has just arrived included), then close.
 const DRAIN: u8 = 1;
 /// Close now: its client stopped reading.
 const CLOSE: u8 = 2;
 
-/// The watchdog's word to its connection, and the connection's waker.
+/// The watchdog's word to its connection (0 while it is served as usual,
+/// else [`DRAIN`] or [`CLOSE`]), and the connection's waker.
 #[derive(Default)]
-struct Verdict {
+struct Order {
     state: std::sync::atomic::AtomicU8,
     waker: futures::task::AtomicWaker,
 }
 
-impl Verdict {
+impl Order {
     fn set(&self, state: u8) {
         self.state.store(state, Ordering::Release);
         self.waker.wake();
@@ -377,15 +368,14 @@ impl Drop for AbortOnDrop {
 /// sidecar's drain, or (checked on one timer) no request in flight for
 /// `idle` — the connection drains — or writes that made no progress for
 /// `stall` — it closes at once.
-async fn watchdog(
-    verdict: Arc<Verdict>,
-    listener: &'static str,
-    idle: Duration,
-    stall: Duration,
-    mut closing: watch::Receiver<bool>,
-    activity: Arc<Activity>,
-    evicted: CancellationToken,
-) {
+async fn watchdog(order: Arc<Order>, watch: Watch) {
+    let Watch {
+        limits,
+        mut closing,
+        activity,
+        evicted,
+    } = watch;
+    let (idle, stall) = (limits.idle, limits.stall);
     // The first check is one period out: awaiting an interval's immediate
     // first tick would hold every new connection until the timer's next
     // millisecond.
@@ -397,23 +387,23 @@ async fn watchdog(
         tokio::select! {
             _ = evicted.cancelled(), if !draining => {
                 draining = true;
-                verdict.set(DRAIN);
+                order.set(DRAIN);
             }
             _ = closing.changed(), if !draining => {
                 draining = true;
-                verdict.set(DRAIN);
+                order.set(DRAIN);
             }
             _ = checks.tick() => {
                 if activity.stalled_for().is_some_and(|stalled| stalled >= stall) {
-                    tracing::debug!(listener, "the client stopped reading its response; closing the connection");
-                    verdict.set(CLOSE);
+                    tracing::debug!(listener = limits.name, "the client stopped reading its response; closing the connection");
+                    order.set(CLOSE);
                     return;
                 }
                 // Idle: closed as gracefully as a drain (an h2c client is
                 // told by GOAWAY); with nothing in flight it ends at once.
                 if !draining && activity.idle_for().is_some_and(|idle_for| idle_for >= idle) {
                     draining = true;
-                    verdict.set(DRAIN);
+                    order.set(DRAIN);
                 }
             }
         }
