@@ -19,6 +19,8 @@
 #   (h) the Portkey gateway, the same split and fallback (bench/portkey/config.json)
 #   (e) SSE streams straight to the sidecar's mock upstream
 #   (f) the same streams through the sidecar
+#   (r) paired rounds: (a), (b), (j), (c), (g) and (i) side by side, loaded in
+#       turn with shorter loads, five rounds; the goals compare within a round
 # The server under test runs alone on core 0 (nginx: 1 worker process; sidecar:
 # --workers 1; LiteLLM: 1 worker; Portkey: one Node process); load generator
 # and upstream share core 1.
@@ -83,9 +85,9 @@ fi
 
 # Phase 2: measure.
 if [ "$mode" = smoke ]; then
-  seconds=2 warmup=0 concurrency=50 rate=1000 streams=50 stream_secs=0.5 ramp=0.5
+  seconds=2 warmup=0 concurrency=50 rate=1000 streams=50 stream_secs=0.5 ramp=0.5 rounds=1 round_secs=1
 else
-  seconds=10 warmup=2 concurrency=50 rate=1000 streams=1000 stream_secs=10 ramp=3
+  seconds=10 warmup=2 concurrency=50 rate=1000 streams=1000 stream_secs=10 ramp=3 rounds=5 round_secs=4
 fi
 # Flags in case (i)'s config, the smoke run included: it is the config's size
 # that is under test, and loading 1,000 flags takes well under a second.
@@ -106,6 +108,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # Fixed ports are safe: the namespace is ours alone.
 UPSTREAM_DIRECT=18100 UPSTREAM=18101 NGINX_PROXY=18102 SIDECAR=18103 SIDECAR_ADMIN=18104
 LITELLM=18105 MOCK=18106 PORTKEY=18107 BARE=18108
+SIDECAR_LOGGING=18109 SIDECAR_LOGGING_ADMIN=18110 SIDECAR_MANY=18111 SIDECAR_MANY_ADMIN=18112
 
 # The request every non-streaming load sends, and the API key every client
 # presents (LiteLLM insists on a master key; the others ignore it). The load
@@ -223,20 +226,24 @@ EOF
 )"
 }
 
+# load_concurrency CASE SID URL [SECONDS [WARMUP [LOAD]]]: wrk at fixed
+# concurrency, recorded as LOAD (default "concurrency").
 load_concurrency() {
-  local case="$1" server="$2" url="$3"
-  if [ "$warmup" != 0 ]; then
-    taskset -c 1 wrk -t1 -c"$concurrency" -d"${warmup}s" -s "$bench/lib/post.lua" "$url/v1/chat/completions" >/dev/null
+  local case="$1" server="$2" url="$3" secs="${4:-$seconds}" warm="${5:-$warmup}" load="${6:-concurrency}"
+  if [ "$warm" != 0 ]; then
+    taskset -c 1 wrk -t1 -c"$concurrency" -d"${warm}s" -s "$bench/lib/post.lua" "$url/v1/chat/completions" >/dev/null
   fi
-  measure "$case" "$server" "concurrency" \
-    wrk -t1 -c"$concurrency" -d"${seconds}s" --timeout 10s -s "$bench/lib/post.lua" "$url/v1/chat/completions"
+  measure "$case" "$server" "$load" \
+    wrk -t1 -c"$concurrency" -d"${secs}s" --timeout 10s -s "$bench/lib/post.lua" "$url/v1/chat/completions"
 }
 
+# load_rate CASE SID URL [SECONDS [LOAD]]: oha at a fixed rate, recorded as
+# LOAD (default "rate").
 load_rate() {
-  local case="$1" server="$2" url="$3" extra=()
+  local case="$1" server="$2" url="$3" secs="${4:-$seconds}" load="${5:-rate}" extra=()
   mapfile -d '' extra < <(extra_header_args)
-  measure "$case" "$server" "rate" python3 "$bench/lib/oha_json.py" "$oha" \
-    -z "${seconds}s" -q "$rate" -c 50 --latency-correction \
+  measure "$case" "$server" "$load" python3 "$bench/lib/oha_json.py" "$oha" \
+    -z "${secs}s" -q "$rate" -c 50 --latency-correction \
     -m POST -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_KEY" "${extra[@]}" \
     -d "$BENCH_BODY" "$url/v1/chat/completions"
 }
@@ -295,13 +302,15 @@ bench_target() {
   echo "{\"case\":\"$1\",\"load\":\"name\",\"name\":\"$2\"}" >>"$results"
 }
 
-# start_sidecar NAME UPSTREAM_PORT [AIFLAGS_LOG [FLAGS]]: the access log is off
-# unless asked for, as nginx's is here; FLAGS defaults to bench/flags.yaml.
+# start_sidecar NAME UPSTREAM_PORT [AIFLAGS_LOG [FLAGS [PORT ADMIN_PORT]]]: the
+# access log is off unless asked for, as nginx's is here; FLAGS defaults to
+# bench/flags.yaml, the ports to $SIDECAR and $SIDECAR_ADMIN.
 start_sidecar() {
-  start "$1" 0 env AIFLAGS_LOG="${3:-info,aiflags::access=off}" "$sidecar_bin" --listen "127.0.0.1:$SIDECAR" --admin-listen "127.0.0.1:$SIDECAR_ADMIN" \
+  local port="${5:-$SIDECAR}" admin="${6:-$SIDECAR_ADMIN}"
+  start "$1" 0 env AIFLAGS_LOG="${3:-info,aiflags::access=off}" "$sidecar_bin" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
     --flags "${4:-$bench/flags.yaml}" --workers 1 \
     --openai-upstream "http://127.0.0.1:$2" --anthropic-upstream "http://127.0.0.1:$2"
-  wait_ready "$1" "http://127.0.0.1:$SIDECAR_ADMIN/readyz"
+  wait_ready "$1" "http://127.0.0.1:$admin/readyz"
 }
 
 # The shared upstream of (b)-(d), on core 1 with the load generator.
@@ -395,6 +404,53 @@ case_i() { # (c) with 1,000 flags, the one the load matches last
   stop "$sid"
 }
 
+# (r) paired rounds. A pass of the cases above loads each target once, minutes
+# apart, and this machine's speed drifts within minutes (docs/benchmark.md):
+# one pass can put nginx on a fast minute and the sidecar on a slow one. Here
+# (a), (b), (j), (c), (g) and (i) run at once, each idle on core 0 until its
+# turn, and take the same short loads in turn, round after round, each round
+# starting one target later; report.py compares targets within a round and
+# takes the median over the rounds.
+case_r() {
+  need_upstream
+  local -A url server
+  start_nginx upstream-direct 0
+  server[a]=$sid url[a]="http://127.0.0.1:$UPSTREAM_DIRECT"
+  wait_ready upstream-direct "${url[a]}/"
+  start_nginx nginx-proxy 0
+  server[b]=$sid url[b]="http://127.0.0.1:$NGINX_PROXY"
+  wait_ready nginx-proxy "${url[b]}/"
+  start bare-proxy 0 env AIFLAGS_LOG=warn "$dev_bin" bare-proxy --listen "127.0.0.1:$BARE" --upstream "http://127.0.0.1:$UPSTREAM"
+  server[j]=$sid url[j]="http://127.0.0.1:$BARE"
+  wait_ready bare-proxy "${url[j]}/"
+  start_sidecar sidecar "$UPSTREAM"
+  server[c]=$sid url[c]="http://127.0.0.1:$SIDECAR"
+  start_sidecar sidecar-logging "$UPSTREAM" info "" "$SIDECAR_LOGGING" "$SIDECAR_LOGGING_ADMIN"
+  server[g]=$sid url[g]="http://127.0.0.1:$SIDECAR_LOGGING"
+  python3 "$bench/lib/many_flags.py" "$many_flags" >"$work/flags-many.yaml"
+  start_sidecar sidecar-many-flags "$UPSTREAM" "" "$work/flags-many.yaml" "$SIDECAR_MANY" "$SIDECAR_MANY_ADMIN"
+  server[i]=$sid url[i]="http://127.0.0.1:$SIDECAR_MANY"
+  local targets=(a b j c g i) count=6 round k t
+  for t in "${targets[@]}"; do
+    case "$t" in
+      c | g | i) check_chat "$t" "${url[$t]}" x-aiflags-flag bench-split ;;
+      *) check_chat "$t" "${url[$t]}" ;;
+    esac
+    if [ "$warmup" != 0 ]; then
+      taskset -c 1 wrk -t1 -c"$concurrency" -d"${warmup}s" -s "$bench/lib/post.lua" "${url[$t]}/v1/chat/completions" >/dev/null
+    fi
+  done
+  for ((round = 1; round <= rounds; round++)); do
+    log "(r) paired round $round of $rounds: $concurrency connections, then $rate req/s, ${round_secs}s each, for each of ${targets[*]}"
+    for ((k = 0; k < count; k++)); do
+      t=${targets[$(((k + round - 1) % count))]}
+      load_concurrency "r:$t" "${server[$t]}" "${url[$t]}" "$round_secs" 0 "concurrency:$round"
+      load_rate "r:$t" "${server[$t]}" "${url[$t]}" "$round_secs" "rate:$round"
+    done
+  done
+  for t in "${targets[@]}"; do stop "${server[$t]}"; done
+}
+
 case_d() {
   need_upstream
   sed "s|@UPSTREAM@|http://127.0.0.1:$UPSTREAM/v1|g" "$bench/litellm.yaml" >"$work/litellm.yaml"
@@ -453,9 +509,9 @@ esac
 versions="sidecar $("$sidecar_bin" --version | awk '{print $2}') ($build, ${BENCH_SIDECAR_SOURCE:-unknown source}), $(nginx -v 2>&1 | sed 's|.*: ||'), LiteLLM ${litellm_version:-not installed}, Portkey gateway ${portkey_version:-not installed} on Node $(node --version 2>/dev/null | tr -d v), $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}'), $("$oha" --version)"
 
 load_at_start="$(cut -d' ' -f1 /proc/loadavg)"
-cases="${BENCH_CASES:-abcjigdhef}"
+cases="${BENCH_CASES:-abcjigrdhef}"
 log "mode $mode; cases $cases; sidecar $sidecar_bin; work dir $work"
-for case in a b c j i g d h e f; do
+for case in a b c j i g r d h e f; do
   if [[ "$cases" == *"$case"* ]]; then "case_$case"; fi
 done
 
@@ -464,6 +520,7 @@ report="$bench/results/latest.md"
 if [ "$mode" = smoke ]; then report="$bench/results/smoke.md.tmp"; fi
 python3 "$bench/lib/report.py" "$results" "$report" --mode "$mode" --cases "$cases" \
   --concurrency "$concurrency" --rate "$rate" --streams "$streams" --seconds "$seconds" \
+  --rounds "$rounds" --round-seconds "$round_secs" \
   --metrics "$work/sidecar.metrics" --versions "$versions" --load-start "$load_at_start"
 if [ -s "$work/profile.txt" ]; then
   printf '\nProfile of the sidecar under %s connections (%s):\n' "$concurrency" "$work/perf.data"
