@@ -196,6 +196,18 @@ check_chat() {
   fi
 }
 
+# check_access_log NAME on|off: a stopped sidecar's log holds access-log
+# lines, or holds none, as its case says (a case labelled "access log off"
+# that logged every request compared nothing).
+check_access_log() {
+  local lines
+  lines="$(grep -c 'aiflags::access' "$work/$1.log" || true)"
+  case "$2" in
+    on) [ "$lines" -gt 0 ] || die "$1 ran with its access log on but wrote no access-log line" ;;
+    off) [ "$lines" -eq 0 ] || die "$1 ran with its access log off but wrote $lines access-log lines" ;;
+  esac
+}
+
 record() { printf '%s\n' "$1" >>"$results"; }
 
 usage_of() { python3 "$bench/lib/proc.py" "$1"; }
@@ -302,13 +314,14 @@ bench_target() {
   echo "{\"case\":\"$1\",\"load\":\"name\",\"name\":\"$2\"}" >>"$results"
 }
 
-# start_sidecar NAME UPSTREAM_PORT [AIFLAGS_LOG [FLAGS [PORT ADMIN_PORT]]]: the
-# access log is off unless asked for, as nginx's is here; FLAGS defaults to
-# bench/flags.yaml, the ports to $SIDECAR and $SIDECAR_ADMIN.
+# start_sidecar NAME UPSTREAM_PORT [ACCESS_LOG [FLAGS [PORT ADMIN_PORT]]]: the
+# access log (--access-log: off, stderr) is off unless asked for, as nginx's
+# is here; FLAGS defaults to bench/flags.yaml, the ports to $SIDECAR and
+# $SIDECAR_ADMIN.
 start_sidecar() {
   local port="${5:-$SIDECAR}" admin="${6:-$SIDECAR_ADMIN}"
-  start "$1" 0 env AIFLAGS_LOG="${3:-info,aiflags::access=off}" "$sidecar_bin" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
-    --flags "${4:-$bench/flags.yaml}" --workers 1 \
+  start "$1" 0 env AIFLAGS_LOG=info "$sidecar_bin" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+    --access-log "${3:-off}" --flags "${4:-$bench/flags.yaml}" --workers 1 \
     --openai-upstream "http://127.0.0.1:$2" --anthropic-upstream "http://127.0.0.1:$2"
   wait_ready "$1" "http://127.0.0.1:$admin/readyz"
 }
@@ -375,14 +388,16 @@ case_c() {
   fi
   curl -fsS --max-time 5 "http://127.0.0.1:$SIDECAR_ADMIN/metrics" >"$work/sidecar.metrics" || true
   stop "$sid"
+  check_access_log sidecar off
 }
 
 case_g() { # the sidecar as shipped: one access-log line per request on stderr
   need_upstream
-  start_sidecar sidecar-logging "$UPSTREAM" info
+  start_sidecar sidecar-logging "$UPSTREAM" stderr
   check_chat g "http://127.0.0.1:$SIDECAR" x-aiflags-flag bench-split
   bench_target g "aiflags sidecar, access log on" "http://127.0.0.1:$SIDECAR" "$sid"
   stop "$sid"
+  check_access_log sidecar-logging on
 }
 
 case_j() { # the floor: hyper and tokio forwarding, no sidecar logic (aiflags-dev bare-proxy)
@@ -402,6 +417,7 @@ case_i() { # (c) with 1,000 flags, the one the load matches last
   bench_target i "aiflags sidecar, $(python3 -c "print(f'{$many_flags:,}')") flags" "http://127.0.0.1:$SIDECAR" "$sid"
   curl -fsS --max-time 5 "http://127.0.0.1:$SIDECAR_ADMIN/config" >"$work/many-flags.config" || true
   stop "$sid"
+  check_access_log sidecar-many-flags off
 }
 
 # (r) paired rounds. A pass of the cases above loads each target once, minutes
@@ -425,7 +441,7 @@ case_r() {
   wait_ready bare-proxy "${url[j]}/"
   start_sidecar sidecar "$UPSTREAM"
   server[c]=$sid url[c]="http://127.0.0.1:$SIDECAR"
-  start_sidecar sidecar-logging "$UPSTREAM" info "" "$SIDECAR_LOGGING" "$SIDECAR_LOGGING_ADMIN"
+  start_sidecar sidecar-logging "$UPSTREAM" stderr "" "$SIDECAR_LOGGING" "$SIDECAR_LOGGING_ADMIN"
   server[g]=$sid url[g]="http://127.0.0.1:$SIDECAR_LOGGING"
   python3 "$bench/lib/many_flags.py" "$many_flags" >"$work/flags-many.yaml"
   start_sidecar sidecar-many-flags "$UPSTREAM" "" "$work/flags-many.yaml" "$SIDECAR_MANY" "$SIDECAR_MANY_ADMIN"
@@ -449,6 +465,9 @@ case_r() {
     done
   done
   for t in "${targets[@]}"; do stop "${server[$t]}"; done
+  check_access_log sidecar off
+  check_access_log sidecar-logging on
+  check_access_log sidecar-many-flags off
 }
 
 case_d() {
