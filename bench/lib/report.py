@@ -332,8 +332,10 @@ def paired_rounds(cases, args):
 def paired_table(paired, cases, args):
     if not paired:
         return []
-    names = {c: cases.get(c, {}).get("name", {}).get("name", c) for c in PAIRED}
-    names["a"] = names["a"] if names["a"] != "a" else "nginx upstream (direct)"
+    # The single pass names its cases; a run of the rounds alone has none.
+    known = {"a": "nginx upstream (direct)", "b": "nginx reverse proxy", "j": "bare hyper proxy (the floor)",
+             "c": "aiflags sidecar", "g": "aiflags sidecar, access log on", "i": "aiflags sidecar, 1,000 flags"}
+    names = {c: cases.get(c, {}).get("name", {}).get("name", known[c]) for c in PAIRED}
     out = ["", f"Paired rounds (r): the six targets side by side, loaded in turn ({num(args.concurrency)} connections, "
            f"then {num(args.rate)} req/s, {args.round_seconds} s each), {plural(paired['rounds'], 'round')}, each starting one "
            "target later. Each cell is the median over the rounds of a figure taken within one round; "
