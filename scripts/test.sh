@@ -43,5 +43,8 @@ step "dashboards against Grafana's schema (@grafana/schema)"
 step "fuzz: the SSE stream filter, the request rewrite, body decoding and the answer judge (bounded)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" scripts/fuzz.sh
 
+step "benchmark report: paired rounds' medians and goals, on synthetic results"
+.venv/bin/python -m pytest -q bench/lib
+
 step "benchmark harness, smoke mode (seconds per target, so it cannot rot)"
 bench/run.sh --smoke
