@@ -36,10 +36,12 @@ pub struct Rope {
 }
 
 impl Rope {
-    pub(crate) fn new(chunks: Vec<Bytes>) -> Rope {
+    pub(crate) fn new(mut chunks: Vec<Bytes>) -> Rope {
         let len = chunks.iter().map(|c| c.len() as u64).sum();
+        chunks.retain(|c| !c.is_empty());
         Rope {
-            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
+            // Takes the list's buffer as it is: no copy, no allocation.
+            chunks: VecDeque::from(chunks),
             len,
         }
     }

@@ -35,7 +35,7 @@ mod error;
 mod fallback;
 #[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 mod flags;
-mod fnv;
+mod keyhash;
 mod opening;
 mod random;
 mod record;

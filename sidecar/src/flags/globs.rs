@@ -7,7 +7,7 @@
 
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
-use crate::fnv::FnvMap;
+use crate::keyhash::KeyMap;
 
 /// Room for the compiled set: a thousand long globs fit.
 pub(super) const GLOB_SET_LIMIT: usize = 256 << 20;
@@ -31,7 +31,7 @@ struct Affixes {
 }
 
 /// A literal part to the globs that have it.
-type GlobsByLiteral = FnvMap<Box<str>, Vec<usize>>;
+type GlobsByLiteral = KeyMap<Box<str>, Vec<usize>>;
 
 impl Affixes {
     fn insert(&mut self, literal: &str, id: usize) {
@@ -41,7 +41,7 @@ impl Affixes {
         {
             Ok(at) => at,
             Err(at) => {
-                self.by_len.insert(at, (literal.len(), FnvMap::default()));
+                self.by_len.insert(at, (literal.len(), KeyMap::default()));
                 at
             }
         };

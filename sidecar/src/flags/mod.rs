@@ -24,7 +24,7 @@ use http::{HeaderMap, HeaderName};
 
 use self::globs::{GLOB_SET_LIMIT, GlobIndex, is_glob};
 use self::resolved::ResolvedFlag;
-use crate::fnv::FnvMap;
+use crate::keyhash::KeyMap;
 use crate::upstream::target::Upstreams;
 
 /// Names the flag to apply, bypassing model matching.
@@ -35,9 +35,9 @@ pub(crate) const FLAG_HEADER: HeaderName = HeaderName::from_static("x-aiflags-fl
 pub struct Flags {
     /// Sorted by key.
     flags: Vec<ResolvedFlag>,
-    by_key: FnvMap<Box<str>, usize>,
+    by_key: KeyMap<Box<str>, usize>,
     /// Model → flags naming it exactly, by key.
-    exact: FnvMap<Box<str>, Vec<usize>>,
+    exact: KeyMap<Box<str>, Vec<usize>>,
     globs: GlobIndex,
     /// Per glob in `globs`: (flag index, literal characters).
     glob_owners: Vec<(usize, usize)>,
@@ -67,7 +67,7 @@ impl Flags {
             .enumerate()
             .map(|(i, f)| (Box::from(&*f.key), i))
             .collect();
-        let mut exact: FnvMap<Box<str>, Vec<usize>> = FnvMap::default();
+        let mut exact: KeyMap<Box<str>, Vec<usize>> = KeyMap::default();
         let mut globs = Vec::new();
         let mut glob_owners = Vec::new();
         let mut catch_all = Vec::new();

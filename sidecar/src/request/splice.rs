@@ -43,7 +43,7 @@ pub fn splice(bytes: &Bytes, scanned: &Scanned, edits: &Edits<'_>) -> Result<Rop
     // Whatever followed the object (whitespace, or bytes an upstream will
     // refuse) goes on as it came.
     if scanned.end < bytes.len() {
-        out.raw(bytes.slice(scanned.end..));
+        out.raw(bytes, scanned.end..bytes.len());
     }
     Ok(out.finish())
 }
@@ -59,44 +59,75 @@ fn merge_object(
     scanned: &Scanned,
     patch: &dyn PatchView,
 ) -> Result<(), SpliceError> {
-    out.open();
+    out.text(b"{");
+    let mut first = true;
     // The patch's keys found in the body: a params patch has a handful, so a
-    // list beats hashing every one.
-    let mut seen: Vec<&str> = Vec::new();
+    // short list beats hashing every one, and it stays on the stack.
+    let mut seen = Seen::default();
     for entry in &scanned.entries {
         let key = scanned.key(bytes, entry);
-        let raw = bytes.slice(entry.value.clone());
         match patch.get(key) {
-            None => out.member(key, |o| {
-                o.raw(raw);
+            None => out.member(&mut first, key, |o| {
+                o.raw(bytes, entry.value.clone());
                 Ok(())
             })?,
-            Some(Value::Null) => {
-                seen.push(key);
-            }
+            Some(Value::Null) => seen.add(key),
             Some(change) => {
-                seen.push(key);
-                out.member(key, |o| merge_value(o, raw, change))?;
+                seen.add(key);
+                let raw = &bytes[entry.value.clone()];
+                out.member(&mut first, key, |o| merge_value(o, bytes, raw, change))?;
             }
         }
     }
-    for (key, change) in patch.members() {
-        if seen.contains(&key) || change.is_null() {
-            continue;
+    patch.each_member(&mut |key, change| {
+        if seen.has(key) || change.is_null() {
+            return Ok(());
         }
-        out.member(key, |o| match change {
+        out.member(&mut first, key, |o| match change {
             Value::Object(_) => o.json(&stripped(change)),
             // RFC 7386 strips `null`s only from objects it adds.
             other => o.json(other),
-        })?;
-    }
-    out.close();
+        })
+    })?;
+    out.text(b"}");
     Ok(())
 }
 
-/// One member's value under a patch: merged when both are objects, else
-/// replaced by the patch (without its `null`s).
-fn merge_value(out: &mut Output, raw: Bytes, change: &Value) -> Result<(), SpliceError> {
+/// Keys seen so far: the first few on the stack, the rest (a patch of many
+/// members the body also has) in a list.
+#[derive(Default)]
+struct Seen<'a> {
+    first: [&'a str; 4],
+    len: usize,
+    more: Vec<&'a str>,
+}
+
+impl<'a> Seen<'a> {
+    fn add(&mut self, key: &'a str) {
+        match self.first.get_mut(self.len) {
+            Some(slot) => {
+                *slot = key;
+                self.len += 1;
+            }
+            None => self.more.push(key),
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        (self.first.iter().take(self.len))
+            .chain(&self.more)
+            .any(|seen| *seen == key)
+    }
+}
+
+/// One member's value (`raw`, within `bytes`) under a patch: merged when
+/// both are objects, else replaced by the patch (without its `null`s).
+fn merge_value(
+    out: &mut Output,
+    bytes: &Bytes,
+    raw: &[u8],
+    change: &Value,
+) -> Result<(), SpliceError> {
     let nested = match change {
         Value::Object(nested) => nested,
         Value::String(text) => return out.string(text),
@@ -105,6 +136,8 @@ fn merge_value(out: &mut Output, raw: Bytes, change: &Value) -> Result<(), Splic
     if !raw.starts_with(b"{") {
         return out.json(&stripped(change));
     }
+    // Large values inside travel as slices of the client's buffer.
+    let raw = bytes.slice_ref(raw);
     // The outer scan accepted this object, so the inner one does too.
     let scanned = Scanned::new(&raw)
         .map_err(|e| SpliceError(format!("a patched member is {}", e.reason())))?;
@@ -121,7 +154,11 @@ fn stripped(change: &Value) -> Value {
 /// A merge patch's members, by name.
 trait PatchView {
     fn get(&self, key: &str) -> Option<&Value>;
-    fn members(&self) -> Box<dyn Iterator<Item = (&str, &Value)> + '_>;
+    /// Calls `f` with each member in order, stopping at its first error.
+    fn each_member(
+        &self,
+        f: &mut dyn FnMut(&str, &Value) -> Result<(), SpliceError>,
+    ) -> Result<(), SpliceError>;
 }
 
 impl PatchView for Map<String, Value> {
@@ -129,8 +166,11 @@ impl PatchView for Map<String, Value> {
         Map::get(self, key)
     }
 
-    fn members(&self) -> Box<dyn Iterator<Item = (&str, &Value)> + '_> {
-        Box::new(self.iter().map(|(k, v)| (k.as_str(), v)))
+    fn each_member(
+        &self,
+        f: &mut dyn FnMut(&str, &Value) -> Result<(), SpliceError>,
+    ) -> Result<(), SpliceError> {
+        self.iter().try_for_each(|(k, v)| f(k, v))
     }
 }
 
@@ -170,26 +210,25 @@ impl PatchView for TopPatch<'_> {
         }
     }
 
-    fn members(&self) -> Box<dyn Iterator<Item = (&str, &Value)> + '_> {
-        let params = self
-            .params
-            .into_iter()
-            .flatten()
-            .filter(|(key, _)| match key.as_str() {
+    fn each_member(
+        &self,
+        f: &mut dyn FnMut(&str, &Value) -> Result<(), SpliceError>,
+    ) -> Result<(), SpliceError> {
+        f("model", &self.model)?;
+        for (key, value) in self.params.into_iter().flatten() {
+            let from_params = match key.as_str() {
                 "model" => false,
                 "stream_options" => self.stream_options.is_none(),
                 _ => true,
-            })
-            .map(|(key, value)| (key.as_str(), value));
-        let options = self
-            .stream_options
-            .as_ref()
-            .map(|options| ("stream_options", options));
-        Box::new(
-            std::iter::once(("model", &self.model))
-                .chain(params)
-                .chain(options),
-        )
+            };
+            if from_params {
+                f(key, value)?;
+            }
+        }
+        match &self.stream_options {
+            Some(options) => f("stream_options", options),
+            None => Ok(()),
+        }
     }
 }
 
@@ -220,8 +259,6 @@ pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
 struct Output {
     chunks: Vec<Bytes>,
     pending: BytesMut,
-    /// Members written so far in each open object, innermost last.
-    members: Vec<usize>,
 }
 
 impl Output {
@@ -229,12 +266,14 @@ impl Output {
         self.pending.extend_from_slice(text);
     }
 
-    fn raw(&mut self, raw: Bytes) {
-        if raw.len() < SLICE_AT_LEAST {
-            self.pending.extend_from_slice(&raw);
+    /// `bytes[range]`, a value as the client sent it: copied when small,
+    /// else kept as a slice of the client's buffer.
+    fn raw(&mut self, bytes: &Bytes, range: std::ops::Range<usize>) {
+        if range.len() < SLICE_AT_LEAST {
+            self.pending.extend_from_slice(&bytes[range]);
         } else {
             self.flush();
-            self.chunks.push(raw);
+            self.chunks.push(bytes.slice(range));
         }
     }
 
@@ -260,32 +299,20 @@ impl Output {
         written.map_err(|e| SpliceError(e.to_string()))
     }
 
-    /// `"key":` then whatever `value` writes, comma-separated from the last.
+    /// `"key":` then whatever `value` writes, after a comma unless it is
+    /// the `first` member of its object.
     fn member(
         &mut self,
+        first: &mut bool,
         key: &str,
         value: impl FnOnce(&mut Output) -> Result<(), SpliceError>,
     ) -> Result<(), SpliceError> {
-        let written = self.members.last_mut().map(|n| {
-            *n += 1;
-            *n - 1
-        });
-        if written.is_some_and(|n| n > 0) {
+        if !std::mem::replace(first, false) {
             self.text(b",");
         }
         self.string(key)?;
         self.text(b":");
         value(self)
-    }
-
-    fn open(&mut self) {
-        self.text(b"{");
-        self.members.push(0);
-    }
-
-    fn close(&mut self) {
-        self.members.pop();
-        self.text(b"}");
     }
 
     fn flush(&mut self) {

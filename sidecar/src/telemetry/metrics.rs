@@ -17,7 +17,7 @@ use prometheus::{
 
 use super::pricing::{cost_usd, price_for};
 use super::{FlagInfo, Record, Telemetry};
-use crate::fnv::Fnv;
+use crate::keyhash::KeyHasher;
 
 /// LLM calls take from tens of milliseconds to minutes.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -104,7 +104,7 @@ impl<const N: usize, T> Default for LabelCache<N, T> {
 
 impl<const N: usize, T> LabelCache<N, T> {
     fn get_or_insert(&self, labels: &[&str; N], make: impl FnOnce() -> T) -> Arc<T> {
-        let mut hasher = Fnv::default();
+        let mut hasher = KeyHasher::default();
         labels.hash(&mut hasher);
         let hash = hasher.finish();
         let same = |key: &[String; N]| key.iter().zip(labels).all(|(a, b)| a == b);

@@ -56,7 +56,12 @@ pub(crate) struct Record {
 
 impl Record {
     pub(crate) fn new(request_id: Box<str>, operation: &'static str) -> Record {
-        let empty: Arc<str> = Arc::from("");
+        // One empty string a thread, shared: a fresh `Arc::from("")` is an
+        // allocation a request.
+        thread_local! {
+            static EMPTY: Arc<str> = Arc::from("");
+        }
+        let empty = EMPTY.with(Arc::clone);
         Record {
             request_id,
             started: Instant::now(),

@@ -36,7 +36,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
-use crate::fnv::FnvMap;
+use crate::keyhash::KeyMap;
 
 /// How long an idle connection is kept (hyper_util's client keeps them 90 s).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -61,7 +61,7 @@ struct Idle {
 
 /// Idle connections by origin (`host:port`).
 pub(crate) struct Pool {
-    idle: Mutex<FnvMap<Arc<str>, Vec<Idle>>>,
+    idle: Mutex<KeyMap<Arc<str>, Vec<Idle>>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -80,7 +80,7 @@ impl Pool {
     /// ends with the pool.
     pub(crate) fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Pool> {
         let pool = Arc::new(Pool {
-            idle: Mutex::new(FnvMap::default()),
+            idle: Mutex::new(KeyMap::default()),
             connect_timeout,
             idle_timeout,
         });
@@ -200,7 +200,7 @@ impl Pool {
         self.lock().get(origin).map_or(0, Vec::len)
     }
 
-    fn lock(&self) -> MutexGuard<'_, FnvMap<Arc<str>, Vec<Idle>>> {
+    fn lock(&self) -> MutexGuard<'_, KeyMap<Arc<str>, Vec<Idle>>> {
         // A panic while holding the lock leaves a map of connections, each
         // checked again when taken out: still usable.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
