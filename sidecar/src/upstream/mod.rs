@@ -84,11 +84,17 @@ impl Upstream {
         body: ProxyBody,
         how: Send,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let original = parts.uri.path_and_query();
+        let path = original.map_or("/", |p| p.as_str());
         let path = self
             .policy
             .outbound_path(path, target, target.credential_key.is_some());
-        let uri = target.uri_for(&path).map_err(UpstreamError::Config)?;
+        // The client's path, parsed already, when the policy kept it whole.
+        let kept = match &path {
+            std::borrow::Cow::Borrowed(_) => original,
+            std::borrow::Cow::Owned(_) => None,
+        };
+        let uri = target.uri_for(&path, kept).map_err(UpstreamError::Config)?;
         let credential = match &target.credential_key {
             Some(key) => Some((
                 &**key,

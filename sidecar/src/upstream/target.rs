@@ -211,17 +211,26 @@ impl Target {
     }
 
     /// The upstream URL for a request path (already checked by
-    /// [`check_request_target`]).
-    pub fn uri_for(&self, path_and_query: &str) -> Result<Uri, String> {
+    /// [`check_request_target`]). `parsed` is the client's own path when
+    /// `path_and_query` is its text: where the upstream's path is the same
+    /// (no prefix, or a prefix of `/v1` that the path starts with), it is
+    /// reused rather than copied and parsed again.
+    pub fn uri_for(
+        &self,
+        path_and_query: &str,
+        parsed: Option<&PathAndQuery>,
+    ) -> Result<Uri, String> {
         let path = match self.prefix.strip_suffix("/v1") {
             Some(_) if path_and_query.starts_with("/v1/") => &path_and_query[3..],
             _ => path_and_query,
         };
         let failed = || format!("cannot build a URL for {path:?} from {}", self.label);
-        let path_and_query = if self.prefix.is_empty() {
-            PathAndQuery::try_from(path)
-        } else {
-            PathAndQuery::try_from(format!("{}{path}", self.prefix))
+        let unchanged = self.prefix.is_empty()
+            || (path.len() + 3 == path_and_query.len() && &*self.prefix == "/v1");
+        let path_and_query = match parsed {
+            Some(parsed) if unchanged => Ok(parsed.clone()),
+            _ if self.prefix.is_empty() => PathAndQuery::try_from(path),
+            _ => PathAndQuery::try_from(format!("{}{path}", self.prefix)),
         }
         .map_err(|_| failed())?;
         let mut parts = Parts::default();
@@ -373,7 +382,14 @@ mod tests {
 
     #[test]
     fn base_url_replaces_the_origin_and_keeps_the_path() {
-        let uri = |b: &str, p: &str| target(b).uri_for(p).unwrap().to_string();
+        // The same URL whether the client's parsed path is handed over or not.
+        let uri = |b: &str, p: &str| {
+            let parsed = PathAndQuery::try_from(p).unwrap();
+            let fresh = target(b).uri_for(p, None).unwrap().to_string();
+            let reused = target(b).uri_for(p, Some(&parsed)).unwrap().to_string();
+            assert_eq!(fresh, reused, "{b} {p}");
+            fresh
+        };
         assert_eq!(
             uri("http://h:1", "/v1/chat/completions?x=1"),
             "http://h:1/v1/chat/completions?x=1"
@@ -390,6 +406,11 @@ mod tests {
             uri("https://h/openai", "/v1/embeddings"),
             "https://h/openai/v1/embeddings"
         );
+        assert_eq!(
+            uri("https://h/openai/v1", "/v1/embeddings?api-version=1"),
+            "https://h/openai/v1/embeddings?api-version=1"
+        );
+        assert_eq!(uri("http://h:1/v1", "/health"), "http://h:1/v1/health");
         assert_eq!(target("https://h/openai").label(), "https://h/openai");
     }
 
