@@ -5,6 +5,8 @@
 //! parsed, copied or re-serialised. A 30 MB prompt costs 30 MB once, however
 //! many attempts the fallback chain makes.
 
+use std::ops::Range;
+
 use bytes::{BufMut as _, Bytes, BytesMut};
 use serde_json::{Map, Value};
 
@@ -74,8 +76,8 @@ fn merge_object(
             Some(Value::Null) => seen.add(key),
             Some(change) => {
                 seen.add(key);
-                let raw = &bytes[entry.value.clone()];
-                out.member(&mut first, key, |o| merge_value(o, bytes, raw, change))?;
+                let value = entry.value.clone();
+                out.member(&mut first, key, |o| merge_value(o, bytes, value, change))?;
             }
         }
     }
@@ -120,12 +122,12 @@ impl<'a> Seen<'a> {
     }
 }
 
-/// One member's value (`raw`, within `bytes`) under a patch: merged when
-/// both are objects, else replaced by the patch (without its `null`s).
+/// One member's value (`bytes[range]`) under a patch: merged when both are
+/// objects, else replaced by the patch (without its `null`s).
 fn merge_value(
     out: &mut Output,
     bytes: &Bytes,
-    raw: &[u8],
+    range: Range<usize>,
     change: &Value,
 ) -> Result<(), SpliceError> {
     let nested = match change {
@@ -133,11 +135,11 @@ fn merge_value(
         Value::String(text) => return out.string(text),
         other => return out.json(other),
     };
-    if !raw.starts_with(b"{") {
+    if !bytes[range.clone()].starts_with(b"{") {
         return out.json(&stripped(change));
     }
     // Large values inside travel as slices of the client's buffer.
-    let raw = bytes.slice_ref(raw);
+    let raw = bytes.slice(range);
     // The outer scan accepted this object, so the inner one does too.
     let scanned = Scanned::new(&raw)
         .map_err(|e| SpliceError(format!("a patched member is {}", e.reason())))?;
@@ -268,7 +270,7 @@ impl Output {
 
     /// `bytes[range]`, a value as the client sent it: copied when small,
     /// else kept as a slice of the client's buffer.
-    fn raw(&mut self, bytes: &Bytes, range: std::ops::Range<usize>) {
+    fn raw(&mut self, bytes: &Bytes, range: Range<usize>) {
         if range.len() < SLICE_AT_LEAST {
             self.pending.extend_from_slice(&bytes[range]);
         } else {

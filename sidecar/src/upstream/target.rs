@@ -220,13 +220,13 @@ impl Target {
         path_and_query: &str,
         parsed: Option<&PathAndQuery>,
     ) -> Result<Uri, String> {
-        let path = match self.prefix.strip_suffix("/v1") {
-            Some(_) if path_and_query.starts_with("/v1/") => &path_and_query[3..],
-            _ => path_and_query,
+        // A prefix ending in `/v1` takes the path's own `/v1` in its place.
+        let (path, v1_taken) = match self.prefix.strip_suffix("/v1") {
+            Some(_) if path_and_query.starts_with("/v1/") => (&path_and_query[3..], true),
+            _ => (path_and_query, false),
         };
         let failed = || format!("cannot build a URL for {path:?} from {}", self.label);
-        let unchanged = self.prefix.is_empty()
-            || (path.len() + 3 == path_and_query.len() && &*self.prefix == "/v1");
+        let unchanged = self.prefix.is_empty() || (v1_taken && &*self.prefix == "/v1");
         let path_and_query = match parsed {
             Some(parsed) if unchanged => Ok(parsed.clone()),
             _ if self.prefix.is_empty() => PathAndQuery::try_from(path),
