@@ -238,13 +238,18 @@ EOF
 )"
 }
 
+# warm_up URL SECONDS: the fixed-concurrency load, unmeasured (none for 0).
+warm_up() {
+  if [ "$2" != 0 ]; then
+    taskset -c 1 wrk -t1 -c"$concurrency" -d"${2}s" -s "$bench/lib/post.lua" "$1/v1/chat/completions" >/dev/null
+  fi
+}
+
 # load_concurrency CASE SID URL [SECONDS [WARMUP [LOAD]]]: wrk at fixed
 # concurrency, recorded as LOAD (default "concurrency").
 load_concurrency() {
   local case="$1" server="$2" url="$3" secs="${4:-$seconds}" warm="${5:-$warmup}" load="${6:-concurrency}"
-  if [ "$warm" != 0 ]; then
-    taskset -c 1 wrk -t1 -c"$concurrency" -d"${warm}s" -s "$bench/lib/post.lua" "$url/v1/chat/completions" >/dev/null
-  fi
+  warm_up "$url" "$warm"
   measure "$case" "$server" "$load" \
     wrk -t1 -c"$concurrency" -d"${secs}s" --timeout 10s -s "$bench/lib/post.lua" "$url/v1/chat/completions"
 }
@@ -452,9 +457,7 @@ case_r() {
       c | g | i) check_chat "$t" "${url[$t]}" x-aiflags-flag bench-split ;;
       *) check_chat "$t" "${url[$t]}" ;;
     esac
-    if [ "$warmup" != 0 ]; then
-      taskset -c 1 wrk -t1 -c"$concurrency" -d"${warmup}s" -s "$bench/lib/post.lua" "${url[$t]}/v1/chat/completions" >/dev/null
-    fi
+    warm_up "${url[$t]}" "$warmup"
   done
   for ((round = 1; round <= rounds; round++)); do
     log "(r) paired round $round of $rounds: $concurrency connections, then $rate req/s, ${round_secs}s each, for each of ${targets[*]}"

@@ -349,7 +349,7 @@ def paired_table(paired, cases, args):
         ratio = "—" if case == "b" else f"{p['ratio']:.2f}× ({lo:.2f}–{hi:.2f})"
         added_cell = "—" if case == "a" else \
             f"{p['added_p99'] / 1000:+.2f} ms ({p['added_range'][0] / 1000:+.2f} to {p['added_range'][1] / 1000:+.2f})"
-        out.append(f"| ({case}) {names.get(case, case)} | {num(p['per_core'])} | {ratio} | {p['user']:.1f} µs | "
+        out.append(f"| ({case}) {names[case]} | {num(p['per_core'])} | {ratio} | {p['user']:.1f} µs | "
                    f"{p['kernel']:.1f} µs | {ms(p['p99'])} | {added_cell} |")
     return out
 
