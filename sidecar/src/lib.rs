@@ -18,11 +18,14 @@
 //!
 //! Around it: [`settings`] (parsed from a source), [`config`] (where flags
 //! come from, swapped atomically), [`usage`] (token counts), [`skim`] (the
-//! JSON reader that judges whole answers without building them).
+//! JSON reader that judges whole answers without building them), and
+//! [`ablation`] (the benchmark's switches, in a build with that feature).
 
 // `pub` inside the modules marked `allow(unreachable_pub)` is what the fuzz
 // targets reach through `fuzzing`; without that feature nothing outside the
 // crate can, and the rest of those modules is `pub(crate)`.
+#[cfg_attr(not(feature = "ablation"), allow(dead_code))]
+mod ablation;
 mod attempts;
 #[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 mod body;
@@ -59,6 +62,8 @@ mod verdict;
 
 // The public surface: what the binary, the integration tests and the
 // developer tools (`aiflags-dev`: demo, mock upstream, benchmark) use.
+#[cfg(feature = "ablation")]
+pub use ablation::init_ablation;
 pub use config::source::ConfigSource;
 pub use server::{Sidecar, shutdown_signal};
 pub use settings::source::{Args, Env, Layered, Source};

@@ -25,6 +25,10 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     init_logging(settings.log_format);
+    #[cfg(feature = "ablation")]
+    if let Err(e) = aiflags_sidecar::init_ablation(&Layered(vec![&cli.args, &Env])) {
+        return fail(&e);
+    }
     let workers = settings.workers;
     // A sidecar gets a fraction of a core: one worker runs a current-thread runtime.
     let runtime = if workers <= 1 {

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 
+use crate::ablation::{self, Part};
 use crate::body::BoxError;
 use crate::budget::Reservation;
 use crate::telemetry::access_log::AccessLog;
@@ -26,6 +27,9 @@ pub(crate) struct Reporter {
 
 impl Reporter {
     fn report(&self, record: &Record) {
+        if ablation::off(Part::Report) {
+            return;
+        }
         self.telemetry.request_finished(record);
         if let Some(log) = &self.access_log {
             log.write(record);

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::failed::{Cause, Failed, failed_status, open_failed};
 use super::{Attempts, Exchange, Plan, ServedBody, after, ms_until};
+use crate::ablation::{self, Part};
 use crate::body::boxed;
 use crate::budget::Reservation;
 use crate::fallback::classify_status;
@@ -238,6 +239,9 @@ fn judge_whole(
     exchange: &Exchange<'_>,
     target: &Target,
 ) -> Result<(ResponseParts, ServedBody), Failed> {
+    if ablation::off(Part::Judge) {
+        return Ok((head, whole(bytes, held, None, None)));
+    }
     if !head.status.is_success() {
         let usage = usage_from_bytes(exchange.operation, &bytes);
         return Ok((head, whole(bytes, held, usage, None)));
