@@ -11,6 +11,10 @@
 #   FLAGS=FILE serves FILE instead of bench/flags.yaml (bench/lib/many_flags.py
 #   writes run.sh's 1,000-flag case)
 #   ACCESS_LOG=off|stderr (default stderr: the sidecar's default)
+#   UNFLAGGED=1 sends a request no flag matches (passed through)
+#   AIFLAGS_ABLATE=judge,report reaches the sidecar: with the ablation build
+#   (target/production/aiflags-sidecar-ablation, made by BENCH_CASES=x
+#   bench/run.sh) it counts a request with those parts switched off
 #   FLOOR=1 counts the floor instead: aiflags-dev bare-proxy (beside the
 #   binary), which only forwards; NGINX_PROXY=1 counts nginx's reverse proxy
 #   (bench/run.sh's (b)), master process off
@@ -93,6 +97,7 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 body="$(<"$root/bench/lib/request.json")"
+if [ -n "${UNFLAGGED:-}" ]; then body="${body/\"bench-model\"/\"bench-unflagged\"}"; fi
 # One request first, so the count is of steady-state requests only.
 curl -sf -H 'content-type: application/json' -d "$body" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
 callgrind_control -z "$sidecar" >/dev/null 2>&1 || true

@@ -21,6 +21,12 @@
 #   (f) the same streams through the sidecar
 #   (r) paired rounds: (a), (b), (j), (c), (g) and (i) side by side, loaded in
 #       turn with shorter loads, five rounds; the goals compare within a round
+#   (x) the ablation: what each part of a request's work costs. (b), (j) and
+#       the sidecar's ablation build (the `ablation` feature) with parts
+#       switched off (AIFLAGS_ABLATE: the answer judge, the report) and with a
+#       request no flag matches, in paired rounds of the fixed-concurrency
+#       load. In a full run only when asked for (BENCH_CASES=x runs it alone,
+#       into bench/results/ablation.md); always in the smoke run.
 # The server under test runs alone on core 0 (nginx: 1 worker process; sidecar:
 # --workers 1; LiteLLM: 1 worker; Portkey: one Node process); load generator
 # and upstream share core 1.
@@ -33,7 +39,8 @@
 # (BENCH_SIDECAR_SOURCE then labels it in the report, e.g. "commit abc1234");
 # AIFLAGS_BIN_DIR (set by the test command) supplies the debug binary for --smoke;
 # BENCH_CASES=cg runs a subset; BENCH_PROFILE=1 profiles the sidecar under the
-# fixed-concurrency load with perf and prints where its CPU goes.
+# fixed-concurrency load with perf and prints where its CPU goes;
+# BENCH_ABLATION_SIDECAR=/path skips the ablation build for (x).
 set -euo pipefail
 bench="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$bench")"
@@ -48,6 +55,13 @@ for arg in "$@"; do
   esac
 done
 
+# The cases: by default every one but the ablation (x) in a full run (it
+# needs a build of its own and ten minutes), and every one in the smoke run,
+# which is there so that no case can rot.
+if [ "$mode" = smoke ]; then default_cases=abcjigrxdhef; else default_cases=abcjigrdhef; fi
+BENCH_CASES="${BENCH_CASES:-$default_cases}"
+export BENCH_CASES
+
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
@@ -55,6 +69,21 @@ die() { log "FAILED: $*"; exit 1; }
 # this script inside a network namespace that has nothing but loopback.
 if [ "$in_netns" = 0 ]; then
   "$bench/setup.sh"
+  if [[ "$BENCH_CASES" == *x* ]] && [ -z "${BENCH_ABLATION_SIDECAR:-}" ]; then
+    # (x)'s sidecar: the same profile with the `ablation` feature, set aside
+    # under its own name before the shipped build below (cargo keeps both
+    # builds of the crate, so going back to the shipped one is a link).
+    profile=production out="$root/target/production"
+    if [ "$mode" = smoke ]; then profile=dev out="$root/target/debug"; fi
+    log "building the sidecar's ablation build ($profile profile)"
+    (cd "$root" && cargo build --quiet --locked --profile "$profile" -p aiflags-sidecar --features ablation)
+    cp "$out/aiflags-sidecar" "$out/aiflags-sidecar-ablation"
+    BENCH_ABLATION_SIDECAR="$out/aiflags-sidecar-ablation"
+    # Back to the shipped binary, unless the full run's build below makes it.
+    if [ -n "${BENCH_SIDECAR:-}" ] || [ "$mode" = smoke ]; then
+      (cd "$root" && cargo build --quiet --locked --profile "$profile" -p aiflags-sidecar)
+    fi
+  fi
   if [ -z "${BENCH_SIDECAR:-}" ]; then
     # The report names the source: this commit, plus a mark if sidecar/ or
     # api/ had uncommitted changes when it was built.
@@ -74,6 +103,7 @@ if [ "$in_netns" = 0 ]; then
     fi
   fi
   export BENCH_SIDECAR BENCH_SIDECAR_SOURCE="${BENCH_SIDECAR_SOURCE:-given as $BENCH_SIDECAR}"
+  export BENCH_ABLATION_SIDECAR="${BENCH_ABLATION_SIDECAR:-}"
   args=(--in-netns)
   if [ "$mode" = smoke ]; then args+=(--smoke); fi
   if unshare --net true 2>/dev/null; then
@@ -366,10 +396,19 @@ case_a() { # the upstream itself, alone on core 0
   stop "$sid"
 }
 
-case_b() {
-  need_upstream
+# The two reference proxies on core 0, started and ready; each leaves $sid.
+start_nginx_proxy() {
   start_nginx nginx-proxy 0
   wait_ready nginx-proxy "http://127.0.0.1:$NGINX_PROXY/"
+}
+start_bare_proxy() { # the floor: aiflags-dev bare-proxy, which only forwards
+  start bare-proxy 0 env AIFLAGS_LOG=warn "$dev_bin" bare-proxy --listen "127.0.0.1:$BARE" --upstream "http://127.0.0.1:$UPSTREAM"
+  wait_ready bare-proxy "http://127.0.0.1:$BARE/"
+}
+
+case_b() {
+  need_upstream
+  start_nginx_proxy
   check_chat b "http://127.0.0.1:$NGINX_PROXY"
   bench_target b "nginx reverse proxy" "http://127.0.0.1:$NGINX_PROXY" "$sid"
   stop "$sid"
@@ -407,8 +446,7 @@ case_g() { # the sidecar as shipped: one access-log line per request on stderr
 
 case_j() { # the floor: hyper and tokio forwarding, no sidecar logic (aiflags-dev bare-proxy)
   need_upstream
-  start bare-proxy 0 env AIFLAGS_LOG=warn "$dev_bin" bare-proxy --listen "127.0.0.1:$BARE" --upstream "http://127.0.0.1:$UPSTREAM"
-  wait_ready bare-proxy "http://127.0.0.1:$BARE/"
+  start_bare_proxy
   check_chat j "http://127.0.0.1:$BARE"
   bench_target j "bare hyper proxy (the floor)" "http://127.0.0.1:$BARE" "$sid"
   stop "$sid"
@@ -438,12 +476,10 @@ case_r() {
   start_nginx upstream-direct 0
   server[a]=$sid url[a]="http://127.0.0.1:$UPSTREAM_DIRECT"
   wait_ready upstream-direct "${url[a]}/"
-  start_nginx nginx-proxy 0
+  start_nginx_proxy
   server[b]=$sid url[b]="http://127.0.0.1:$NGINX_PROXY"
-  wait_ready nginx-proxy "${url[b]}/"
-  start bare-proxy 0 env AIFLAGS_LOG=warn "$dev_bin" bare-proxy --listen "127.0.0.1:$BARE" --upstream "http://127.0.0.1:$UPSTREAM"
+  start_bare_proxy
   server[j]=$sid url[j]="http://127.0.0.1:$BARE"
-  wait_ready bare-proxy "${url[j]}/"
   start_sidecar sidecar "$UPSTREAM"
   server[c]=$sid url[c]="http://127.0.0.1:$SIDECAR"
   start_sidecar sidecar-logging "$UPSTREAM" stderr "" "$SIDECAR_LOGGING" "$SIDECAR_LOGGING_ADMIN"
@@ -471,6 +507,83 @@ case_r() {
   check_access_log sidecar off
   check_access_log sidecar-logging on
   check_access_log sidecar-many-flags off
+}
+
+# (x) The ablation: what each part of a request's work costs, by switching it
+# off. Every sidecar here is the ablation build with its access log on (the
+# default); x0 has everything on, and each next one less. A request no flag
+# matches (x4, x5) is passed through: no flag selection, splice, answer judge
+# or x-aiflags headers, only what every request gets. Paired rounds of the
+# fixed-concurrency load, as (r), against (b) and (j) in the same round.
+ABLATION=(b j x0 x1 x2 x3 x4 x5)
+case_x() {
+  need_upstream
+  [ -x "${BENCH_ABLATION_SIDECAR:-}" ] || die "(x) needs the sidecar's ablation build (BENCH_ABLATION_SIDECAR)"
+  local -A url server off
+  local flagged="$BENCH_BODY" unflagged
+  unflagged="$(sed 's/"bench-model"/"bench-unflagged"/' <<<"$BENCH_BODY")"
+  start_nginx_proxy
+  server[b]=$sid url[b]="http://127.0.0.1:$NGINX_PROXY"
+  start_bare_proxy
+  server[j]=$sid url[j]="http://127.0.0.1:$BARE"
+  off=([x0]="" [x1]=judge [x2]=report [x3]=judge,report [x4]="" [x5]=report)
+  local t port=18120
+  for t in x0 x1 x2 x3 x4 x5; do
+    start "ablation-$t" 0 env AIFLAGS_ABLATE="${off[$t]}" AIFLAGS_LOG=info "$BENCH_ABLATION_SIDECAR" \
+      --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$((port + 1))" --access-log stderr \
+      --flags "$bench/flags.yaml" --workers 1 --openai-upstream "http://127.0.0.1:$UPSTREAM"
+    wait_ready "ablation-$t" "http://127.0.0.1:$((port + 1))/readyz"
+    server[$t]=$sid url[$t]="http://127.0.0.1:$port"
+    port=$((port + 2))
+  done
+  body_for() { case "$1" in x4 | x5) BENCH_BODY="$unflagged" ;; *) BENCH_BODY="$flagged" ;; esac; }
+  for t in "${ABLATION[@]}"; do
+    body_for "$t"
+    case "$t" in
+      x0 | x1 | x2 | x3) check_chat "$t" "${url[$t]}" x-aiflags-flag bench-split ;;
+      *) check_chat "$t" "${url[$t]}" ;;
+    esac
+    if [[ "$t" == x[45] ]] && grep -qi '^x-aiflags-flag:' "$work/check-$t.head"; then
+      die "($t) was meant to match no flag, but a flag served it"
+    fi
+    warm_up "${url[$t]}" "$warmup"
+  done
+  local count=${#ABLATION[@]} round k
+  for ((round = 1; round <= rounds; round++)); do
+    log "(x) ablation round $round of $rounds: $concurrency connections, ${round_secs}s each, for each of ${ABLATION[*]}"
+    for ((k = 0; k < count; k++)); do
+      t=${ABLATION[$(((k + round - 1) % count))]}
+      body_for "$t"
+      load_concurrency "x:$t" "${server[$t]}" "${url[$t]}" "$round_secs" 0 "concurrency:$round"
+    done
+  done
+  BENCH_BODY="$flagged"
+  # What was switched off was off, and only that: the report's access-log
+  # lines and request counts, the judge's answer counts (a pass-through
+  # request is never judged).
+  port=18121
+  for t in x0 x1 x2 x3 x4 x5; do
+    curl -sf "http://127.0.0.1:$port/metrics" >"$work/ablation-$t.metrics" || die "($t) served no /metrics"
+    port=$((port + 2))
+  done
+  for t in "${ABLATION[@]}"; do stop "${server[$t]}"; done
+  local counted judged
+  for t in x0 x1 x2 x3 x4 x5; do
+    counted="$(grep -c '^aiflags_requests_total{' "$work/ablation-$t.metrics" || true)"
+    judged="$(grep -c '^aiflags_answers_total{' "$work/ablation-$t.metrics" || true)"
+    if [[ ",${off[$t]}," == *,report,* ]]; then
+      check_access_log "ablation-$t" off
+      [ "$counted" -eq 0 ] || die "($t) ran with its report off but counted requests"
+    else
+      check_access_log "ablation-$t" on
+      [ "$counted" -gt 0 ] || die "($t) ran with its report on but counted no requests"
+      if [[ ",${off[$t]}," == *,judge,* || "$t" == x4 ]]; then
+        [ "$judged" -eq 0 ] || die "($t) was not to judge answers but counted verdicts"
+      else
+        [ "$judged" -gt 0 ] || die "($t) judged no answers"
+      fi
+    fi
+  done
 }
 
 case_d() {
@@ -531,15 +644,17 @@ esac
 versions="sidecar $("$sidecar_bin" --version | awk '{print $2}') ($build, ${BENCH_SIDECAR_SOURCE:-unknown source}), $(nginx -v 2>&1 | sed 's|.*: ||'), LiteLLM ${litellm_version:-not installed}, Portkey gateway ${portkey_version:-not installed} on Node $(node --version 2>/dev/null | tr -d v), $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}'), $("$oha" --version)"
 
 load_at_start="$(cut -d' ' -f1 /proc/loadavg)"
-cases="${BENCH_CASES:-abcjigrdhef}"
+cases="$BENCH_CASES"
 log "mode $mode; cases $cases; sidecar $sidecar_bin; work dir $work"
-for case in a b c j i g r d h e f; do
+for case in a b c j i g r x d h e f; do
   if [[ "$cases" == *"$case"* ]]; then "case_$case"; fi
 done
 
 # A smoke run must not overwrite the recorded full results.
 report="$bench/results/latest.md"
 if [ "$mode" = smoke ]; then report="$bench/results/smoke.md.tmp"; fi
+# The ablation alone has its own report.
+if [ "$cases" = x ] && [ "$mode" = full ]; then report="$bench/results/ablation.md"; fi
 python3 "$bench/lib/report.py" "$results" "$report" --mode "$mode" --cases "$cases" \
   --concurrency "$concurrency" --rate "$rate" --streams "$streams" --seconds "$seconds" \
   --rounds "$rounds" --round-seconds "$round_secs" \

@@ -286,20 +286,27 @@ def median(values):
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def paired_rounds(cases, args):
-    """(r): per round, each target's CPU a request and p99 at the fixed rate;
-    ratios are taken within a round (seconds apart), then their median over
-    the rounds. Returns ({case: summary}, problems)."""
+def cpu_of(row):
+    """A fixed-concurrency load's throughput per core and CPU a request (µs)."""
+    per_request = lambda seconds: 1e6 * seconds / row["requests"]
+    return {"per_core": row["requests"] / row["server_cpu_s"], "cpu": per_request(row["server_cpu_s"]),
+            "user": per_request(row["server_user_s"]), "kernel": per_request(row["server_sys_s"])}
+
+
+def collect_rounds(cases, tag, targets, loads, args):
+    """Each target's loads in each round of case `tag`: per[target][round]
+    holds cpu_of() its fixed-concurrency load and the p99 of its fixed-rate
+    one. Returns (per, the rounds every target completed, problems)."""
     per, problems = {}, []
-    for case in PAIRED:
-        loads = cases.get(f"r:{case}", {})
+    for case in targets:
+        measured = cases.get(f"{tag}:{case}", {})
         for k in range(1, args.rounds + 1):
-            for load in ("concurrency", "rate"):
-                row = loads.get(f"{load}:{k}")
+            for load in loads:
+                row = measured.get(f"{load}:{k}")
                 if row is None:
-                    problems.append(f"(r) {case} {load}, round {k}: not measured")
+                    problems.append(f"({tag}) {case} {load}, round {k}: not measured")
                     continue
-                problem = problems_of(f"r {case}", f"{load}, round {k}", row)
+                problem = problems_of(f"{tag} {case}", f"{load}, round {k}", row)
                 if problem:
                     problems.append(problem)
                     continue
@@ -307,22 +314,36 @@ def paired_rounds(cases, args):
                 if load == "rate":
                     entry["p99"] = row["p99_us"]
                 elif row["server_cpu_s"] > 0:
-                    entry["per_core"] = row["requests"] / row["server_cpu_s"]
-                    entry["user"] = 1e6 * row["server_user_s"] / row["requests"]
-                    entry["kernel"] = 1e6 * row["server_sys_s"] / row["requests"]
+                    entry.update(cpu_of(row))
+    wanted = {"per_core", "p99"} if "rate" in loads else {"per_core"}
     rounds = [k for k in range(1, args.rounds + 1)
-              if all(len(per.get(c, {}).get(k, {})) == 4 for c in PAIRED)]
+              if all(wanted <= per.get(c, {}).get(k, {}).keys() for c in targets)]
+    return per, rounds, problems
+
+
+def round_summary(per, case, rounds):
+    """One target's medians over the rounds: per core, its ratio to nginx's
+    proxy's taken within each round (and their range), CPU a request."""
+    pick = lambda key: [per[case][k][key] for k in rounds]
+    ratios = [per[case][k]["per_core"] / per["b"][k]["per_core"] for k in rounds]
+    return {"per_core": median(pick("per_core")), "ratio": median(ratios),
+            "ratio_range": (min(ratios), max(ratios)), "cpu": median(pick("cpu")),
+            "user": median(pick("user")), "kernel": median(pick("kernel"))}
+
+
+def paired_rounds(cases, args):
+    """(r): per round, each target's CPU a request and p99 at the fixed rate;
+    ratios are taken within a round (seconds apart), then their median over
+    the rounds. Returns ({case: summary}, problems)."""
+    per, rounds, problems = collect_rounds(cases, "r", PAIRED, ("concurrency", "rate"), args)
     if not rounds:
         return {}, problems
     out = {}
     for case in PAIRED:
-        pick = lambda key, c=case: [per[c][k][key] for k in rounds]
-        ratios = [per[case][k]["per_core"] / per["b"][k]["per_core"] for k in rounds]
         added = [per[case][k]["p99"] - per["a"][k]["p99"] for k in rounds]
-        out[case] = {"per_core": median(pick("per_core")), "ratio": median(ratios),
-                     "ratio_range": (min(ratios), max(ratios)), "user": median(pick("user")),
-                     "kernel": median(pick("kernel")), "p99": median(pick("p99")), "added_p99": median(added),
-                     "added_range": (min(added), max(added))}
+        out[case] = round_summary(per, case, rounds) | {
+            "p99": median([per[case][k]["p99"] for k in rounds]), "added_p99": median(added),
+            "added_range": (min(added), max(added))}
     many = [per["i"][k]["per_core"] / per["c"][k]["per_core"] for k in rounds]
     out["i"]["vs_c"], out["i"]["vs_c_range"] = median(many), (min(many), max(many))
     out["rounds"] = len(rounds)
@@ -351,6 +372,47 @@ def paired_table(paired, cases, args):
             f"{p['added_p99'] / 1000:+.2f} ms ({p['added_range'][0] / 1000:+.2f} to {p['added_range'][1] / 1000:+.2f})"
         out.append(f"| ({case}) {names[case]} | {num(p['per_core'])} | {ratio} | {p['user']:.1f} µs | "
                    f"{p['kernel']:.1f} µs | {ms(p['p99'])} | {added_cell} |")
+    return out
+
+
+# (x), the ablation: each target and what it has switched off, in run.sh's order.
+ABLATION = {"b": ("nginx reverse proxy", "—"), "j": ("bare hyper proxy (the floor)", "—"),
+            "x0": ("sidecar, ablation build", "nothing"),
+            "x1": ("sidecar, ablation build", "the answer judge (and usage)"),
+            "x2": ("sidecar, ablation build", "the report (metrics, access-log line)"),
+            "x3": ("sidecar, ablation build", "the judge and the report"),
+            "x4": ("sidecar, ablation build, a request no flag matches", "all flag work"),
+            "x5": ("sidecar, ablation build, a request no flag matches", "all flag work and the report")}
+
+
+def ablation_rounds(cases, args):
+    """(x): per round, each target's throughput per core over nginx's proxy's
+    in the same round, and CPU a request; medians over the rounds."""
+    per, rounds, problems = collect_rounds(cases, "x", ABLATION, ("concurrency",), args)
+    if not rounds:
+        return {}, problems
+    return {"rounds": len(rounds)} | {case: round_summary(per, case, rounds) for case in ABLATION}, problems
+
+
+def ablation_table(ablation, args):
+    if not ablation:
+        return []
+    budget = ablation["b"]["cpu"] / 0.8
+    out = ["", f"Ablation (x): what each part of a request's work costs. The sidecar's ablation build "
+           "(`--features ablation`) with parts switched off by `AIFLAGS_ABLATE`, access log on, loaded in "
+           f"turn with (b) and (j) ({num(args.concurrency)} connections, {args.round_seconds} s each), "
+           f"{plural(ablation['rounds'], 'round')}, each starting one target later. Each cell is the median over "
+           "the rounds of a figure taken within one round; the ranges are the rounds' lowest and highest.", "",
+           "| Target | switched off | Per core | ÷ nginx proxy's per core | CPU a request | user space | kernel |",
+           "|---|---|---|---|---|---|---|"]
+    for case, (name, off) in ABLATION.items():
+        p = ablation[case]
+        lo, hi = p["ratio_range"]
+        ratio = "—" if case == "b" else f"{p['ratio']:.2f}× ({lo:.2f}–{hi:.2f})"
+        out.append(f"| ({case}) {name} | {off} | {num(p['per_core'])} | {ratio} | {p['cpu']:.1f} µs | "
+                   f"{p['user']:.1f} µs | {p['kernel']:.1f} µs |")
+    out += ["", f"0.8 × nginx's throughput per core allows {budget:.1f} µs of CPU a request "
+            f"(nginx's proxy: {ablation['b']['cpu']:.1f} µs; the floor: {ablation['j']['cpu']:.1f} µs)."]
     return out
 
 
@@ -399,10 +461,13 @@ def main():
     args = p.parse_args()
     cases = load(args.results)
     rows, problems = build(cases, args)
-    paired = {}
+    paired, ablation = {}, {}
     if "r" in args.cases:
         paired, paired_problems = paired_rounds(cases, args)
         problems += paired_problems
+    if "x" in args.cases:
+        ablation, ablation_problems = ablation_rounds(cases, args)
+        problems += ablation_problems
     header = ["Target", "Load", "Throughput", "p50", "p99", "Added p50", "Added p99",
               "Server CPU (cores)", "Per core", "Idle RSS", "Peak RSS", "Sidecar ÷ this"]
     lines = [
@@ -416,21 +481,23 @@ def main():
         "load; per core = throughput ÷ that. Idle RSS is VmRSS after one request and before any load, "
         "peak RSS is VmHWM after the loads, each summed over the target's processes. "
         "Sidecar ÷ this is (c)'s throughput over the row's.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
     ]
-    lines += ["| " + " | ".join(r["cells"]) + " |" for r in rows]
+    if rows:
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(r["cells"]) + " |" for r in rows]
+    measured_goals = any(c in args.cases for c in ALL_CASES + "r")
     split, overhead = observed_split(args.metrics), self_reported_overhead(args.metrics)
     if split:
         lines += ["", f"The sidecar's own metrics after (c): split of bench-split {split}; "
                   f"proxy overhead (aiflags_proxy_overhead_seconds, time not spent waiting on "
                   f"the upstream) {overhead}."]
-    lines += ["", "Goals (issue 8, and issue 4's that stand)"
-              + (" — smoke durations, indicative only:" if args.mode == "smoke" else ":")]
-    lines += goals(rows, cases, args, paired)
+    if measured_goals:
+        lines += ["", "Goals (issue 8, and issue 4's that stand)"
+                  + (" — smoke durations, indicative only:" if args.mode == "smoke" else ":")]
+        lines += goals(rows, cases, args, paired)
     lines += paired_table(paired, cases, args)
     lines += cpu_per_request(cases, args)
+    lines += ablation_table(ablation, args)
     if problems:
         lines += ["", "FAILED — a target did not serve its load:"] + [f"- {x}" for x in problems]
     text = "\n".join(lines) + "\n"
@@ -441,6 +508,8 @@ def main():
     checks = sum(len(loads) for case, loads in EXPECTED.items() if case in args.cases)
     if "r" in args.cases:
         checks += len(PAIRED) * 2 * args.rounds
+    if "x" in args.cases:
+        checks += len(ABLATION) * args.rounds
     print(f"bench: {checks - len(problems)} passed, {len(problems)} failed")
     sys.exit(1 if problems else 0)
 

@@ -21,17 +21,21 @@ P99 = {"a": [200, 200, 200], "b": [400, 300, 350], "j": [300, 300, 300],
        "c": [1500, 700, 900], "g": [600, 700, 800], "i": [500, 500, 500]}
 
 
+def concurrency_row(case, k, per_core):
+    """A 50-connection load of round k: 100,000 requests at `per_core`."""
+    requests = 100_000
+    cpu = requests / per_core
+    return {"case": case, "load": f"concurrency:{k}", "requests": requests, "duration_us": 4_000_000,
+            "bad": 0, "socket_errors": 0, "p50_us": 900, "p99_us": 2000, "server_cpu_s": cpu,
+            "server_user_s": cpu * 0.4, "server_sys_s": cpu * 0.6}
+
+
 def rows(skip=()):
     out = []
     for case, per_core in PER_CORE.items():
         for k, value in enumerate(per_core, start=1):
             if (case, "concurrency", k) not in skip:
-                requests = 100_000
-                cpu = requests / value
-                out.append({"case": f"r:{case}", "load": f"concurrency:{k}", "requests": requests,
-                            "duration_us": 4_000_000, "bad": 0, "socket_errors": 0, "p50_us": 900,
-                            "p99_us": 2000, "server_cpu_s": cpu, "server_user_s": cpu * 0.4,
-                            "server_sys_s": cpu * 0.6})
+                out.append(concurrency_row(f"r:{case}", k, value))
             if (case, "rate", k) not in skip:
                 out.append({"case": f"r:{case}", "load": f"rate:{k}", "requests": 4000,
                             "duration_us": 4_000_000, "bad": 0, "socket_errors": 0, "p50_us": 150,
@@ -40,11 +44,11 @@ def rows(skip=()):
     return out
 
 
-def report(tmp_path, results):
+def report(tmp_path, results, cases="r"):
     path = tmp_path / "results.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in results))
     out = tmp_path / "out.md"
-    run = subprocess.run([sys.executable, str(REPORT), str(path), str(out), "--mode", "full", "--cases", "r",
+    run = subprocess.run([sys.executable, str(REPORT), str(path), str(out), "--mode", "full", "--cases", cases,
                           "--concurrency", "50", "--rate", "1000", "--streams", "1000", "--seconds", "10",
                           "--rounds", "3", "--round-seconds", "4"], capture_output=True, text=True, check=False)
     return run, out.read_text() if out.exists() else ""
@@ -89,3 +93,35 @@ def test_a_load_that_failed_its_requests_fails_the_run(tmp_path):
     run, text = report(tmp_path, results)
     assert run.returncode == 1
     assert "(r c) concurrency, round 3: 5000 failed requests of 105000" in text
+
+
+# The ablation (x): per core in rounds 1-3. nginx's proxy drifts by round;
+# within a round x0 ÷ b = 0.60, 0.50, 0.70 (median 0.60) and x5 ÷ b = 0.80,
+# 0.85, 0.75 (0.80).
+ABLATED = {"b": [100, 80, 120], "j": [95, 76, 114], "x0": [60, 40, 84], "x1": [65, 48, 90],
+           "x2": [66, 50, 91], "x3": [70, 56, 96], "x4": [70, 60, 100], "x5": [80, 68, 90]}
+
+
+def ablation_rows(skip=()):
+    return [concurrency_row(f"x:{case}", k, value) for case, per_core in ABLATED.items()
+            for k, value in enumerate(per_core, start=1) if (case, k) not in skip]
+
+
+def test_the_ablation_takes_each_ratio_within_its_round(tmp_path):
+    run, text = report(tmp_path, ablation_rows(), cases="x")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "bench: 24 passed, 0 failed" in run.stdout
+    assert "0.60× (0.50–0.70)" in line_with(text, "| (x0) ")
+    assert "0.80× (0.75–0.85)" in line_with(text, "| (x5) ")
+    assert "all flag work and the report" in line_with(text, "| (x5) ")
+    # nginx's CPU a request: 10,000 µs in round 1, the median; 0.8× allows 12,500.
+    assert "allows 12500.0 µs of CPU a request (nginx's proxy: 10000.0 µs" in text
+    # An ablation run alone judges no goals and has no single-pass table.
+    assert "Goals" not in text and "| Target | Load |" not in text
+
+
+def test_a_missing_ablation_load_fails_the_run(tmp_path):
+    run, text = report(tmp_path, ablation_rows(skip={("x3", 2)}), cases="x")
+    assert run.returncode == 1
+    assert "(x) x3 concurrency, round 2: not measured" in text
+    assert "bench: 23 passed, 1 failed" in run.stdout
