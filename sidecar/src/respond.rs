@@ -251,10 +251,18 @@ fn set_aiflags_headers(
 
 /// A body that fails when its source goes quiet for too long: pass-through
 /// bodies, in either direction, cannot pin a connection forever.
+///
+/// The quiet spell is counted from the first poll that finds the source
+/// with nothing to give, and ends with its next frame. A body whose frames
+/// are all there when asked for (a whole answer already read off the
+/// socket) never reads the clock or builds a timer.
 pub(crate) struct IdleBody<B> {
     body: B,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Built on the first quiet spell, reset for each later one.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The timer counts the current quiet spell.
+    armed: bool,
     timed_out: bool,
 }
 
@@ -263,9 +271,26 @@ impl<B> IdleBody<B> {
         IdleBody {
             body,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
+            armed: false,
             timed_out: false,
         }
+    }
+
+    /// Whether the quiet spell that `cx` waits in has lasted `idle`; starts
+    /// counting one if none is being counted.
+    fn quiet_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.armed {
+            let deadline = tokio::time::Instant::now() + self.idle;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+        }
+        self.timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
     }
 }
 
@@ -284,12 +309,11 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let next = tokio::time::Instant::now() + this.idle;
-                this.timer.as_mut().reset(next);
+                this.armed = false;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
-                if this.timer.as_mut().poll(cx).is_ready() {
+                if this.quiet_too_long(cx) {
                     this.timed_out = true;
                     let message = format!("the body sent nothing for {}s", this.idle.as_secs());
                     return Poll::Ready(Some(Err(message.into())));
@@ -311,5 +335,82 @@ where
 impl Tracked for IdleBody<ResponseBody> {
     fn settle(&mut self, record: &mut Record, end: End) {
         record.stream_error = self.timed_out || end == End::Broken;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::{Body, Frame};
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+
+    use super::IdleBody;
+
+    /// A body whose frames arrive when the test sends them.
+    struct Sent(mpsc::Receiver<Bytes>);
+
+    impl Body for Sent {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    /// Five quiet spells of 0.5 s, 2.5 s in all, against an idle time of 2 s:
+    /// each frame restarts the count. Then silence fails the body, no sooner
+    /// than the idle time after the last frame.
+    #[tokio::test]
+    async fn a_body_quiet_past_its_idle_time_fails_and_each_frame_restarts_the_count() {
+        let idle = Duration::from_secs(2);
+        let spell = Duration::from_millis(500);
+        let (tx, rx) = mpsc::channel(1);
+        let mut body = IdleBody::new(Sent(rx), idle);
+        let sender = tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(spell).await;
+                tx.send(Bytes::from("chunk")).await.unwrap();
+            }
+            // Open but silent: the body is quiet, not ended, until well past
+            // the idle time (a body that never timed out would end then).
+            tokio::time::sleep(idle * 5).await;
+            drop(tx);
+        });
+        let started = Instant::now();
+        for _ in 0..5 {
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), "chunk");
+        }
+        assert!(
+            started.elapsed() > idle,
+            "the spells outlasted the idle time together"
+        );
+        let last = Instant::now();
+        let error = body
+            .frame()
+            .await
+            .expect("the body timed out, not ended")
+            .unwrap_err();
+        assert_eq!(error.to_string(), "the body sent nothing for 2s");
+        assert!(last.elapsed() >= idle);
+        assert!(body.timed_out);
+        sender.abort();
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_waits_builds_no_timer() {
+        let mut body = IdleBody::new(Full::new(Bytes::from("whole")), Duration::from_secs(1));
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "whole");
+        assert!(body.frame().await.is_none());
+        assert!(body.timer.is_none() && !body.timed_out);
     }
 }
