@@ -54,11 +54,13 @@ pub struct Metrics {
     watch_up: IntGauge,
     /// Lines the access log had no room for; the log's writer holds a clone.
     pub access_log_dropped: IntCounter,
-    /// Per `(flag, variant, model)`: resolved children, so the hot path does
-    /// one map lookup instead of one per family.
+    /// Per `(flag, variant, model)`: resolved children, built once for all
+    /// the `request_counters` entries that share them.
     series: LabelCache<3, Series>,
-    /// The same for `requests_total`, the one family with six labels.
-    request_counters: LabelCache<6, IntCounter>,
+    /// Per `requests_total` label set (six labels, the first three the
+    /// series'): its counter and its series, so a request's report does one
+    /// map lookup for both.
+    request_counters: LabelCache<6, Requests>,
     /// And for `answers_total`: `(flag, variant, model, verdict)`.
     answer_counters: LabelCache<4, IntCounter>,
     /// And for `attempts_total`: `(provider, model, outcome)`.
@@ -123,6 +125,12 @@ impl<const N: usize, T> LabelCache<N, T> {
         }
         made
     }
+}
+
+/// A `requests_total` child and the series of its flag, variant and model.
+struct Requests {
+    count: IntCounter,
+    series: Arc<Series>,
 }
 
 struct Series {
@@ -314,12 +322,14 @@ impl Telemetry for Metrics {
             r.operation,
             &*code,
         ];
-        self.request_counters
-            .get_or_insert(&labels, || self.requests.with_label_values(&labels))
-            .inc();
+        let requests = self.request_counters.get_or_insert(&labels, || Requests {
+            count: self.requests.with_label_values(&labels),
+            series: self.series(&r.flag, &r.variant, &r.model),
+        });
+        requests.count.inc();
         let overhead = r.duration.saturating_sub(r.upstream_time);
         self.overhead.observe(overhead.as_secs_f64());
-        let series = self.series(&r.flag, &r.variant, &r.model);
+        let series = &requests.series;
         series.duration.observe(r.duration.as_secs_f64());
         if let Some(t) = r.time_to_first_token {
             series.ttft.observe(t.as_secs_f64());
