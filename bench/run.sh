@@ -396,6 +396,17 @@ case_a() { # the upstream itself, alone on core 0
   stop "$sid"
 }
 
+# round_order ROUND TARGET...: the targets in the order round ROUND loads
+# them, each round starting one target later than the one before.
+round_order() {
+  local round="$1"
+  shift
+  local targets=("$@") k
+  for ((k = 0; k < ${#targets[@]}; k++)); do
+    echo "${targets[$(((k + round - 1) % ${#targets[@]}))]}"
+  done
+}
+
 # The two reference proxies on core 0, started and ready; each leaves $sid.
 start_nginx_proxy() {
   start_nginx nginx-proxy 0
@@ -487,7 +498,7 @@ case_r() {
   python3 "$bench/lib/many_flags.py" "$many_flags" >"$work/flags-many.yaml"
   start_sidecar sidecar-many-flags "$UPSTREAM" "" "$work/flags-many.yaml" "$SIDECAR_MANY" "$SIDECAR_MANY_ADMIN"
   server[i]=$sid url[i]="http://127.0.0.1:$SIDECAR_MANY"
-  local targets=(a b j c g i) count=6 round k t
+  local targets=(a b j c g i) round t
   for t in "${targets[@]}"; do
     case "$t" in
       c | g | i) check_chat "$t" "${url[$t]}" x-aiflags-flag bench-split ;;
@@ -497,8 +508,7 @@ case_r() {
   done
   for ((round = 1; round <= rounds; round++)); do
     log "(r) paired round $round of $rounds: $concurrency connections, then $rate req/s, ${round_secs}s each, for each of ${targets[*]}"
-    for ((k = 0; k < count; k++)); do
-      t=${targets[$(((k + round - 1) % count))]}
+    for t in $(round_order "$round" "${targets[@]}"); do
       load_concurrency "r:$t" "${server[$t]}" "${url[$t]}" "$round_secs" 0 "concurrency:$round"
       load_rate "r:$t" "${server[$t]}" "${url[$t]}" "$round_secs" "rate:$round"
     done
@@ -548,11 +558,10 @@ case_x() {
     fi
     warm_up "${url[$t]}" "$warmup"
   done
-  local count=${#ABLATION[@]} round k
+  local round
   for ((round = 1; round <= rounds; round++)); do
     log "(x) ablation round $round of $rounds: $concurrency connections, ${round_secs}s each, for each of ${ABLATION[*]}"
-    for ((k = 0; k < count; k++)); do
-      t=${ABLATION[$(((k + round - 1) % count))]}
+    for t in $(round_order "$round" "${ABLATION[@]}"); do
       body_for "$t"
       load_concurrency "x:$t" "${server[$t]}" "${url[$t]}" "$round_secs" 0 "concurrency:$round"
     done

@@ -350,6 +350,17 @@ def paired_rounds(cases, args):
     return out, problems
 
 
+# How the rounds' tables read.
+ROUNDS_NOTE = ("Each cell is the median over the rounds of a figure taken within one round; "
+               "the ranges are the rounds' lowest and highest.")
+
+
+def ratio_cell(case, p):
+    """A target's median ratio to nginx's proxy and its range; none for (b) itself."""
+    lo, hi = p["ratio_range"]
+    return "—" if case == "b" else f"{p['ratio']:.2f}× ({lo:.2f}–{hi:.2f})"
+
+
 def paired_table(paired, cases, args):
     if not paired:
         return []
@@ -359,18 +370,15 @@ def paired_table(paired, cases, args):
     names = {c: cases.get(c, {}).get("name", {}).get("name", known[c]) for c in PAIRED}
     out = ["", f"Paired rounds (r): the six targets side by side, loaded in turn ({num(args.concurrency)} connections, "
            f"then {num(args.rate)} req/s, {args.round_seconds} s each), {plural(paired['rounds'], 'round')}, each starting one "
-           "target later. Each cell is the median over the rounds of a figure taken within one round; "
-           "the ranges are the rounds' lowest and highest.", "",
+           f"target later. {ROUNDS_NOTE}", "",
            "| Target | Per core | ÷ nginx proxy's per core | user space | kernel | p99 at "
            f"{num(args.rate)} req/s | added p99 (over (a) in the round) |",
            "|---|---|---|---|---|---|---|"]
     for case in PAIRED:
         p = paired[case]
-        lo, hi = p["ratio_range"]
-        ratio = "—" if case == "b" else f"{p['ratio']:.2f}× ({lo:.2f}–{hi:.2f})"
         added_cell = "—" if case == "a" else \
             f"{p['added_p99'] / 1000:+.2f} ms ({p['added_range'][0] / 1000:+.2f} to {p['added_range'][1] / 1000:+.2f})"
-        out.append(f"| ({case}) {names[case]} | {num(p['per_core'])} | {ratio} | {p['user']:.1f} µs | "
+        out.append(f"| ({case}) {names[case]} | {num(p['per_core'])} | {ratio_cell(case, p)} | {p['user']:.1f} µs | "
                    f"{p['kernel']:.1f} µs | {ms(p['p99'])} | {added_cell} |")
     return out
 
@@ -401,15 +409,12 @@ def ablation_table(ablation, args):
     out = ["", f"Ablation (x): what each part of a request's work costs. The sidecar's ablation build "
            "(`--features ablation`) with parts switched off by `AIFLAGS_ABLATE`, access log on, loaded in "
            f"turn with (b) and (j) ({num(args.concurrency)} connections, {args.round_seconds} s each), "
-           f"{plural(ablation['rounds'], 'round')}, each starting one target later. Each cell is the median over "
-           "the rounds of a figure taken within one round; the ranges are the rounds' lowest and highest.", "",
+           f"{plural(ablation['rounds'], 'round')}, each starting one target later. {ROUNDS_NOTE}", "",
            "| Target | switched off | Per core | ÷ nginx proxy's per core | CPU a request | user space | kernel |",
            "|---|---|---|---|---|---|---|"]
     for case, (name, off) in ABLATION.items():
         p = ablation[case]
-        lo, hi = p["ratio_range"]
-        ratio = "—" if case == "b" else f"{p['ratio']:.2f}× ({lo:.2f}–{hi:.2f})"
-        out.append(f"| ({case}) {name} | {off} | {num(p['per_core'])} | {ratio} | {p['cpu']:.1f} µs | "
+        out.append(f"| ({case}) {name} | {off} | {num(p['per_core'])} | {ratio_cell(case, p)} | {p['cpu']:.1f} µs | "
                    f"{p['user']:.1f} µs | {p['kernel']:.1f} µs |")
     out += ["", f"0.8 × nginx's throughput per core allows {budget:.1f} µs of CPU a request "
             f"(nginx's proxy: {ablation['b']['cpu']:.1f} µs; the floor: {ablation['j']['cpu']:.1f} µs)."]
