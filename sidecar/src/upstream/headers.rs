@@ -132,6 +132,8 @@ const CREDENTIAL_PARAMS: [&str; 5] = ["key", "api-key", "api_key", "apikey", "ac
 impl HeaderPolicy {
     /// The path and query for `target`: credential-bearing query parameters
     /// reach only the origin the app addressed, like credential headers.
+    /// Borrowed exactly when it is `path_and_query` whole (the caller then
+    /// reuses the client's parsed path).
     pub(crate) fn outbound_path<'p>(
         &self,
         path_and_query: &'p str,
