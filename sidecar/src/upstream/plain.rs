@@ -13,13 +13,16 @@
 //! HTTPS upstreams (HTTP/2 by ALPN, a connection shared by many requests)
 //! stay on hyper_util's client.
 //!
-//! An idle connection is not polled while it waits in the pool: the first
-//! poll after it is taken out reads the end of a connection the upstream
-//! closed meanwhile before it writes the request, and a request that a
-//! connection closed before writing it is sent once more on a new one (as
-//! hyper_util's client does). Idle connections are closed after
-//! [`IDLE_TIMEOUT`], by a sweep every [`SWEEP_EVERY`] and whenever one to
-//! the same origin is taken out.
+//! No task waits on an idle connection. The pool's sweeper polls the idle
+//! ones every [`SWEEP_EVERY`] with its own waker, so one the upstream closes
+//! (an upstream's keep-alive timeout, a restart) wakes it and is closed
+//! at once rather than left half-closed (`CLOSE_WAIT`) until its idle time
+//! runs out; one that went idle since the last sweep is found at the next.
+//! A connection taken out before that reads the end on its first poll,
+//! before it writes the request, and a request that a connection closed
+//! before writing it is sent once more on a new one (as hyper_util's client
+//! does). Idle connections are closed after [`IDLE_TIMEOUT`], by the sweep
+//! and whenever one to the same origin is taken out.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,8 +43,9 @@ use crate::keyhash::KeyMap;
 
 /// How long an idle connection is kept (hyper_util's client keeps them 90 s).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// How often idle connections past their time are closed.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How often idle connections are checked: past their time, or closed by
+/// the upstream since they went idle.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Idle connections kept for one origin; more are closed when they come back.
 const MAX_IDLE_PER_ORIGIN: usize = 1024;
 
@@ -79,13 +83,22 @@ impl Pool {
     /// A pool; with a Tokio runtime at hand, also its sweeper task, which
     /// ends with the pool.
     pub(crate) fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Pool> {
+        Pool::with_sweep(connect_timeout, idle_timeout, SWEEP_EVERY)
+    }
+
+    /// The same, swept every `sweep_every`.
+    fn with_sweep(
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        sweep_every: Duration,
+    ) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             idle: Mutex::new(KeyMap::default()),
             connect_timeout,
             idle_timeout,
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(sweep(Arc::downgrade(&pool)));
+            runtime.spawn(sweep(Arc::downgrade(&pool), sweep_every));
         }
         pool
     }
@@ -186,10 +199,18 @@ impl Pool {
         }
     }
 
-    /// Closes the idle connections past their time; drops emptied origins.
-    fn sweep_now(&self, now: Instant) {
+    /// Closes the idle connections past their time and those that have
+    /// ended (the upstream closed them, or broke them by sending on them
+    /// unasked); drops emptied origins. The others are left polled with
+    /// `cx`, whose task a later end wakes. A poll reads the socket only
+    /// when it has become readable: an idle connection costs a sweep no
+    /// system call.
+    fn sweep_now(&self, now: Instant, cx: &mut Context<'_>) {
         self.lock().retain(|_, list| {
-            list.retain(|entry| now.duration_since(entry.since) < self.idle_timeout);
+            list.retain_mut(|entry| {
+                now.duration_since(entry.since) < self.idle_timeout
+                    && Pin::new(&mut entry.conn.driver).poll(cx).is_pending()
+            });
             !list.is_empty()
         });
     }
@@ -207,14 +228,24 @@ impl Pool {
     }
 }
 
-async fn sweep(pool: Weak<Pool>) {
-    let mut every = tokio::time::interval(SWEEP_EVERY);
+/// The sweeper: sweeps every `sweep_every`, and whenever an idle
+/// connection it polled has something to say (usually its end); stops
+/// with the pool.
+async fn sweep(pool: Weak<Pool>, sweep_every: Duration) {
+    let mut every = tokio::time::interval(sweep_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await;
-    loop {
-        every.tick().await;
-        let Some(pool) = pool.upgrade() else { return };
-        pool.sweep_now(Instant::now());
-    }
+    std::future::poll_fn(|cx| {
+        // The tick first: a due tick re-arms the interval's timer, so the
+        // sweep below leaves both wakers registered.
+        while every.poll_tick(cx).is_ready() {}
+        let Some(pool) = pool.upgrade() else {
+            return Poll::Ready(());
+        };
+        pool.sweep_now(Instant::now(), cx);
+        Poll::Pending
+    })
+    .await;
 }
 
 /// Sends one request on `conn`, driving it until the response head arrives.

@@ -22,6 +22,10 @@ enum Answer {
     /// sends on `more` (no `Connection: close`: as an upstream's idle
     /// timeout would).
     ThenClose,
+    /// The same, but the server only ends its side of the connection (a
+    /// FIN) and reports the connection ended when the client closes its
+    /// own.
+    ThenHalfClose,
     /// A chunked body, one chunk each time the test sends on `more`,
     /// ended by the third.
     Chunked,
@@ -64,11 +68,20 @@ async fn server(answer: Answer) -> Server {
                     let end = buffer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                     buffer.drain(..end);
                     match answer {
-                        Answer::KeepAlive | Answer::ThenClose => {
+                        Answer::KeepAlive | Answer::ThenClose | Answer::ThenHalfClose => {
                             let head = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
                             socket.write_all(head.as_bytes()).await.unwrap();
                             if matches!(answer, Answer::ThenClose) {
                                 more.lock().await.recv().await.unwrap();
+                                break 'requests;
+                            }
+                            if matches!(answer, Answer::ThenHalfClose) {
+                                more.lock().await.recv().await.unwrap();
+                                socket.shutdown().await.unwrap();
+                                // Until the client closes its side.
+                                while let Ok(n) = socket.read(&mut chunk).await
+                                    && n > 0
+                                {}
                                 break 'requests;
                             }
                         }
@@ -105,8 +118,14 @@ impl Server {
     }
 }
 
+/// A pool whose sweeper does not run during a test: what a request finds
+/// idle is what the test left there.
 fn pool() -> Arc<Pool> {
-    Pool::new(Duration::from_secs(5), IDLE_TIMEOUT)
+    Pool::with_sweep(
+        Duration::from_secs(5),
+        IDLE_TIMEOUT,
+        Duration::from_secs(3600),
+    )
 }
 
 fn get(origin: &str) -> Request<ProxyBody> {
@@ -115,6 +134,16 @@ fn get(origin: &str) -> Request<ProxyBody> {
         .header(http::header::HOST, origin)
         .body(full(""))
         .unwrap()
+}
+
+/// A server answering as `answer` says, and one request through `pool`
+/// whose connection is now idle in it.
+async fn one_idle(answer: Answer, pool: &Arc<Pool>) -> Server {
+    let server = server(answer).await;
+    let response = server.request(pool).await;
+    assert_eq!(body_of(response).await, "hello");
+    assert_eq!(pool.idle_count(&server.origin), 1);
+    server
 }
 
 async fn body_of(response: Response<PlainBody>) -> Bytes {
@@ -140,11 +169,8 @@ async fn requests_one_after_another_share_one_connection() {
 
 #[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_replaced_without_an_error() {
-    let mut server = server(Answer::ThenClose).await;
     let pool = pool();
-    let response = server.request(&pool).await;
-    assert_eq!(body_of(response).await, "hello");
-    assert_eq!(pool.idle_count(&server.origin), 1);
+    let mut server = one_idle(Answer::ThenClose, &pool).await;
     // The server closes it while the pool holds it, idle.
     server.more.send(()).unwrap();
     server.ended.recv().await.unwrap();
@@ -194,16 +220,71 @@ async fn a_body_dropped_before_its_end_closes_its_connection() {
 
 #[tokio::test]
 async fn idle_connections_past_their_time_are_closed() {
-    let mut server = server(Answer::KeepAlive).await;
     let pool = pool();
+    let mut server = one_idle(Answer::KeepAlive, &pool).await;
+    sweep_at(&pool, Instant::now() + IDLE_TIMEOUT / 2);
+    assert_eq!(pool.idle_count(&server.origin), 1, "not yet");
+    sweep_at(&pool, Instant::now() + IDLE_TIMEOUT);
+    assert_eq!(pool.idle_count(&server.origin), 0);
+    server.ended.recv().await.unwrap();
+}
+
+/// One sweep, as the sweeper would make it at `now`.
+fn sweep_at(pool: &Pool, now: Instant) {
+    pool.sweep_now(now, &mut Context::from_waker(std::task::Waker::noop()));
+}
+
+#[tokio::test]
+async fn an_idle_connection_the_upstream_closes_is_closed_when_the_sweep_hears_of_it() {
+    let pool = pool();
+    let mut server = one_idle(Answer::ThenClose, &pool).await;
+    // Swept while the upstream keeps it: kept, and polled with this task's waker.
+    let mut swept = 0;
+    std::future::poll_fn(|cx| {
+        pool.sweep_now(Instant::now(), cx);
+        swept += 1;
+        if swept == 1 {
+            assert_eq!(
+                pool.idle_count(&server.origin),
+                1,
+                "an open connection was dropped"
+            );
+            // The upstream closes it (its idle timeout, say).
+            server.more.send(()).unwrap();
+        }
+        // Each later sweep runs because the connection woke this task.
+        if pool.idle_count(&server.origin) == 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    server.ended.recv().await.unwrap();
+    assert!(swept >= 2);
+    // The next request opens a new connection.
+    let response = server.request(&pool).await;
+    assert_eq!(body_of(response).await, "hello");
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn the_sweeper_closes_an_idle_connection_the_upstream_ended_long_before_its_idle_time() {
+    let mut server = server(Answer::ThenHalfClose).await;
+    // Idle connections kept for an hour, swept every 20 ms.
+    let pool = Pool::with_sweep(
+        Duration::from_secs(5),
+        Duration::from_secs(3600),
+        Duration::from_millis(20),
+    );
     let response = server.request(&pool).await;
     assert_eq!(body_of(response).await, "hello");
     assert_eq!(pool.idle_count(&server.origin), 1);
-    pool.sweep_now(Instant::now() + IDLE_TIMEOUT / 2);
-    assert_eq!(pool.idle_count(&server.origin), 1, "not yet");
-    pool.sweep_now(Instant::now() + IDLE_TIMEOUT);
-    assert_eq!(pool.idle_count(&server.origin), 0);
+    // The upstream ends its side and waits for the pool to close its own:
+    // only the sweeper, which nobody here calls, can.
+    server.more.send(()).unwrap();
     server.ended.recv().await.unwrap();
+    assert_eq!(pool.idle_count(&server.origin), 0);
 }
 
 #[tokio::test]
