@@ -14,20 +14,22 @@
 //! stay on hyper_util's client.
 //!
 //! No task waits on an idle connection. The pool's sweeper polls the idle
-//! ones every [`SWEEP_EVERY`] with its own waker, so one the upstream closes
-//! (an upstream's keep-alive timeout, a restart) wakes it and is closed
-//! at once rather than left half-closed (`CLOSE_WAIT`) until its idle time
-//! runs out; one that went idle since the last sweep is found at the next.
-//! A connection taken out before that reads the end on its first poll,
-//! before it writes the request, and a request that a connection closed
-//! before writing it is sent once more on a new one (as hyper_util's client
-//! does). Idle connections are closed after [`IDLE_TIMEOUT`], by the sweep
-//! and whenever one to the same origin is taken out.
+//! ones every [`SWEEP_EVERY`], so one the upstream closed (an upstream's
+//! keep-alive timeout, a restart) is closed within a sweep or two rather
+//! than left half-closed (`CLOSE_WAIT`) until its idle time runs out. It
+//! polls with a waker that does nothing: a sweep's waker left on a
+//! connection would be woken by the next request sent on it, and a sweep
+//! per request is not worth a few seconds of `CLOSE_WAIT`. A connection
+//! taken out before the sweep reads the end on its first poll, before it
+//! writes the request, and a request that a connection closed before
+//! writing it is sent once more on a new one (as hyper_util's client does).
+//! Idle connections are closed after [`IDLE_TIMEOUT`], by the sweep and
+//! whenever one to the same origin is taken out.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -202,9 +204,8 @@ impl Pool {
     /// Closes the idle connections past their time and those that have
     /// ended (the upstream closed them, or broke them by sending on them
     /// unasked); drops emptied origins. The others are left polled with
-    /// `cx`, whose task a later end wakes. A poll reads the socket only
-    /// when it has become readable: an idle connection costs a sweep no
-    /// system call.
+    /// `cx`. A poll reads the socket only when epoll has marked it
+    /// readable: an open idle connection costs a sweep no system call.
     fn sweep_now(&self, now: Instant, cx: &mut Context<'_>) {
         self.lock().retain(|_, list| {
             list.retain_mut(|entry| {
@@ -228,24 +229,16 @@ impl Pool {
     }
 }
 
-/// The sweeper: sweeps every `sweep_every`, and whenever an idle
-/// connection it polled has something to say (usually its end); stops
-/// with the pool.
+/// The sweeper: sweeps every `sweep_every`; stops with the pool.
 async fn sweep(pool: Weak<Pool>, sweep_every: Duration) {
     let mut every = tokio::time::interval(sweep_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await;
-    std::future::poll_fn(|cx| {
-        // The tick first: a due tick re-arms the interval's timer, so the
-        // sweep below leaves both wakers registered.
-        while every.poll_tick(cx).is_ready() {}
-        let Some(pool) = pool.upgrade() else {
-            return Poll::Ready(());
-        };
-        pool.sweep_now(Instant::now(), cx);
-        Poll::Pending
-    })
-    .await;
+    loop {
+        every.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        pool.sweep_now(Instant::now(), &mut Context::from_waker(Waker::noop()));
+    }
 }
 
 /// Sends one request on `conn`, driving it until the response head arrives.
