@@ -184,6 +184,14 @@ fn as_encoded(coding: Coding, data: &[u8], random: u32) {
         let chunked = chunked(sidecar_coding, data, random);
         match (&whole, chunked) {
             (Ok(plain), Ok(again)) => assert_eq!(&plain[..], &again[..], "{coding:?}: cuts"),
+            // A body that decodes past the limit and is corrupt further on is
+            // refused either way; which one a decoder meets first depends on
+            // when its writer hands its buffered output on (flushed after
+            // every cut, once at the end when whole).
+            (
+                Err(DecodeError::TooLarge { .. } | DecodeError::Corrupt { .. }),
+                Err(DecodeError::TooLarge { .. } | DecodeError::Corrupt { .. }),
+            ) => {}
             (Err(a), Err(b)) => assert_eq!(
                 std::mem::discriminant(a),
                 std::mem::discriminant(&b),
