@@ -16,8 +16,9 @@
 #   (target/production/aiflags-sidecar-ablation, made by BENCH_CASES=x
 #   bench/run.sh) it counts a request with those parts switched off
 #   FLOOR=1 counts the floor instead: aiflags-dev bare-proxy (beside the
-#   binary), which only forwards; NGINX_PROXY=1 counts nginx's reverse proxy
-#   (bench/run.sh's (b)), master process off
+#   binary), which only forwards; RAW=1 counts aiflags-dev raw-proxy, which
+#   forwards without hyper (bench/run.sh's (k)); NGINX_PROXY=1 counts nginx's
+#   reverse proxy (bench/run.sh's (b)), master process off
 # Prints one line: binary, requests, instructions, instructions per request.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -77,10 +78,12 @@ PROXY
     nginx -e "$work/proxy.err" -p "$work" -c "$work/proxy.conf" >"$work/sidecar.log" 2>&1 &
   ready=(-s -o /dev/null "http://127.0.0.1:$port/")
   bin=nginx
-elif [ -n "${FLOOR:-}" ]; then
-  # The floor (bench/run.sh's (j)): aiflags-dev bare-proxy from beside the binary.
+elif [ -n "${FLOOR:-}${RAW:-}" ]; then
+  # The floor (bench/run.sh's (j)): aiflags-dev bare-proxy from beside the
+  # binary; or its raw-proxy ((k)).
   valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
-    "$(dirname "$bin")/aiflags-dev" bare-proxy --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$port_up" \
+    "$(dirname "$bin")/aiflags-dev" "$([ -n "${RAW:-}" ] && echo raw-proxy || echo bare-proxy)" \
+    --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$port_up" \
     >"$work/sidecar.log" 2>&1 &
   ready=(-s -o /dev/null "http://127.0.0.1:$port/")  # any answer: it has no probe
   bin="$(dirname "$bin")/aiflags-dev"

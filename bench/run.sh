@@ -139,6 +139,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 UPSTREAM_DIRECT=18100 UPSTREAM=18101 NGINX_PROXY=18102 SIDECAR=18103 SIDECAR_ADMIN=18104
 LITELLM=18105 MOCK=18106 PORTKEY=18107 BARE=18108
 SIDECAR_LOGGING=18109 SIDECAR_LOGGING_ADMIN=18110 SIDECAR_MANY=18111 SIDECAR_MANY_ADMIN=18112
+RAW=18113
 
 # The request every non-streaming load sends, and the API key every client
 # presents (LiteLLM insists on a master key; the others ignore it). The load
@@ -417,6 +418,13 @@ start_bare_proxy() { # the floor: aiflags-dev bare-proxy, which only forwards
   wait_ready bare-proxy "http://127.0.0.1:$BARE/"
 }
 
+# HTTP/1.1 forwarding without hyper (aiflags-dev raw-proxy): what an HTTP
+# layer of the sidecar's own could cost, for (x).
+start_raw_proxy() {
+  start raw-proxy 0 env AIFLAGS_LOG=warn "$dev_bin" raw-proxy --listen "127.0.0.1:$RAW" --upstream "http://127.0.0.1:$UPSTREAM"
+  wait_ready raw-proxy "http://127.0.0.1:$RAW/"
+}
+
 case_b() {
   need_upstream
   start_nginx_proxy
@@ -524,8 +532,9 @@ case_r() {
 # default); x0 has everything on, and each next one less. A request no flag
 # matches (x4, x5) is passed through: no flag selection, splice, answer judge
 # or x-aiflags headers, only what every request gets. Paired rounds of the
-# fixed-concurrency load, as (r), against (b) and (j) in the same round.
-ABLATION=(b j x0 x1 x2 x3 x4 x5)
+# fixed-concurrency load, as (r), against (b), (j) and (k) in the same round:
+# (k) forwards without hyper, the HTTP layer's cost without hyper's.
+ABLATION=(b j k x0 x1 x2 x3 x4 x5)
 case_x() {
   need_upstream
   [ -x "${BENCH_ABLATION_SIDECAR:-}" ] || die "(x) needs the sidecar's ablation build (BENCH_ABLATION_SIDECAR)"
@@ -536,6 +545,8 @@ case_x() {
   server[b]=$sid url[b]="http://127.0.0.1:$NGINX_PROXY"
   start_bare_proxy
   server[j]=$sid url[j]="http://127.0.0.1:$BARE"
+  start_raw_proxy
+  server[k]=$sid url[k]="http://127.0.0.1:$RAW"
   off=([x0]="" [x1]=judge [x2]=report [x3]=judge,report [x4]="" [x5]=report)
   local t port=18120
   for t in x0 x1 x2 x3 x4 x5; do

@@ -385,6 +385,7 @@ def paired_table(paired, cases, args):
 
 # (x), the ablation: each target and what it has switched off, in run.sh's order.
 ABLATION = {"b": ("nginx reverse proxy", "—"), "j": ("bare hyper proxy (the floor)", "—"),
+            "k": ("raw HTTP/1.1 forwarder, no hyper", "—"),
             "x0": ("sidecar, ablation build", "nothing"),
             "x1": ("sidecar, ablation build", "the answer judge (and usage)"),
             "x2": ("sidecar, ablation build", "the report (metrics, access-log line)"),
@@ -408,7 +409,8 @@ def ablation_table(ablation, args):
     budget = ablation["b"]["cpu"] / 0.8
     out = ["", f"Ablation (x): what each part of a request's work costs. The sidecar's ablation build "
            "(`--features ablation`) with parts switched off by `AIFLAGS_ABLATE`, access log on, loaded in "
-           f"turn with (b) and (j) ({num(args.concurrency)} connections, {args.round_seconds} s each), "
+           "turn with (b), (j) and (k), a forwarder without hyper (`aiflags-dev raw-proxy`: `httparse` and byte "
+           f"copies) ({num(args.concurrency)} connections, {args.round_seconds} s each), "
            f"{plural(ablation['rounds'], 'round')}, each starting one target later. {ROUNDS_NOTE}", "",
            "| Target | switched off | Per core | ÷ nginx proxy's per core | CPU a request | user space | kernel |",
            "|---|---|---|---|---|---|---|"]

@@ -98,7 +98,7 @@ def test_a_load_that_failed_its_requests_fails_the_run(tmp_path):
 # The ablation (x): per core in rounds 1-3. nginx's proxy drifts by round;
 # within a round x0 ÷ b = 0.60, 0.50, 0.70 (median 0.60) and x5 ÷ b = 0.80,
 # 0.85, 0.75 (0.80).
-ABLATED = {"b": [100, 80, 120], "j": [95, 76, 114], "x0": [60, 40, 84], "x1": [65, 48, 90],
+ABLATED = {"b": [100, 80, 120], "j": [95, 76, 114], "k": [120, 96, 150], "x0": [60, 40, 84], "x1": [65, 48, 90],
            "x2": [66, 50, 91], "x3": [70, 56, 96], "x4": [70, 60, 100], "x5": [80, 68, 90]}
 
 
@@ -110,8 +110,9 @@ def ablation_rows(skip=()):
 def test_the_ablation_takes_each_ratio_within_its_round(tmp_path):
     run, text = report(tmp_path, ablation_rows(), cases="x")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "bench: 24 passed, 0 failed" in run.stdout
+    assert "bench: 27 passed, 0 failed" in run.stdout
     assert "0.60× (0.50–0.70)" in line_with(text, "| (x0) ")
+    assert "1.20× (1.20–1.25)" in line_with(text, "| (k) raw HTTP/1.1 forwarder")
     assert "0.80× (0.75–0.85)" in line_with(text, "| (x5) ")
     assert "all flag work and the report" in line_with(text, "| (x5) ")
     # nginx's CPU a request: 10,000 µs in round 1, the median; 0.8× allows 12,500.
@@ -124,4 +125,4 @@ def test_a_missing_ablation_load_fails_the_run(tmp_path):
     run, text = report(tmp_path, ablation_rows(skip={("x3", 2)}), cases="x")
     assert run.returncode == 1
     assert "(x) x3 concurrency, round 2: not measured" in text
-    assert "bench: 23 passed, 1 failed" in run.stdout
+    assert "bench: 26 passed, 1 failed" in run.stdout

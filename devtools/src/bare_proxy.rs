@@ -21,44 +21,15 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, watch};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
 
-use crate::serve::{Body, shutdown_signal};
+use crate::serve::{self, Body};
 
 /// Forwards every request on `listen` to `upstream` (`http://host:port`)
 /// until SIGTERM or ctrl-c.
 pub async fn run(listen: SocketAddr, upstream: Uri) -> std::io::Result<()> {
-    let Some(authority) = upstream.authority() else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("--upstream {upstream} has no host:port"),
-        ));
-    };
-    let origin: Arc<str> = match authority.port() {
-        Some(_) => authority.as_str().into(),
-        None => format!("{}:80", authority.host()).into(),
-    };
-    let listener = TcpListener::bind(listen).await?;
-    let (stop, mut stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    tracing::info!(%listen, %upstream, "bare proxy listening");
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            _ = stopped.changed() => return Ok(()),
-        };
-        tokio::spawn(connection(stream, origin.clone()));
-    }
+    serve::forward("bare proxy", listen, upstream, connection).await
 }
 
 type ClientConnection = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Incoming>;

@@ -7,6 +7,8 @@
 //!   by simulated users (the README's main job).
 //! - [`bare_proxy`]: a reverse proxy on the sidecar's stack that only
 //!   forwards, the benchmark's floor for what hyper and tokio cost.
+//! - [`raw_proxy`]: HTTP/1.1 forwarding without hyper, the benchmark's
+//!   measure of what an HTTP layer of the sidecar's own could cost.
 //! - [`rollout_harness`]: the operator's part in a progressive rollout
 //!   (propagation, engine, analysis, compile) without a Kubernetes API
 //!   server, writing the sidecars' config file.
@@ -14,6 +16,7 @@
 pub mod bare_proxy;
 pub mod demo;
 pub mod mock_upstream;
+pub mod raw_proxy;
 pub mod rollout_harness;
 mod serve;
 

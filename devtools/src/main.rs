@@ -51,6 +51,16 @@ enum Command {
         #[arg(long)]
         upstream: http::Uri,
     },
+    /// HTTP/1.1 forwarding without hyper (`httparse` and byte copies,
+    /// `Content-Length` bodies only): what an HTTP layer of the sidecar's
+    /// own could cost, for the benchmark's budget. Not a proxy to use.
+    RawProxy {
+        #[arg(long, default_value = "127.0.0.1:15083")]
+        listen: SocketAddr,
+        /// Where every request goes, `http://host:port`.
+        #[arg(long)]
+        upstream: http::Uri,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -72,7 +82,10 @@ fn main() -> ExitCode {
                 return fail(&e);
             }
         }
-        Command::MockUpstream { .. } | Command::Rollout(_) | Command::BareProxy { .. } => {
+        Command::MockUpstream { .. }
+        | Command::Rollout(_)
+        | Command::BareProxy { .. }
+        | Command::RawProxy { .. } => {
             let filter =
                 EnvFilter::try_from_env("AIFLAGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
             tracing_subscriber::fmt()
@@ -95,6 +108,9 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(&args.proxy, &args.demo).await.map(|_| ()),
             Command::BareProxy { listen, upstream } => {
                 aiflags_devtools::bare_proxy::run(listen, upstream).await
+            }
+            Command::RawProxy { listen, upstream } => {
+                aiflags_devtools::raw_proxy::run(listen, upstream).await
             }
             Command::Rollout(args) => rollout_harness::run(args)
                 .await

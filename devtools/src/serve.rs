@@ -1,4 +1,5 @@
-//! A plain HTTP/1.1 + h2c accept loop for the mock upstream.
+//! A plain HTTP/1.1 + h2c accept loop for the mock upstream, and the
+//! benchmark forwarders' accept loop.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -68,4 +69,48 @@ pub async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The benchmark forwarders' loop: checks that `upstream` (`http://host:port`)
+/// names a host and port, then hands each connection accepted on `listen`
+/// to `connection` with that `host:port`, until SIGTERM or ctrl-c.
+pub(crate) async fn forward<F>(
+    name: &str,
+    listen: std::net::SocketAddr,
+    upstream: http::Uri,
+    connection: impl Fn(tokio::net::TcpStream, std::sync::Arc<str>) -> F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Some(authority) = upstream.authority() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("--upstream {upstream} has no host:port"),
+        ));
+    };
+    let origin: std::sync::Arc<str> = match authority.port() {
+        Some(_) => authority.as_str().into(),
+        None => format!("{}:80", authority.host()).into(),
+    };
+    let listener = TcpListener::bind(listen).await?;
+    let (stop, mut stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    tracing::info!(%listen, %upstream, "{name} listening");
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return Ok(()),
+        };
+        tokio::spawn(connection(stream, origin.clone()));
+    }
 }
