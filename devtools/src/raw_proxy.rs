@@ -20,6 +20,8 @@ use crate::serve;
 const MAX_HEADERS: usize = 64;
 /// Bytes a head may take.
 const MAX_HEAD: usize = 64 * 1024;
+/// Bytes a body may take: it is held whole.
+const MAX_BODY: usize = 16 << 20;
 
 /// Forwards every request on `listen` to `upstream` (`http://host:port`)
 /// until SIGTERM or ctrl-c.
@@ -125,6 +127,9 @@ fn parse(buffer: &[u8], head: Head) -> Result<Option<(usize, usize)>, String> {
                 .ok()
                 .and_then(|v| v.trim().parse().ok())
                 .ok_or("a content-length that is not a number")?;
+            if body_len > MAX_BODY {
+                return Err(format!("a body of more than {MAX_BODY} bytes"));
+            }
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err("chunked bodies are not read here".into());
         }
@@ -164,6 +169,11 @@ mod tests {
         assert!(parse(chunked, Head::Response).is_err());
         let bad_length = b"POST / HTTP/1.1\r\ncontent-length: ten\r\n\r\n";
         assert!(parse(bad_length, Head::Request).is_err());
+        let huge = format!(
+            "POST / HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        assert!(parse(huge.as_bytes(), Head::Request).is_err());
         assert!(parse(b"NOT HTTP\r\n\r\n", Head::Response).is_err());
     }
 
