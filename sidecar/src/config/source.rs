@@ -128,7 +128,7 @@ impl ConfigLoader {
             ConfigSource::None => (SidecarConfig::empty(None), "none".to_string()),
             ConfigSource::File(path) => {
                 let config = match files.first() {
-                    Some((resolved, bytes)) => decode_document_bytes(bytes)
+                    Some((resolved, bytes)) => aiflags_api::decode_config(bytes)
                         .map_err(|e| LoadError(format!("{}: {e}", resolved.display())))?,
                     None => SidecarConfig::empty(None),
                 };
@@ -262,10 +262,6 @@ fn locate_config_file(path: &Path) -> Result<Option<PathBuf>, LoadError> {
 
 /// A config document, plain JSON or gzip-compressed JSON: the api crate's
 /// one decoder, which the operator's encoder is tested against.
-pub(crate) fn decode_document_bytes(bytes: &[u8]) -> Result<SidecarConfig, String> {
-    aiflags_api::decode_config(bytes).map_err(|e| e.to_string())
-}
-
 /// The final path through symlinks, so a `..data` swap to an identical
 /// document still counts as seen.
 fn resolve(path: &Path) -> Result<PathBuf, LoadError> {

@@ -21,8 +21,6 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 
-use super::source::decode_document_bytes;
-
 /// Which ConfigMap to watch, and where the API is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct WatchTarget {
@@ -131,7 +129,7 @@ pub(crate) fn from_config_map(config_map: &ConfigMap) -> WatchUpdate {
             "ConfigMap {} has neither data[{CONFIG_MAP_KEY}] nor binaryData[{CONFIG_MAP_GZIP_KEY}]",
             config_map.metadata.name.as_deref().unwrap_or_default()
         )),
-        Some(bytes) => match decode_document_bytes(&bytes) {
+        Some(bytes) => match aiflags_api::decode_config(&bytes) {
             Ok(config) => WatchUpdate::Config(config),
             Err(e) => WatchUpdate::Invalid(format!(
                 "ConfigMap {}: {e}",
