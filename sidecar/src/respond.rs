@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use aiflags_api::Operation;
+use aiflags_api::{Failure, Operation};
 use bytes::Bytes;
 use http::response::Parts as ResponseParts;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 
-use crate::attempts::{Exchange, GaveUp, Served, ServedBody, give_up_status};
+use crate::attempts::{Cause, Exchange, GaveUp, Served, ServedBody};
 use crate::body::{BoxError, ProxyBody, boxed};
 use crate::error::ProxyError;
 use crate::record::{End, Recorded, ReportOnce, Tracked, WholeBody};
@@ -106,7 +106,7 @@ pub(crate) fn gave_up(
         let error = ProxyError::Upstream {
             summary: format!("flag {} has no variant it could try", exchange.flag.key),
             last: "check the flag's variants and fallback chain".into(),
-            status: http::StatusCode::BAD_GATEWAY,
+            status: StatusCode::BAD_GATEWAY,
         };
         return own_error(error, report, Some((exchange, exchange.chosen)));
     };
@@ -138,6 +138,15 @@ pub(crate) fn gave_up(
         status: give_up_status(failed.cause),
     };
     own_error(error, report, Some((exchange, variant)))
+}
+
+/// The status a proxy-made answer gets when the attempts gave up for this cause.
+fn give_up_status(cause: Cause) -> StatusCode {
+    match cause {
+        Cause::Upstream(Failure::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+        Cause::Unholdable { budget: true } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    }
 }
 
 /// The proxy's own answer; about a flag when `about` says which.

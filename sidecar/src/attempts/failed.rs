@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use aiflags_api::Failure;
 use bytes::Bytes;
-use http::StatusCode;
 use http::response::Parts as ResponseParts;
 use http_body_util::{BodyExt, Limited};
 use tokio::time::Instant;
@@ -164,13 +163,4 @@ pub(super) fn open_failed(
         ),
     };
     Failed::new(Cause::Upstream(failure), message)
-}
-
-/// The status a proxy-made answer gets when the attempts gave up for this cause.
-pub(crate) fn give_up_status(cause: Cause) -> StatusCode {
-    match cause {
-        Cause::Upstream(Failure::Timeout) => StatusCode::GATEWAY_TIMEOUT,
-        Cause::Unholdable { budget: true } => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_GATEWAY,
-    }
 }

@@ -18,7 +18,7 @@ use http::request::Parts;
 use http::response::Parts as ResponseParts;
 use tokio::time::Instant;
 
-pub(crate) use self::failed::{Cause, Failed, give_up_status};
+pub(crate) use self::failed::{Cause, Failed};
 use crate::budget::{Budget, Reservation};
 use crate::circuit::{Admission, Breakers};
 use crate::fallback::{Event, FallbackChain, Step, classify_status, target_unwell};
