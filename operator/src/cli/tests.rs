@@ -9,7 +9,8 @@ use kube::client::Body;
 use serde_json::{Value, json};
 
 use super::{Cli, CliError, run};
-use crate::controller::fixtures::{ApiServer, FlagBuilder, finished};
+use crate::controller::fixtures::FlagBuilder;
+use crate::controller::mock_api::{ApiServer, finished};
 use crate::controller::mock_api::{FLAGS_PATH, api_error, json_response};
 use crate::rollout::sim::{Sim, Verdicts, canary_spec};
 

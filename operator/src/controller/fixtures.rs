@@ -1,22 +1,15 @@
-//! Test-only builders: flags, the flag cache, and a [`Context`] whose
-//! client talks to the mock API server of [`super::mock_api`].
-
-use std::sync::Arc;
+//! Test-only builders: flags and the flag cache.
 
 use aiflags_api::{
     AIFeatureFlag, AIFeatureFlagSpec, AIFeatureFlagStatus, FlagState, Rollout, Variant,
 };
-use http::{Request, Response};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::client::Body;
-use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-pub(crate) use super::mock_api::{ApiServer, finished};
 use super::{Context, FINALIZER};
-use crate::metrics::Metrics;
 
 pub(crate) const NAMESPACE: &str = "shop";
 
@@ -169,19 +162,6 @@ pub(crate) fn noise(seed: u64, len: usize) -> String {
             char::from_digit((state % 16) as u32, 16).unwrap_or('0')
         })
         .collect()
-}
-
-impl Context {
-    /// A context whose client talks to the returned mock API server, and
-    /// whose flag cache the returned writer fills.
-    pub(crate) fn test() -> (Arc<Context>, ApiServer, Writer<AIFeatureFlag>) {
-        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
-        let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let (store, writer) = reflector::store();
-        let ctx = Context::new(client, metrics, store);
-        (Arc::new(ctx), ApiServer::new(handle), writer)
-    }
 }
 
 impl Context {

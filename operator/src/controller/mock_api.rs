@@ -1,7 +1,9 @@
 //! The mock API server of the reconciler tests: it plays a scenario's
 //! requests in order, asserting each one's method, path (with query) and
-//! body, and answers as the API server would.
+//! body, and answers as the API server would; and a [`Context`] whose client
+//! talks to it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aiflags_api::{
@@ -10,13 +12,15 @@ use aiflags_api::{
 };
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
 use kube::client::Body;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use super::FINALIZER;
 use super::config_map::desired_config_map;
 use super::fixtures::{FlagBuilder, NAMESPACE};
+use super::{Context, FINALIZER};
+use crate::metrics::Metrics;
 
 pub(crate) const FLAGS_PATH: &str = "/apis/aiflags.dev/v1alpha1/namespaces/shop/aifeatureflags";
 const CONFIG_MAP_PATH: &str = "/api/v1/namespaces/shop/configmaps/aiflags-config";
@@ -389,5 +393,18 @@ impl ApiServer {
         let note = body["note"].as_str().unwrap_or_default().to_string();
         respond.send_response(json_response(StatusCode::CREATED, &body));
         (self, note)
+    }
+}
+
+impl Context {
+    /// A context whose client talks to the returned mock API server, and
+    /// whose flag cache the returned writer fills.
+    pub(crate) fn test() -> (Arc<Context>, ApiServer, Writer<AIFeatureFlag>) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let (store, writer) = reflector::store();
+        let ctx = Context::new(client, metrics, store);
+        (Arc::new(ctx), ApiServer::new(handle), writer)
     }
 }

@@ -7,7 +7,8 @@
 use aiflags_api::{AIFeatureFlag, SidecarConfig};
 use serde_json::{Value, json};
 
-use super::fixtures::{ApiServer, FlagBuilder};
+use super::fixtures::FlagBuilder;
+use super::mock_api::ApiServer;
 
 pub(crate) enum Scenario {
     /// A new flag: the first reconcile only adds the finalizer; the second

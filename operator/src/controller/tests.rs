@@ -7,7 +7,8 @@ use aiflags_api::{AIFeatureFlag, FlagInput, ProxyCount, SidecarConfig, compile};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 
-use super::fixtures::{CacheBuilder, FlagBuilder, NAMESPACE, finished};
+use super::fixtures::{CacheBuilder, FlagBuilder, NAMESPACE};
+use super::mock_api::finished;
 use super::scenarios::Scenario;
 use super::status::desired_status;
 use super::{Context, error_policy, reconcile};

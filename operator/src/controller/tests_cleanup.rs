@@ -6,7 +6,8 @@ use std::sync::Arc;
 use aiflags_api::{AIFeatureFlag, FlagInput, compile};
 use kube::runtime::controller::Action;
 
-use super::fixtures::{CacheBuilder, FlagBuilder, NAMESPACE, finished};
+use super::fixtures::{CacheBuilder, FlagBuilder, NAMESPACE};
+use super::mock_api::finished;
 use super::scenarios::Scenario;
 use super::{Context, reconcile};
 

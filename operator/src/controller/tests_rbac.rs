@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use aiflags_api::{AIFeatureFlag, FlagInput, compile};
 use kube::runtime::controller::Action;
 
-use super::fixtures::{CacheBuilder, FlagBuilder, NAMESPACE, finished};
+use super::fixtures::{CacheBuilder, FlagBuilder, NAMESPACE};
+use super::mock_api::finished;
 use super::scenarios::Scenario;
 use super::tests::{compiled, reconciled};
 use super::{Context, RESYNC, reconcile};

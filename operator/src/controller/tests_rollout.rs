@@ -10,7 +10,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
-use super::fixtures::{ApiServer, CacheBuilder, FlagBuilder, finished};
+use super::fixtures::{CacheBuilder, FlagBuilder};
+use super::mock_api::{ApiServer, finished};
 use super::tests::compiled;
 use super::{Context, reconcile};
 use crate::rollout::commands::{ABORT, PROMOTE};

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use aiflags_api::{AIFeatureFlag, MAX_CONFIG_MAP_BYTES, SidecarConfig, encode_config};
 use serde_json::json;
 
-use super::fixtures::{CacheBuilder, FlagBuilder, finished};
+use super::fixtures::{CacheBuilder, FlagBuilder};
+use super::mock_api::finished;
 use super::scenarios::healthy_status;
 use super::{Context, reconcile};
 

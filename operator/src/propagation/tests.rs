@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use super::fake_sidecar::{FakeSidecar, Metrics, serving, without_config};
 use super::*;
 use crate::controller::Context;
-use crate::controller::fixtures::{FlagBuilder, finished};
+use crate::controller::fixtures::FlagBuilder;
+use crate::controller::mock_api::finished;
 
 /// `summarizer` applies to `app=summarizer` pods, `assistant` to every pod.
 fn flags() -> (AIFeatureFlag, AIFeatureFlag) {

@@ -34,7 +34,8 @@ use aiflags_api::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::conditions::{WAITING_FOR_PROXIES, rollout_conditions};
+use self::status::rollout_conditions;
+use super::conditions::WAITING_FOR_PROXIES;
 use super::{Command, Verdict};
 use crate::notice::Notice;
 
@@ -152,6 +153,7 @@ fn whole_seconds<'a>(input: &Input<'a>) -> Input<'a> {
 }
 
 mod commands;
+mod status;
 mod steps;
 
 fn steps_of(spec: &AIFeatureFlagSpec) -> Option<&[RolloutStep]> {

@@ -17,10 +17,9 @@ use serde_json::{Value, json};
 use super::annotations::{ProxySettings, proxy_settings};
 use super::config::InjectionConfig;
 use super::select::{Skip, selected};
+pub use super::sidecar::CONTAINER_NAME;
 use super::sidecar::{VOLUME_NAMES, sidecar_container, sidecar_volumes};
 
-/// The sidecar's container name; its presence marks a pod as injected.
-pub const CONTAINER_NAME: &str = "aiflags-proxy";
 /// Set on every injected pod, so monitors and the operator can find them.
 pub const PROXY_LABEL: &str = "aiflags.dev/proxy";
 pub const PROXY_LABEL_VALUE: &str = "injected";

@@ -17,8 +17,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::annotations::ProxySettings;
 use super::config::InjectionConfig;
-use super::inject::CONTAINER_NAME;
 
+/// The sidecar's container name; its presence marks a pod as injected.
+pub const CONTAINER_NAME: &str = "aiflags-proxy";
 pub const CONFIG_VOLUME: &str = "aiflags-config";
 pub const PODINFO_VOLUME: &str = "aiflags-podinfo";
 pub const CREDENTIALS_VOLUME: &str = "aiflags-credentials";
