@@ -206,3 +206,154 @@ impl Body for WholeBody {
 }
 
 impl Tracked for WholeBody {}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::telemetry::Telemetry;
+
+    /// What the reporter saw: each report's status and how its body said it ended.
+    #[derive(Default)]
+    struct Seen {
+        started: Mutex<u32>,
+        reports: Mutex<Vec<(u16, bool)>>,
+    }
+
+    impl Telemetry for Seen {
+        fn request_started(&self) {
+            *self.started.lock().unwrap() += 1;
+        }
+        fn request_finished(&self, record: &Record) {
+            let reports = &mut self.reports.lock().unwrap();
+            reports.push((record.status, record.stream_error));
+        }
+    }
+
+    /// A response body of given frames, some of them failures, that notes
+    /// how it was told it ended.
+    struct Frames {
+        frames: VecDeque<Result<&'static str, &'static str>>,
+        ends: Arc<Mutex<Vec<End>>>,
+    }
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.frames.pop_front().map(|f| match f {
+                Ok(data) => Ok(Frame::data(Bytes::from_static(data.as_bytes()))),
+                Err(e) => Err(e.into()),
+            }))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.frames.is_empty()
+        }
+    }
+
+    impl Tracked for Frames {
+        fn settle(&mut self, record: &mut Record, end: End) {
+            self.ends.lock().unwrap().push(end);
+            record.stream_error = end == End::Broken;
+        }
+    }
+
+    struct Case {
+        seen: Arc<Seen>,
+        ends: Arc<Mutex<Vec<End>>>,
+    }
+
+    impl Case {
+        fn new() -> Case {
+            Case {
+                seen: Arc::new(Seen::default()),
+                ends: Arc::default(),
+            }
+        }
+
+        fn report(&self) -> ReportOnce {
+            let reporter = Arc::new(Reporter {
+                telemetry: self.seen.clone(),
+                access_log: None,
+            });
+            let mut report = ReportOnce::new(Record::new("req-1".into(), "chat"), reporter);
+            report.record().status = 200;
+            report
+        }
+
+        fn body(&self, frames: &[Result<&'static str, &'static str>]) -> Recorded<Frames> {
+            let body = Frames {
+                frames: frames.iter().copied().collect(),
+                ends: self.ends.clone(),
+            };
+            Recorded::new(body, self.report())
+        }
+
+        /// Reports so far, and the ends the body was told of.
+        fn seen(&self) -> (Vec<(u16, bool)>, Vec<End>) {
+            let reports = self.seen.reports.lock().unwrap().clone();
+            (reports, self.ends.lock().unwrap().clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_sent_whole_is_reported_once_when_its_last_frame_goes() {
+        let case = Case::new();
+        let mut body = case.body(&[Ok("data: a\n\n"), Ok("data: b\n\n")]);
+        body.frame().await.unwrap().unwrap();
+        assert_eq!(case.seen(), (vec![], vec![]), "not before the end");
+        body.frame().await.unwrap().unwrap();
+        assert_eq!(case.seen(), (vec![(200, false)], vec![End::Complete]));
+        assert!(body.frame().await.is_none());
+        drop(body);
+        assert_eq!(case.seen(), (vec![(200, false)], vec![End::Complete]));
+        assert_eq!(*case.seen.started.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_its_source_cut_is_reported_once_as_broken() {
+        let case = Case::new();
+        let mut body = case.body(&[Ok("data: a\n\n"), Err("upstream reset"), Ok("never")]);
+        body.frame().await.unwrap().unwrap();
+        assert!(body.frame().await.unwrap().is_err());
+        // The client got a 200 head and a cut body: the status stays.
+        assert_eq!(case.seen(), (vec![(200, true)], vec![End::Broken]));
+        drop(body);
+        assert_eq!(case.seen(), (vec![(200, true)], vec![End::Broken]));
+    }
+
+    #[tokio::test]
+    async fn a_client_gone_mid_body_is_reported_once_as_499() {
+        let case = Case::new();
+        let mut body = case.body(&[Ok("data: a\n\n"), Ok("data: b\n\n"), Ok("data: c\n\n")]);
+        body.frame().await.unwrap().unwrap();
+        assert_eq!(case.seen(), (vec![], vec![]));
+        drop(body);
+        assert_eq!(case.seen(), (vec![(499, false)], vec![End::ClientGone]));
+    }
+
+    #[test]
+    fn a_body_with_nothing_to_send_dropped_unpolled_is_complete() {
+        // An empty body, a 204 or an answer to HEAD: hyper never polls it.
+        let case = Case::new();
+        drop(case.body(&[]));
+        assert_eq!(case.seen(), (vec![(200, false)], vec![End::Complete]));
+    }
+
+    #[test]
+    fn a_record_dropped_before_any_response_is_reported_once_as_499() {
+        let case = Case::new();
+        drop(case.report());
+        assert_eq!(case.seen(), (vec![(499, false)], vec![]));
+        assert_eq!(*case.seen.started.lock().unwrap(), 1);
+    }
+}
