@@ -45,9 +45,9 @@ impl SidecarProcess {
             .arg(format!("--flags={}", flags.display()))
             .arg(format!("--openai-upstream={upstream}"))
             .arg(format!("--anthropic-upstream={upstream}"))
-            // The test decides which CAs are trusted, not the machine it runs on.
-            .env_remove("SSL_CERT_FILE")
-            .env_remove("SSL_CERT_DIR")
+            // The test decides the whole environment, not the machine it runs
+            // on: no stray `AIFLAGS_*` setting, no `SSL_CERT_*` trust.
+            .env_clear()
             .env("AIFLAGS_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
