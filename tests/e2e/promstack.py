@@ -17,8 +17,6 @@ import urllib.request
 
 import yaml
 
-import socket
-
 from conftest import ROOT, http_status, wait_until
 
 CHART = ROOT / "charts" / "aiflags"
@@ -138,47 +136,41 @@ def scrape_config(sidecars, operator_port, namespace):
     }
 
 
-def _unused_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# Prometheus's log line when its web server is up, naming the address it got.
+LISTENING = re.compile(r"Listening on.*?address=\[?127\.0\.0\.1\]?:(\d+)")
 
 
 @contextlib.contextmanager
 def running_prometheus(tmp, config):
-    """Prometheus cannot report a port it chose itself, so one is picked here;
-    should another process take it first, Prometheus exits and the next
-    attempt picks again (never a silent reuse)."""
+    """Prometheus on a port the kernel picks (`127.0.0.1:0`), read back from
+    the line its log names it in: no port is chosen here and then reused."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise AssertionError("prometheus not found: run scripts/setup-dashboard-deps.sh")
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    for attempt in range(5):
-        port = _unused_port()
-        log = open(tmp / f"prometheus-{attempt}.log", "w")
+    log_path = tmp / "prometheus.log"
+    with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
+             "--web.listen-address=127.0.0.1:0", "--web.enable-lifecycle"],
             stdout=log, stderr=log,
         )
-        ready = wait_until(
-            "Prometheus to be ready or exit",
-            lambda: "exited" if proc.poll() is not None else http_status(f"http://127.0.0.1:{port}/-/ready") == 200,
-        )
-        if ready == "exited":
-            log.close()
-            continue
+    try:
+        def listening():
+            if proc.poll() is not None:
+                raise AssertionError(f"Prometheus exited ({proc.returncode}): see {log_path}")
+            found = LISTENING.search(log_path.read_text())
+            return found and found.group(1)
+
+        base = f"http://127.0.0.1:{wait_until('Prometheus to name its port', listening)}"
+        wait_until("Prometheus to be ready", lambda: http_status(f"{base}/-/ready") == 200)
+        yield Prometheus(base, proc)
+    finally:
+        proc.terminate()
         try:
-            yield Prometheus(f"http://127.0.0.1:{port}", proc)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
-        return
-    raise AssertionError(f"Prometheus did not start: see {tmp}/prometheus-*.log")
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 class OperatorMetrics:
