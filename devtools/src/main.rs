@@ -60,6 +60,10 @@ enum Command {
         /// Where every request goes, `http://host:port`.
         #[arg(long)]
         upstream: http::Uri,
+        /// CPU to spend on each request before forwarding it, in
+        /// nanoseconds: a stand-in for a proxy's own work on this layer.
+        #[arg(long, default_value_t = 0)]
+        work_ns: u64,
     },
 }
 
@@ -109,8 +113,17 @@ fn main() -> ExitCode {
             Command::BareProxy { listen, upstream } => {
                 aiflags_devtools::bare_proxy::run(listen, upstream).await
             }
-            Command::RawProxy { listen, upstream } => {
-                aiflags_devtools::raw_proxy::run(listen, upstream).await
+            Command::RawProxy {
+                listen,
+                upstream,
+                work_ns,
+            } => {
+                aiflags_devtools::raw_proxy::run(
+                    listen,
+                    upstream,
+                    std::time::Duration::from_nanos(work_ns),
+                )
+                .await
             }
             Command::Rollout(args) => rollout_harness::run(args)
                 .await

@@ -6,8 +6,11 @@
 //! and nginx's answers are) and forwards heads as they came. What it costs
 //! a request is what an HTTP layer of the sidecar's own could cost, next to
 //! hyper's floor and nginx's proxy (docs/benchmark.md, "The budget").
+//! With `--work-ns N` it also spends N ns of CPU on each request before
+//! forwarding it: a stand-in for the sidecar's own work on a layer this lean.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use http::Uri;
@@ -24,18 +27,23 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 16 << 20;
 
 /// Forwards every request on `listen` to `upstream` (`http://host:port`)
-/// until SIGTERM or ctrl-c.
-pub async fn run(listen: SocketAddr, upstream: Uri) -> std::io::Result<()> {
-    serve::forward("raw proxy", listen, upstream, |stream, origin| async move {
-        if let Err(e) = connection(stream, &origin).await {
-            tracing::debug!(error = %e, "connection ended");
-        }
-    })
+/// until SIGTERM or ctrl-c, spending `work` of CPU on each.
+pub async fn run(listen: SocketAddr, upstream: Uri, work: Duration) -> std::io::Result<()> {
+    serve::forward(
+        "raw proxy",
+        listen,
+        upstream,
+        move |stream, origin| async move {
+            if let Err(e) = connection(stream, &origin, work).await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        },
+    )
     .await
 }
 
 /// One client connection and its upstream connection, a request at a time.
-async fn connection(mut client: TcpStream, origin: &str) -> std::io::Result<()> {
+async fn connection(mut client: TcpStream, origin: &str, work: Duration) -> std::io::Result<()> {
     let _ = client.set_nodelay(true);
     let mut upstream: Option<TcpStream> = None;
     let mut from_client = BytesMut::with_capacity(8 * 1024);
@@ -44,6 +52,7 @@ async fn connection(mut client: TcpStream, origin: &str) -> std::io::Result<()> 
         let Some(length) = read_message(&mut client, &mut from_client, Head::Request).await? else {
             return Ok(());
         };
+        spin(work);
         let server = match &mut upstream {
             Some(server) => server,
             None => {
@@ -59,6 +68,18 @@ async fn connection(mut client: TcpStream, origin: &str) -> std::io::Result<()> 
         };
         client.write_all(&from_upstream[..length]).await?;
         from_upstream.advance(length);
+    }
+}
+
+/// Keeps the CPU busy for `work` (a loop on the clock, which the vDSO reads
+/// without a system call).
+fn spin(work: Duration) {
+    if work.is_zero() {
+        return;
+    }
+    let end = Instant::now() + work;
+    while Instant::now() < end {
+        std::hint::spin_loop();
     }
 }
 
@@ -178,7 +199,10 @@ mod tests {
     }
 
     /// Two requests on one client connection reach a loopback upstream on
-    /// one connection of the forwarder's, and their answers come back.
+    /// one connection of the forwarder's, and their answers come back, each
+    /// after the work it was told to spend on a request.
+    const WORK: Duration = Duration::from_millis(3);
+
     #[tokio::test]
     async fn requests_are_forwarded_in_turn_on_one_upstream_connection() {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -205,10 +229,11 @@ mod tests {
         let address = proxy.local_addr().unwrap();
         tokio::spawn(async move {
             let (stream, _) = proxy.accept().await.unwrap();
-            connection(stream, &origin).await
+            connection(stream, &origin, WORK).await
         });
         let mut client = TcpStream::connect(address).await.unwrap();
         let mut buffer = BytesMut::new();
+        let started = Instant::now();
         for answer in ["one", "two"] {
             let request = "POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi";
             client.write_all(request.as_bytes()).await.unwrap();
@@ -219,6 +244,7 @@ mod tests {
             assert!(buffer[..length].ends_with(answer.as_bytes()));
             buffer.advance(length);
         }
+        assert!(started.elapsed() >= 2 * WORK);
         server.await.unwrap();
     }
 }
