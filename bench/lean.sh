@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# What a request's own work costs on a lean HTTP layer: nginx's reverse proxy
+# against `aiflags-dev raw-proxy` (HTTP/1.1 without hyper) spending W ns of
+# CPU on each request before forwarding it (`--work-ns W`), each loaded in
+# turn by wrk at 50 connections, for a few rounds. Throughput per core is
+# requests over the server's own CPU time (utime + stime from /proc), as in
+# bench/run.sh; the server runs on core 0, wrk and the upstream nginx on
+# core 1. The shipped sidecar (bench/flags.yaml, its default access log on)
+# is loaded in the same rounds. docs/benchmark.md ("Below hyper") has what
+# it found.
+#
+# Usage: bench/lean.sh [ROUNDS [SECONDS [W...]]]
+#   defaults: 5 rounds of 6 s, W = 0 3500 5400 7000
+# Uses target/production/aiflags-dev and aiflags-sidecar (built if missing), nginx and wrk
+# (bench/setup.sh installs them). Loopback only; stops by itself.
+# scripts/test.sh runs one short round, so the harness cannot rot.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+rounds="${1:-5}" secs="${2:-6}"
+shift $(($# < 2 ? $# : 2))
+works=("$@")
+[ ${#works[@]} -gt 0 ] || works=(0 3500 5400 7000)
+dev="$root/target/production/aiflags-dev" sidecar="$root/target/production/aiflags-sidecar"
+[ -x "$dev" ] && [ -x "$sidecar" ] ||
+  (cd "$root" && cargo build --quiet --profile production --locked -p aiflags-devtools -p aiflags-sidecar)
+for tool in nginx wrk taskset; do
+  command -v "$tool" >/dev/null || { echo "$tool not found (bench/setup.sh installs it)" >&2; exit 1; }
+done
+# In a private network namespace that holds only loopback, as bench/run.sh
+# runs: its fixed ports meet nothing else, and nothing can leave the machine.
+if [ -z "${LEAN_IN_NETNS:-}" ] && unshare --net true 2>/dev/null; then
+  export LEAN_IN_NETNS=1
+  exec unshare --net -- bash -c 'ip link set lo up && exec "$@"' bash "$0" "$rounds" "$secs" "${works[@]}"
+fi
+work="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+up=18601 proxy=18602 flagged=18603 admin=18604
+answer='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"A quick brown fox jumps over a lazy dog.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":11,"total_tokens":30}}'
+cat >"$work/upstream.conf" <<NGINX
+worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/upstream.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off; client_body_temp_path $work/upstream-body;
+  server { listen 127.0.0.1:$up; location / { default_type application/json; return 200 '$answer'; } }
+}
+NGINX
+# One process (no master), so /proc's CPU times are the whole proxy's.
+cat >"$work/proxy.conf" <<NGINX
+master_process off; daemon off; pid $work/proxy.pid; error_log $work/proxy.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off; client_body_temp_path $work/proxy-body; proxy_temp_path $work/proxy-temp;
+  upstream chat { server 127.0.0.1:$up; keepalive 128; }
+  server {
+    listen 127.0.0.1:$proxy;
+    location / { proxy_pass http://chat; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGINX
+taskset -c 1 nginx -e "$work/upstream.err" -p "$work" -c "$work/upstream.conf" &
+taskset -c 0 nginx -e "$work/proxy.err" -p "$work" -c "$work/proxy.conf" &
+names=(nginx) ports=("$proxy") pids=($!)
+for i in "${!works[@]}"; do
+  port=$((18610 + i))
+  taskset -c 0 "$dev" raw-proxy --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$up" \
+    --work-ns "${works[$i]}" >"$work/raw-$i.log" 2>&1 &
+  names+=("raw+${works[$i]}ns") ports+=("$port") pids+=($!)
+done
+taskset -c 0 "$sidecar" --flags "$root/bench/flags.yaml" --listen "127.0.0.1:$flagged" \
+  --admin-listen "127.0.0.1:$admin" --openai-upstream "http://127.0.0.1:$up" --workers 1 \
+  --access-log stderr 2>"$work/sidecar.log" >/dev/null &
+names+=(sidecar) ports+=("$flagged") pids+=($!)
+export BENCH_BODY="$(<"$root/bench/lib/request.json")"
+for port in "${ports[@]}"; do
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null -H 'content-type: application/json' -d "$BENCH_BODY" \
+      "http://127.0.0.1:$port/v1/chat/completions" && break
+    sleep 0.1
+  done
+done
+printf '%-5s %-14s %8s %9s %13s %12s %7s\n' round target req/s per-core "user us/req" "sys us/req" "÷nginx"
+for round in $(seq 1 "$rounds"); do
+  base=0
+  for i in "${!names[@]}"; do
+    url="http://127.0.0.1:${ports[$i]}/v1/chat/completions"
+    taskset -c 1 wrk -t1 -c50 -d1s -s "$root/bench/lib/post.lua" "$url" >/dev/null
+    read -r u0 s0 < <(awk '{print $14, $15}' "/proc/${pids[$i]}/stat")
+    out="$(taskset -c 1 wrk -t1 -c50 -d"${secs}s" -s "$root/bench/lib/post.lua" "$url")"
+    read -r u1 s1 < <(awk '{print $14, $15}' "/proc/${pids[$i]}/stat")
+    requests="$(grep -o '"requests":[0-9]*' <<<"$out" | cut -d: -f2)"
+    bad="$(grep -o '"bad":[0-9]*' <<<"$out" | cut -d: -f2)"
+    [ "${bad:-1}" = 0 ] && [ "${requests:-0}" -gt 0 ] || { echo "${names[$i]}: failed requests: $out" >&2; exit 1; }
+    tick="$(getconf CLK_TCK)"
+    line="$(awk -v q="$requests" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v t="$tick" -v secs="$secs" -v base="$base" \
+      'BEGIN { pc = q / ((u + s) / t); printf "%d %.0f %d %.2f %.2f %s", pc, q / secs, pc, u * 1e6 / t / q, s * 1e6 / t / q, (base > 0 ? sprintf("%.2f", pc / base) : "-") }')"
+    read -r per_core rps pc user sys ratio <<<"$line"
+    [ "$i" = 0 ] && base="$per_core"
+    printf '%-5s %-14s %8s %9s %13s %12s %7s\n' "$round" "${names[$i]}" "$rps" "$pc" "$user" "$sys" "$ratio"
+  done
+done
