@@ -25,10 +25,10 @@ pub use self::fallback::{
     CompiledFallback, DEFAULT_DEADLINE_MS, DEFAULT_PER_ATTEMPT_TIMEOUT_MS, FAILURE_CLASSES,
     Failure, FailureClass, MAX_RETRIES, MAX_TIMEOUT_MS,
 };
-pub(crate) use self::flag::http_token;
 pub use self::flag::{CompiledFlag, CompiledTargeting, CompiledVariant, is_secret_key};
 pub use self::selector::{Selector, SelectorOperator, SelectorRequirement};
 pub use self::sticky::StickySource;
+pub(crate) use self::sticky::http_token;
 
 /// The only document schema this build understands.
 pub const CONFIG_SCHEMA: &str = "aiflags.dev/config/v1";

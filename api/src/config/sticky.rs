@@ -4,8 +4,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::http_token;
-
 /// Where a sticky value is read from.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -43,4 +41,10 @@ impl fmt::Display for StickySource {
             StickySource::Body(p) => write!(f, "body:{}", p.join(".")),
         }
     }
+}
+
+/// RFC 9110 token characters: what a header name may contain.
+pub(crate) fn http_token(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
