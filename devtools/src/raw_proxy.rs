@@ -198,11 +198,11 @@ mod tests {
         assert!(parse(b"NOT HTTP\r\n\r\n", Head::Response).is_err());
     }
 
+    const WORK: Duration = Duration::from_millis(3);
+
     /// Two requests on one client connection reach a loopback upstream on
     /// one connection of the forwarder's, and their answers come back, each
     /// after the work it was told to spend on a request.
-    const WORK: Duration = Duration::from_millis(3);
-
     #[tokio::test]
     async fn requests_are_forwarded_in_turn_on_one_upstream_connection() {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -260,8 +260,6 @@ fn locate_config_file(path: &Path) -> Result<Option<PathBuf>, LoadError> {
     Ok(None)
 }
 
-/// A config document, plain JSON or gzip-compressed JSON: the api crate's
-/// one decoder, which the operator's encoder is tested against.
 /// The final path through symlinks, so a `..data` swap to an identical
 /// document still counts as seen.
 fn resolve(path: &Path) -> Result<PathBuf, LoadError> {
