@@ -1,12 +1,19 @@
 //! The workspace's modules form a tree: within each crate, at every level, no
 //! module reaches a sibling that reaches back to it, directly or around a
-//! longer loop. (`../shared/tools/modcycles.py` checks a crate's top level;
+//! longer loop. (The shared `modcycles.py` tool checks a crate's top level;
 //! this checks every level, and runs in `cargo test`.)
 //!
 //! A module's references are the `crate::`, `super::` and `self::` paths in
-//! its code (use lists expanded), outside comments and test-only modules.
-//! A reference between two modules neither of which contains the other is an
-//! edge between their ancestors that are siblings.
+//! its code (use lists expanded), outside comments and test-only modules;
+//! a path through a name some module imports (`pub use a::B` in `lib.rs`,
+//! then `crate::B`) is followed to where the name comes from. A reference
+//! between two modules neither of which contains the other is an edge
+//! between their ancestors that are siblings. Test-only modules (declared
+//! `#[cfg(test)]`) are checked among themselves: a test module may use
+//! anything, but two test-support modules must not import each other.
+//!
+//! It reads source text, not Rust's syntax tree: inline `mod x { … }` blocks
+//! other than test modules are not modelled (the workspace has none).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -15,21 +22,38 @@ use std::path::{Path, PathBuf};
 
 type ModPath = Vec<String>;
 
-const CRATES: [&str; 5] = ["api", "operator", "sidecar", "devtools", "alloc"];
+/// One module: its code (comments and inline test modules removed), the
+/// names its `use` items bring in (name → the path they name), and whether
+/// it exists for tests only.
+struct Module {
+    code: String,
+    imports: BTreeMap<String, Vec<String>>,
+    test_only: bool,
+}
+
+type Crate = BTreeMap<ModPath, Module>;
+
+type Edges = BTreeMap<(ModPath, ModPath), String>;
 
 #[test]
 fn no_two_modules_of_a_crate_import_each_other_at_any_level() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let members = workspace_members(&manifest);
+    assert!(members.contains(&"sidecar".to_string()), "{members:?}");
     let mut found = Vec::new();
-    for krate in CRATES {
-        let modules = modules(&root.join(krate).join("src"));
-        assert!(!modules.is_empty(), "no modules found in {krate}/src");
-        for cycle in cycles(&edges(&modules)) {
-            let names: Vec<String> = cycle
-                .iter()
-                .map(|m| format!("{krate}::{}", m.join("::")))
-                .collect();
-            found.push(format!("a loop among {}", names.join(", ")));
+    for member in &members {
+        let modules = modules(&root.join(member).join("src"));
+        assert!(!modules.is_empty(), "no modules found in {member}/src");
+        let edges = edges(&modules);
+        for cycle in cycles(&edges) {
+            let names: Vec<String> = cycle.iter().map(|m| m.join("::")).collect();
+            found.push(format!("{member}: a loop among {}", names.join(", ")));
+            for ((a, b), example) in &edges {
+                if cycle.contains(a) && cycle.contains(b) {
+                    found.push(format!("  {} -> {}: {example}", a.join("::"), b.join("::")));
+                }
+            }
         }
     }
     assert!(
@@ -40,52 +64,97 @@ fn no_two_modules_of_a_crate_import_each_other_at_any_level() {
 }
 
 #[test]
-fn the_check_sees_a_loop_through_a_use_list_and_ignores_comments_and_tests() {
-    let dir = tempfile_dir();
+fn the_check_follows_use_lists_and_imports_and_ignores_comments_and_tests() {
+    let dir = scratch_dir("loops");
     let write = |path: &str, text: &str| {
         let path = dir.join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     };
-    write("lib.rs", "mod a;\nmod b;\nmod c;\n#[cfg(test)]\nmod t;\n");
+    write(
+        "lib.rs",
+        "mod a;\nmod b;\nmod c;\npub use c::G;\n#[cfg(test)]\n#[path = \"t_tests.rs\"]\nmod t;\n",
+    );
+    write("main.rs", "use crate::a;\n"); // a crate of its own
     write("a.rs", "use crate::{b::{B}, x};\n");
     write("b/mod.rs", "mod inner;\n");
     write("b/inner.rs", "pub fn f() { super::super::c::g() }\n");
-    // A doc link and a test module do not count.
+    // A doc link, a block comment, a string and a test module do not count;
+    // what follows the test module does.
     write(
         "c.rs",
-        "//! See [`crate::a`].\npub fn g() {}\n#[cfg(test)]\nmod tests {\n    use crate::a;\n}\n",
+        "//! See [`crate::a`].\n/* crate::a */\nconst S: &str = \"// crate::a\";\n\
+         #[cfg(test)]\nmod tests {\n    use crate::a;\n    fn f() { if true { crate::a::A } }\n}\n\
+         pub fn g() {}\n",
     );
-    write("t.rs", "use crate::a;\n");
+    write("t_tests.rs", "use crate::a;\n");
     let clean = edges(&modules(&dir));
     assert!(cycles(&clean).is_empty(), "{clean:?}");
-    assert!(
-        clean.contains(&(vec!["a".into()], vec!["b".into()])),
-        "{clean:?}"
+    let edge = |a: &str, b: &str| (vec![a.to_string()], vec![b.to_string()]);
+    assert!(clean.contains_key(&edge("a", "b")), "{clean:?}");
+    assert!(clean.contains_key(&edge("b", "c")), "{clean:?}");
+
+    // Through the crate root's import of `c::G`, after the test module.
+    write(
+        "c.rs",
+        "#[cfg(test)]\nmod tests {\n    use super::*;\n}\npub fn g() { let _ = crate::a::A; }\n",
     );
-    assert!(
-        clean.contains(&(vec!["b".into()], vec!["c".into()])),
-        "{clean:?}"
+    write("a.rs", "use crate::G;\n");
+    write("b/inner.rs", "pub fn f() {}\n");
+    let loops = cycles(&edges(&modules(&dir)));
+    assert_eq!(
+        loops,
+        vec![vec![vec!["a".to_string()], vec!["c".to_string()]]]
     );
-    write("c.rs", "pub fn g() { let _ = crate::a::A; }\n");
-    let cycles = cycles(&edges(&modules(&dir)));
-    assert_eq!(cycles.len(), 1, "{cycles:?}");
-    let mut names: Vec<String> = cycles[0].iter().map(|m| m.join("::")).collect();
-    names.sort();
-    assert_eq!(names, ["a", "b", "c"]);
+
+    // Around three modules.
+    write("a.rs", "use crate::{b::{B}, x};\n");
+    write("b/inner.rs", "pub fn f() { super::super::c::g() }\n");
+    let loops = cycles(&edges(&modules(&dir)));
+    assert_eq!(loops.len(), 1, "{loops:?}");
+    assert_eq!(loops[0].len(), 3, "{loops:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("aiflags-module-tree-{}", std::process::id()));
+#[test]
+fn two_test_support_modules_may_not_import_each_other() {
+    let dir = scratch_dir("support");
+    let write = |path: &str, text: &str| std::fs::write(dir.join(path), text).unwrap();
+    write(
+        "lib.rs",
+        "mod a;\n#[cfg(test)]\nmod fixtures;\n#[cfg(test)]\nmod mock;\n",
+    );
+    write("a.rs", "pub struct A;\n");
+    write("fixtures.rs", "use crate::{a::A, mock::Server};\n");
+    write("mock.rs", "use crate::a::A;\n");
+    assert!(cycles(&edges(&modules(&dir))).is_empty());
+    write("mock.rs", "use crate::fixtures::Builder;\n");
+    assert_eq!(cycles(&edges(&modules(&dir))).len(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("aiflags-module-tree-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-/// Every non-test module of a crate, with its code (comments and inline
-/// test modules removed).
-fn modules(src: &Path) -> BTreeMap<ModPath, String> {
+/// The `members = [...]` of the workspace's manifest.
+fn workspace_members(manifest: &str) -> Vec<String> {
+    let start = manifest.find("members").expect("a members list");
+    let list = &manifest[start..];
+    let list = &list[list.find('[').unwrap() + 1..list.find(']').unwrap()];
+    list.split(',')
+        .map(|m| m.trim().trim_matches('"').to_string())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// Every module of a crate whose root is `src/lib.rs` (`main.rs` beside it
+/// is a crate of its own, as is everything under `src/bin/`).
+fn modules(src: &Path) -> Crate {
     let mut files = Vec::new();
     walk(src, &mut files);
     let module_path = |file: &Path| -> ModPath {
@@ -94,45 +163,44 @@ fn modules(src: &Path) -> BTreeMap<ModPath, String> {
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
-        if matches!(
-            path.last().map(String::as_str),
-            Some("mod" | "lib" | "main")
-        ) {
+        if matches!(path.last().map(String::as_str), Some("mod" | "lib")) {
             path.pop();
         }
         path
     };
-    let mut all = BTreeMap::new();
+    let mut texts = BTreeMap::new();
     let mut test_only = BTreeSet::new();
     for file in files {
+        let rel = file.strip_prefix(src).unwrap();
+        if rel == Path::new("main.rs") || rel.starts_with("bin") {
+            continue;
+        }
         let path = module_path(&file);
-        if path.first().is_some_and(|p| p == "bin") {
-            continue; // binaries are crates of their own
+        let raw = std::fs::read_to_string(&file).unwrap();
+        for (name, at) in test_declarations(&raw) {
+            test_only.insert(match at {
+                Some(at) => module_path(&file.parent().unwrap().join(at)),
+                None => [path.clone(), vec![name]].concat(),
+            });
         }
-        let text = std::fs::read_to_string(&file).unwrap();
-        // Modules declared `#[cfg(test)]` here (by name, or by `#[path]`).
-        let lines: Vec<&str> = text.lines().map(str::trim).collect();
-        for (i, line) in lines.iter().enumerate() {
-            if *line != "#[cfg(test)]" {
-                continue;
-            }
-            let next = lines.get(i + 1).copied().unwrap_or_default();
-            if let Some(name) = declared_module(next) {
-                let mut child = path.clone();
-                child.push(name.to_string());
-                test_only.insert(child);
-            } else if let Some(at) = next
-                .strip_prefix("#[path = \"")
-                .and_then(|r| r.strip_suffix("\"]"))
-            {
-                test_only.insert(module_path(&file.parent().unwrap().join(at)));
-            }
-        }
-        all.insert(path, text);
+        texts.insert(path, strip_comments(&raw));
     }
-    all.into_iter()
-        .filter(|(path, _)| !test_only.iter().any(|t| path.starts_with(t)))
-        .map(|(path, text)| (path, code(&text)))
+    let names: BTreeSet<ModPath> = texts.keys().cloned().collect();
+    texts
+        .into_iter()
+        .map(|(path, text)| {
+            let code = without_test_blocks(&text);
+            let imports = imports(&path, &code, &names);
+            let test_only = test_only.iter().any(|t| path.starts_with(t));
+            (
+                path,
+                Module {
+                    code,
+                    imports,
+                    test_only,
+                },
+            )
+        })
         .collect()
 }
 
@@ -147,143 +215,276 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
     }
 }
 
+/// Code without `//` and `/* */` comments and without string and character
+/// literals' contents (a string may hold `//` or a path).
+fn strip_comments(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let end = text[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |e| i + 2 + e + 2);
+                out.extend(text[i..end].bytes().filter(|b| *b == b'\n'));
+                i = end;
+            }
+            b'"' => {
+                // A raw string's `#`s are kept with the `r` before the quote;
+                // its end is the quote followed by as many.
+                let hashes = bytes[..i].iter().rev().take_while(|b| **b == b'#').count();
+                let raw = bytes[..i - hashes].last() == Some(&b'r');
+                out.push(b'"');
+                i += 1;
+                while i < bytes.len() {
+                    let closes = bytes[i] == b'"'
+                        && (!raw
+                            || bytes[i + 1..]
+                                .iter()
+                                .take(hashes)
+                                .filter(|b| **b == b'#')
+                                .count()
+                                == hashes);
+                    if closes {
+                        break;
+                    }
+                    if !raw && bytes[i] == b'\\' {
+                        i += 1;
+                    } else if bytes[i] == b'\n' {
+                        out.push(b'\n');
+                    }
+                    i += 1;
+                }
+                out.push(b'"');
+                i += 1;
+            }
+            b'\'' if bytes.get(i + 2) == Some(&b'\'') || bytes.get(i + 1) == Some(&b'\\') => {
+                // A character literal ('"', '{', '\n'); a lifetime has no closing quote.
+                let end = text[i + 1..]
+                    .char_indices()
+                    .skip(1)
+                    .find(|(_, c)| *c == '\'')
+                    .map_or(i + 1, |(e, _)| i + 1 + e + 1);
+                out.extend_from_slice(b"' '");
+                i = end;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `#[cfg(test)]`-only modules declared in a file: name, and the file a
+/// `#[path]` attribute names.
+fn test_declarations(text: &str) -> Vec<(String, Option<String>)> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !is_test_cfg(line) {
+            continue;
+        }
+        let mut at = None;
+        for next in &lines[i + 1..] {
+            if let Some(file) = next
+                .strip_prefix("#[path = \"")
+                .and_then(|r| r.strip_suffix("\"]"))
+            {
+                at = Some(file.to_string());
+            } else if next.starts_with("#[") {
+                continue;
+            } else {
+                if let Some(name) = declared_module(next) {
+                    out.push((name.to_string(), at));
+                }
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn is_test_cfg(line: &str) -> bool {
+    line == "#[cfg(test)]" || line.starts_with("#[cfg(all(test,")
+}
+
 /// `name` of a `mod name;` line (any visibility).
 fn declared_module(line: &str) -> Option<&str> {
     let rest = line.strip_suffix(';')?;
-    let name = rest.rsplit_once("mod ")?.1.trim();
-    let before = rest.rsplit_once("mod ")?.0.trim();
-    (before.is_empty() || before.starts_with("pub")).then_some(name)
+    let (before, name) = rest.rsplit_once("mod ")?;
+    let before = before.trim();
+    (before.is_empty() || before.starts_with("pub")).then(|| name.trim())
 }
 
-/// A file's code without comments, and cut where an inline `#[cfg(test)]`
-/// module starts (they close files here).
-fn code(text: &str) -> String {
+/// The code without inline `#[cfg(test)] mod x { … }` blocks (other
+/// attributes may sit between the two).
+fn without_test_blocks(text: &str) -> String {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut out = String::new();
-    let mut lines = text.lines().peekable();
-    while let Some(line) = lines.next() {
-        let trimmed = line.trim();
-        if trimmed == "#[cfg(test)]"
-            && lines
-                .peek()
-                .is_some_and(|next| next.trim_end().ends_with('{') && next.contains("mod "))
-        {
-            break;
-        }
-        let line = match line.find("//") {
-            // Not inside a string on this line (a URL), by an even count of quotes before it.
-            Some(at) if line[..at].matches('"').count() % 2 == 0 => &line[..at],
-            _ => line,
+    let mut i = 0;
+    while i < lines.len() {
+        let opens = is_test_cfg(lines[i].trim()).then(|| {
+            let mut j = i + 1;
+            while j < lines.len() && lines[j].trim().starts_with("#[") {
+                j += 1;
+            }
+            j
+        });
+        let Some(mut j) = opens.filter(|&j| {
+            lines
+                .get(j)
+                .is_some_and(|l| l.contains("mod ") && l.trim_end().ends_with('{'))
+        }) else {
+            out.push_str(lines[i]);
+            i += 1;
+            continue;
         };
-        out.push_str(line);
-        out.push('\n');
+        let mut depth = 0usize;
+        while j < lines.len() {
+            depth += lines[j].matches('{').count();
+            depth = depth.saturating_sub(lines[j].matches('}').count());
+            j += 1;
+            if depth == 0 {
+                break;
+            }
+        }
+        out.push_str(&"\n".repeat(j - i)); // keep the line count
+        i = j;
     }
     out
 }
 
-/// Edges between sibling modules: (from, to), each a full module path.
-fn edges(modules: &BTreeMap<ModPath, String>) -> BTreeSet<(ModPath, ModPath)> {
-    let mut edges = BTreeSet::new();
-    for (module, text) in modules {
-        for reference in references(text) {
-            let Some(target) = resolve(module, &reference, modules) else {
+/// The names a module's `use` items bring in, each with the path it names
+/// (resolved from the module, so it starts at the crate root), for paths
+/// that stay in the crate.
+fn imports(
+    module: &ModPath,
+    code: &str,
+    names: &BTreeSet<ModPath>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let mut rest = code;
+    while let Some(at) = find_use(rest) {
+        let statement = &rest[at..];
+        let end = statement.find(';').unwrap_or(statement.len());
+        for (path, alias) in use_tree(&statement[..end]) {
+            let Some(target) = absolute(module, &path, names) else {
                 continue;
             };
-            let common = module
-                .iter()
-                .zip(&target)
-                .take_while(|(a, b)| a == b)
-                .count();
-            if common == module.len() || common == target.len() {
-                continue; // one contains the other
+            let Some(name) = alias.or_else(|| path.last().cloned()) else {
+                continue;
+            };
+            if name != "*" && name != "self" {
+                out.insert(name, target);
             }
-            edges.insert((module[..=common].to_vec(), target[..=common].to_vec()));
         }
+        rest = &statement[end..];
     }
-    edges
+    out
 }
 
-/// Every `crate::…`, `super::…` or `self::…` path in the code, use lists
-/// (`use crate::{a::B, c::{D, e}}`) expanded.
-fn references(text: &str) -> Vec<Vec<String>> {
+/// Where the next `use` item's tree starts (after `use `).
+fn find_use(code: &str) -> Option<usize> {
+    let bytes = code.as_bytes();
+    let mut from = 0;
+    while let Some(at) = code[from..].find("use ") {
+        let at = from + at;
+        let starts = at == 0 || matches!(bytes[at - 1], b'\n' | b' ' | b';' | b'{' | b'}' | b')');
+        if starts {
+            return Some(at + 4);
+        }
+        from = at + 4;
+    }
+    None
+}
+
+/// The paths of a use tree (`a::{b::C, d as e, f::*}`), each with its
+/// `as` name.
+fn use_tree(text: &str) -> Vec<(Vec<String>, Option<String>)> {
+    let tokens = tokens(text);
     let mut out = Vec::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let starts_word = i == 0
-            || !(bytes[i - 1].is_ascii_alphanumeric()
-                || bytes[i - 1] == b'_'
-                || bytes[i - 1] == b':');
-        let head = ["crate::", "super::", "self::"]
-            .iter()
-            .find(|h| bytes[i..].starts_with(h.as_bytes()));
-        match head {
-            Some(_) if starts_word => {
-                let (paths, end) = path_tree(text, i);
-                out.extend(paths);
-                i = end.max(i + 1);
+    let mut at = 0;
+    tree(&tokens, &mut at, &[], &mut out);
+    out
+}
+
+fn tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() || c == '_' {
+            let mut word = c.to_string();
+            while let Some(&next) = chars.peek().filter(|n| n.is_alphanumeric() || **n == '_') {
+                word.push(next);
+                chars.next();
             }
-            _ => i += 1,
+            out.push(word);
+        } else if matches!(c, '{' | '}' | ',' | '*') {
+            out.push(c.to_string());
         }
     }
     out
 }
 
-/// The paths of a path or use tree starting at `start`, and where it ends.
-fn path_tree(text: &str, start: usize) -> (Vec<Vec<String>>, usize) {
-    let bytes = text.as_bytes();
-    let mut prefix = Vec::new();
-    let mut i = start;
-    loop {
-        let from = i;
-        while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-            i += 1;
-        }
-        if i > from {
-            prefix.push(text[from..i].to_string());
-        }
-        if bytes[i..].starts_with(b"::{") {
-            // A use list: each member is a tree of its own, relative to the prefix.
-            i += 3;
-            let mut paths = Vec::new();
-            loop {
-                while i < bytes.len() && (bytes[i].is_ascii_whitespace() || bytes[i] == b',') {
-                    i += 1;
+/// One tree at `tokens[*at..]` under `prefix`: a path, then a `{…}` list
+/// of trees, a `*`, an `as` name, or nothing.
+fn tree(
+    tokens: &[String],
+    at: &mut usize,
+    prefix: &[String],
+    out: &mut Vec<(Vec<String>, Option<String>)>,
+) {
+    let mut path = prefix.to_vec();
+    while let Some(token) = tokens.get(*at) {
+        match token.as_str() {
+            "{" => {
+                *at += 1;
+                while let Some(token) = tokens.get(*at) {
+                    match token.as_str() {
+                        "}" => {
+                            *at += 1;
+                            return;
+                        }
+                        "," => *at += 1,
+                        _ => tree(tokens, at, &path, out),
+                    }
                 }
-                if i >= bytes.len() || bytes[i] == b'}' {
-                    return (paths, i + 1);
-                }
-                let (members, end) = path_tree(text, i);
-                for member in members {
-                    let mut path = prefix.clone();
-                    path.extend(member);
-                    paths.push(path);
-                }
-                // Skip what follows the member up to the next separator (`as x`).
-                i = end;
-                while i < bytes.len() && bytes[i] != b',' && bytes[i] != b'}' {
-                    i += 1;
-                }
+                return;
             }
-        } else if bytes[i..].starts_with(b"::") {
-            i += 2;
-        } else {
-            return (vec![prefix], i);
+            "}" | "," => break,
+            "as" => {
+                *at += 1;
+                let alias = tokens.get(*at).cloned();
+                *at += 1;
+                out.push((path, alias));
+                return;
+            }
+            _ => {
+                path.push(token.clone());
+                *at += 1;
+            }
         }
     }
+    out.push((path, None));
 }
 
-/// The module a path names: `super` and `self` taken from `module`, then the
-/// longest prefix that is a module.
-fn resolve(
-    module: &ModPath,
-    path: &[String],
-    modules: &BTreeMap<ModPath, String>,
-) -> Option<ModPath> {
-    let mut target: ModPath = Vec::new();
+/// A path (`crate::`, `super::`, `self::`, or a child module's name)
+/// resolved from `module` to one from the crate root; `None` for paths
+/// that leave the crate.
+fn absolute(module: &ModPath, path: &[String], names: &BTreeSet<ModPath>) -> Option<Vec<String>> {
+    let mut target: Vec<String> = Vec::new();
     let mut rest = path;
-    match path.first().map(String::as_str) {
-        Some("crate") => rest = &path[1..],
-        Some("super" | "self") => {
+    match path.first().map(String::as_str)? {
+        "crate" => rest = &path[1..],
+        "super" | "self" => {
             target = module.clone();
             while let Some(step) = rest.first() {
                 match step.as_str() {
@@ -296,24 +497,125 @@ fn resolve(
                 rest = &rest[1..];
             }
         }
-        _ => return None,
+        first => {
+            let child = [module.clone(), vec![first.to_string()]].concat();
+            if !names.contains(&child) {
+                return None;
+            }
+            target = module.clone();
+        }
     }
     target.extend(rest.iter().cloned());
-    while !target.is_empty() && !modules.contains_key(&target) {
-        target.pop();
-    }
-    (!target.is_empty()).then_some(target)
+    Some(target)
 }
 
-/// Every loop among the edges, each once (as the strongly connected groups
-/// of more than one module).
-fn cycles(edges: &BTreeSet<(ModPath, ModPath)>) -> Vec<Vec<ModPath>> {
-    let nodes: BTreeSet<&ModPath> = edges.iter().flat_map(|(a, b)| [a, b]).collect();
+/// The module a path from the crate root names: its longest prefix that is
+/// a module, following names that module imports.
+fn resolve(path: &[String], modules: &Crate) -> Option<ModPath> {
+    let mut path = path.to_vec();
+    for _ in 0..8 {
+        let mut module = path.clone();
+        while !module.is_empty() && !modules.contains_key(&module) {
+            module.pop();
+        }
+        let next = path.get(module.len());
+        let imported = modules
+            .get(&module)
+            .and_then(|m| next.and_then(|name| m.imports.get(name)));
+        match imported {
+            Some(source) => path = [source.clone(), path[module.len() + 1..].to_vec()].concat(),
+            None => return (!module.is_empty()).then_some(module),
+        }
+    }
+    None
+}
+
+/// Edges between sibling modules: (from, to), each a full module path,
+/// with the first reference that makes it (the module it is in, the path).
+/// A test-only module's references count only between test-only modules.
+fn edges(modules: &Crate) -> Edges {
+    let names: BTreeSet<ModPath> = modules.keys().cloned().collect();
+    let mut edges = Edges::new();
+    for (module, this) in modules {
+        for reference in references(&this.code) {
+            let Some(target) =
+                absolute(module, &reference, &names).and_then(|p| resolve(&p, modules))
+            else {
+                continue;
+            };
+            let common = module
+                .iter()
+                .zip(&target)
+                .take_while(|(a, b)| a == b)
+                .count();
+            if common == module.len() || common == target.len() {
+                continue; // one contains the other
+            }
+            let (from, to) = (module[..=common].to_vec(), target[..=common].to_vec());
+            let test_only = |m: &ModPath| modules.get(m).is_some_and(|m| m.test_only);
+            if this.test_only && !(test_only(&from) && test_only(&to)) {
+                continue; // a test may use anything but its fellow test modules
+            }
+            edges
+                .entry((from, to))
+                .or_insert_with(|| format!("{} uses {}", module.join("::"), reference.join("::")));
+        }
+    }
+    edges
+}
+
+/// Every `crate::…`, `super::…` or `self::…` path in the code, use lists
+/// (`use crate::{a::B, c::{D, e}}`) expanded.
+fn references(code: &str) -> Vec<Vec<String>> {
+    let bytes = code.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts_word = i == 0
+            || !(bytes[i - 1].is_ascii_alphanumeric()
+                || bytes[i - 1] == b'_'
+                || bytes[i - 1] == b':');
+        let head = ["crate::", "super::", "self::"]
+            .iter()
+            .any(|h| bytes[i..].starts_with(h.as_bytes()));
+        if starts_word && head {
+            let end = path_end(bytes, i);
+            out.extend(use_tree(&code[i..end]).into_iter().map(|(path, _)| path));
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Where a path or use tree that starts at `start` ends.
+fn path_end(bytes: &[u8], start: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' if i > 0 && bytes[i - 1] == b':' => depth += 1,
+            b'}' if depth > 0 => depth -= 1,
+            b if b.is_ascii_alphanumeric() || b == b'_' || b == b':' || b == b'*' => {}
+            b',' | b' ' | b'\n' if depth > 0 => {}
+            _ if depth == 0 => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Every loop among the edges, each once: the groups of more than one
+/// module that all reach each other.
+fn cycles(edges: &Edges) -> Vec<Vec<ModPath>> {
+    let nodes: BTreeSet<&ModPath> = edges.keys().flat_map(|(a, b)| [a, b]).collect();
     let reach = |from: &ModPath| -> BTreeSet<ModPath> {
         let mut seen = BTreeSet::new();
         let mut todo = vec![from.clone()];
         while let Some(node) = todo.pop() {
-            for (a, b) in edges {
+            for (a, b) in edges.keys() {
                 if *a == node && seen.insert(b.clone()) {
                     todo.push(b.clone());
                 }
