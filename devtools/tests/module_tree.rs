@@ -13,7 +13,9 @@
 //! anything, but two test-support modules must not import each other.
 //!
 //! It reads source text, not Rust's syntax tree: inline `mod x { … }` blocks
-//! other than test modules are not modelled (the workspace has none).
+//! other than test modules are read as part of the file's module (the
+//! sidecar's `lib.rs` has one, `fuzzing`, of re-exports only), and an item
+//! is known by its keyword and name (`fn g`, `struct S`), not its scope.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -28,6 +30,10 @@ type ModPath = Vec<String>;
 struct Module {
     code: String,
     imports: BTreeMap<String, Vec<String>>,
+    /// Where its `use …::*` items bring names in from.
+    globs: Vec<Vec<String>>,
+    /// The names of the items it defines (`fn`, `struct`, `const`, …).
+    defines: BTreeSet<String>,
     test_only: bool,
 }
 
@@ -46,6 +52,11 @@ fn no_two_modules_of_a_crate_import_each_other_at_any_level() {
         let modules = modules(&root.join(member).join("src"));
         assert!(!modules.is_empty(), "no modules found in {member}/src");
         let edges = edges(&modules);
+        if member == "sidecar" {
+            // The check sees the request path's first step at all.
+            let route = (vec!["route".to_string()], vec!["attempts".to_string()]);
+            assert!(edges.contains_key(&route), "{:?}", edges.keys());
+        }
         for cycle in cycles(&edges) {
             let names: Vec<String> = cycle.iter().map(|m| m.join("::")).collect();
             found.push(format!("{member}: a loop among {}", names.join(", ")));
@@ -88,7 +99,11 @@ fn the_check_follows_use_lists_and_imports_and_ignores_comments_and_tests() {
          pub fn g() {}\n",
     );
     write("t_tests.rs", "use crate::a;\n");
-    let clean = edges(&modules(&dir));
+    let parsed = modules(&dir);
+    assert!(!parsed.contains_key(&vec!["main".to_string()]));
+    assert!(parsed[&vec!["t_tests".to_string()]].test_only);
+    assert!(!parsed[&vec!["a".to_string()]].test_only);
+    let clean = edges(&parsed);
     assert!(cycles(&clean).is_empty(), "{clean:?}");
     let edge = |a: &str, b: &str| (vec![a.to_string()], vec![b.to_string()]);
     assert!(clean.contains_key(&edge("a", "b")), "{clean:?}");
@@ -113,6 +128,25 @@ fn the_check_follows_use_lists_and_imports_and_ignores_comments_and_tests() {
     let loops = cycles(&edges(&modules(&dir)));
     assert_eq!(loops.len(), 1, "{loops:?}");
     assert_eq!(loops[0].len(), 3, "{loops:?}");
+
+    // Through a glob's item, and a test module of b's that uses a does not
+    // close a loop with a using b.
+    write("lib.rs", "mod a;\nmod b;\nmod c;\npub use c::*;\n");
+    write("a.rs", "fn f() { crate::g(); crate::b::B; }\n");
+    write(
+        "b/mod.rs",
+        "pub struct B;\n#[cfg(test)]\n// its tests\nmod t;\n",
+    );
+    write("b/t.rs", "use crate::a;\n");
+    std::fs::remove_file(dir.join("b/inner.rs")).unwrap();
+    write("c.rs", "pub fn g() {}\n");
+    assert!(cycles(&edges(&modules(&dir))).is_empty());
+    write("c.rs", "pub fn g() {}\nfn h() { crate::r#a::f() }\n");
+    let loops = cycles(&edges(&modules(&dir)));
+    assert_eq!(
+        loops,
+        vec![vec![vec!["a".to_string()], vec!["c".to_string()]]]
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -190,13 +224,16 @@ fn modules(src: &Path) -> Crate {
         .into_iter()
         .map(|(path, text)| {
             let code = without_test_blocks(&text);
-            let imports = imports(&path, &code, &names);
+            let (imports, globs) = imports(&path, &code, &names);
+            let defines = defines(&code);
             let test_only = test_only.iter().any(|t| path.starts_with(t));
             (
                 path,
                 Module {
                     code,
                     imports,
+                    globs,
+                    defines,
                     test_only,
                 },
             )
@@ -215,8 +252,10 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
     }
 }
 
-/// Code without `//` and `/* */` comments and without string and character
-/// literals' contents (a string may hold `//` or a path).
+/// Code without `//` and `/* */` comments (nested ones too) and without
+/// the contents of string and character literals (a string may hold `//`
+/// or braces) — except a string that is a path alone, as in
+/// `#[serde(with = "crate::x")]`, which is kept.
 fn strip_comments(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -229,19 +268,33 @@ fn strip_comments(text: &str) -> String {
                 }
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let end = text[i + 2..]
-                    .find("*/")
-                    .map_or(bytes.len(), |e| i + 2 + e + 2);
-                out.extend(text[i..end].bytes().filter(|b| *b == b'\n'));
-                i = end;
+                let mut depth = 0usize;
+                while i < bytes.len() {
+                    if bytes[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if bytes[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        if bytes[i] == b'\n' {
+                            out.push(b'\n');
+                        }
+                        i += 1;
+                    }
+                }
             }
             b'"' => {
                 // A raw string's `#`s are kept with the `r` before the quote;
                 // its end is the quote followed by as many.
                 let hashes = bytes[..i].iter().rev().take_while(|b| **b == b'#').count();
                 let raw = bytes[..i - hashes].last() == Some(&b'r');
-                out.push(b'"');
-                i += 1;
+                let start = i + 1;
+                i = start;
+                let mut lines = 0;
                 while i < bytes.len() {
                     let closes = bytes[i] == b'"'
                         && (!raw
@@ -257,22 +310,39 @@ fn strip_comments(text: &str) -> String {
                     if !raw && bytes[i] == b'\\' {
                         i += 1;
                     } else if bytes[i] == b'\n' {
-                        out.push(b'\n');
+                        lines += 1;
                     }
                     i += 1;
                 }
+                let content = text.get(start..i.min(bytes.len())).unwrap_or_default();
+                out.push(b'"');
+                if is_path(content) {
+                    out.extend_from_slice(content.as_bytes());
+                }
+                out.extend(std::iter::repeat_n(b'\n', lines));
                 out.push(b'"');
                 i += 1;
             }
-            b'\'' if bytes.get(i + 2) == Some(&b'\'') || bytes.get(i + 1) == Some(&b'\\') => {
-                // A character literal ('"', '{', '\n'); a lifetime has no closing quote.
-                let end = text[i + 1..]
-                    .char_indices()
-                    .skip(1)
-                    .find(|(_, c)| *c == '\'')
-                    .map_or(i + 1, |(e, _)| i + 1 + e + 1);
-                out.extend_from_slice(b"' '");
-                i = end;
+            b'\'' => {
+                // A character literal ('"', '{', '\'', '×'); a lifetime or a
+                // label ('a, 'static, 'outer:) has no closing quote.
+                let rest = &text[i + 1..];
+                let mut chars = rest.chars();
+                let literal_len = match chars.next() {
+                    Some('\\') => rest.get(2..).and_then(|r| r.find('\'')).map(|e| 2 + e),
+                    Some(c) => (chars.next() == Some('\'')).then(|| c.len_utf8()),
+                    None => None,
+                };
+                match literal_len {
+                    Some(len) => {
+                        out.extend_from_slice(b"' '");
+                        i += 1 + len + 1;
+                    }
+                    None => {
+                        out.push(b'\'');
+                        i += 1;
+                    }
+                }
             }
             b => {
                 out.push(b);
@@ -283,8 +353,18 @@ fn strip_comments(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `crate::a::b`, `super::x`: a path and nothing else.
+fn is_path(s: &str) -> bool {
+    ["crate::", "super::", "self::"]
+        .iter()
+        .any(|h| s.starts_with(h))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
 /// `#[cfg(test)]`-only modules declared in a file: name, and the file a
-/// `#[path]` attribute names.
+/// `#[path]` attribute names. Attributes, comments and blank lines may sit
+/// between the two.
 fn test_declarations(text: &str) -> Vec<(String, Option<String>)> {
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     let mut out = Vec::new();
@@ -299,9 +379,7 @@ fn test_declarations(text: &str) -> Vec<(String, Option<String>)> {
                 .and_then(|r| r.strip_suffix("\"]"))
             {
                 at = Some(file.to_string());
-            } else if next.starts_with("#[") {
-                continue;
-            } else {
+            } else if !between_attribute_and_item(next) {
                 if let Some(name) = declared_module(next) {
                     out.push((name.to_string(), at));
                 }
@@ -312,7 +390,14 @@ fn test_declarations(text: &str) -> Vec<(String, Option<String>)> {
     out
 }
 
+/// A line that may sit between an attribute and its item.
+fn between_attribute_and_item(line: &str) -> bool {
+    line.is_empty() || line.starts_with("#[") || line.starts_with("//")
+}
+
+/// `#[cfg(test)]` or `#[cfg(all(test, …))]`, a comment after it allowed.
 fn is_test_cfg(line: &str) -> bool {
+    let line = line.split("//").next().unwrap_or_default().trim();
     line == "#[cfg(test)]" || line.starts_with("#[cfg(all(test,")
 }
 
@@ -333,7 +418,7 @@ fn without_test_blocks(text: &str) -> String {
     while i < lines.len() {
         let opens = is_test_cfg(lines[i].trim()).then(|| {
             let mut j = i + 1;
-            while j < lines.len() && lines[j].trim().starts_with("#[") {
+            while j < lines.len() && between_attribute_and_item(lines[j].trim()) {
                 j += 1;
             }
             j
@@ -341,7 +426,7 @@ fn without_test_blocks(text: &str) -> String {
         let Some(mut j) = opens.filter(|&j| {
             lines
                 .get(j)
-                .is_some_and(|l| l.contains("mod ") && l.trim_end().ends_with('{'))
+                .is_some_and(|l| l.contains("mod ") && l.contains('{'))
         }) else {
             out.push_str(lines[i]);
             i += 1;
@@ -364,29 +449,71 @@ fn without_test_blocks(text: &str) -> String {
 
 /// The names a module's `use` items bring in, each with the path it names
 /// (resolved from the module, so it starts at the crate root), for paths
-/// that stay in the crate.
+/// that stay in the crate; and the paths its globs (`use a::*`) name.
 fn imports(
     module: &ModPath,
     code: &str,
     names: &BTreeSet<ModPath>,
-) -> BTreeMap<String, Vec<String>> {
+) -> (BTreeMap<String, Vec<String>>, Vec<Vec<String>>) {
     let mut out = BTreeMap::new();
+    let mut globs = Vec::new();
     let mut rest = code;
     while let Some(at) = find_use(rest) {
         let statement = &rest[at..];
         let end = statement.find(';').unwrap_or(statement.len());
         for (path, alias) in use_tree(&statement[..end]) {
-            let Some(target) = absolute(module, &path, names) else {
+            let Some(mut target) = absolute(module, &path, names) else {
                 continue;
             };
-            let Some(name) = alias.or_else(|| path.last().cloned()) else {
-                continue;
-            };
-            if name != "*" && name != "self" {
+            let mut name = alias.or_else(|| path.last().cloned());
+            match target.last().map(String::as_str) {
+                Some("*") => {
+                    target.pop();
+                    globs.push(target);
+                    continue;
+                }
+                // `use a::b::{self}`: the name is `b`.
+                Some("self") => {
+                    target.pop();
+                    if name.as_deref() == Some("self") {
+                        name = target.last().cloned();
+                    }
+                }
+                _ => {}
+            }
+            if let Some(name) = name {
                 out.insert(name, target);
             }
         }
         rest = &statement[end..];
+    }
+    (out, globs)
+}
+
+/// The names of the items a module's code defines.
+fn defines(code: &str) -> BTreeSet<String> {
+    const KINDS: [&str; 9] = [
+        "fn",
+        "struct",
+        "enum",
+        "const",
+        "static",
+        "type",
+        "trait",
+        "union",
+        "macro_rules!",
+    ];
+    let words = tokens(&code.replace("macro_rules!", "macro_rules_ "));
+    let mut out = BTreeSet::new();
+    for pair in words.windows(2) {
+        let kind = if pair[0] == "macro_rules_" {
+            "macro_rules!"
+        } else {
+            pair[0].as_str()
+        };
+        if KINDS.contains(&kind) {
+            out.insert(pair[1].clone());
+        }
     }
     out
 }
@@ -420,6 +547,10 @@ fn tokens(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
+        if c == 'r' && chars.peek() == Some(&'#') {
+            chars.next(); // a raw identifier: `r#type` is `type`
+            continue;
+        }
         if c.is_alphanumeric() || c == '_' {
             let mut word = c.to_string();
             while let Some(&next) = chars.peek().filter(|n| n.is_alphanumeric() || **n == '_') {
@@ -512,22 +643,40 @@ fn absolute(module: &ModPath, path: &[String], names: &BTreeSet<ModPath>) -> Opt
 /// The module a path from the crate root names: its longest prefix that is
 /// a module, following names that module imports.
 fn resolve(path: &[String], modules: &Crate) -> Option<ModPath> {
-    let mut path = path.to_vec();
-    for _ in 0..8 {
-        let mut module = path.clone();
-        while !module.is_empty() && !modules.contains_key(&module) {
-            module.pop();
-        }
-        let next = path.get(module.len());
-        let imported = modules
-            .get(&module)
-            .and_then(|m| next.and_then(|name| m.imports.get(name)));
-        match imported {
-            Some(source) => path = [source.clone(), path[module.len() + 1..].to_vec()].concat(),
-            None => return (!module.is_empty()).then_some(module),
+    resolve_within(path, modules, 8)
+}
+
+/// [`resolve`], following at most `hops` imports or globs.
+fn resolve_within(path: &[String], modules: &Crate, hops: usize) -> Option<ModPath> {
+    let mut module = path.to_vec();
+    while !module.is_empty() && !modules.contains_key(&module) {
+        module.pop();
+    }
+    let found = (!module.is_empty()).then(|| module.clone());
+    let (Some(name), Some(this)) = (path.get(module.len()), modules.get(&module)) else {
+        return found;
+    };
+    if hops == 0 {
+        return found;
+    }
+    let rest = &path[module.len() + 1..];
+    if let Some(source) = this.imports.get(name) {
+        return resolve_within(&[source.clone(), rest.to_vec()].concat(), modules, hops - 1);
+    }
+    // A name from a glob: the first glob source that defines, imports or
+    // has as a module a thing by that name.
+    for glob in &this.globs {
+        let through = [glob.clone(), vec![name.clone()], rest.to_vec()].concat();
+        let named = [glob.clone(), vec![name.clone()]].concat();
+        let has = modules.contains_key(&named)
+            || modules
+                .get(glob)
+                .is_some_and(|g| g.imports.contains_key(name) || g.defines.contains(name));
+        if has {
+            return resolve_within(&through, modules, hops - 1);
         }
     }
-    None
+    found
 }
 
 /// Edges between sibling modules: (from, to), each a full module path,
@@ -597,7 +746,7 @@ fn path_end(bytes: &[u8], start: usize) -> usize {
         match bytes[i] {
             b'{' if i > 0 && bytes[i - 1] == b':' => depth += 1,
             b'}' if depth > 0 => depth -= 1,
-            b if b.is_ascii_alphanumeric() || b == b'_' || b == b':' || b == b'*' => {}
+            b if b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'*' | b'#') => {}
             b',' | b' ' | b'\n' if depth > 0 => {}
             _ if depth == 0 => return i,
             _ => {}
