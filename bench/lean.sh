@@ -11,19 +11,33 @@
 #
 # Usage: bench/lean.sh [ROUNDS [SECONDS [W...]]]
 #   defaults: 5 rounds of 6 s, W = 0 3500 5400 7000
+#        bench/lean.sh --smoke
+#   one 1-s round, W = 0 3500, on the debug binaries in $AIFLAGS_BIN_DIR (or
+#   target/debug): checks that the harness runs, measures nothing
 # Uses target/production/aiflags-dev and aiflags-sidecar (built if missing), nginx and wrk
 # (bench/setup.sh installs them). Loopback only; stops by itself.
-# scripts/test.sh runs one short round, so the harness cannot rot.
+# scripts/test.sh runs it with --smoke, so the harness cannot rot.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ "${1:-}" = --smoke ]; then
+  smoke=1
+  set -- 1 1 0 3500
+fi
 rounds="${1:-5}" secs="${2:-6}"
 shift $(($# < 2 ? $# : 2))
 works=("$@")
 [ ${#works[@]} -gt 0 ] || works=(0 3500 5400 7000)
-dev="$root/target/production/aiflags-dev" sidecar="$root/target/production/aiflags-sidecar"
-# Up to date with the tree (nothing to do when it is; the first build is
-# bench/run.sh's too).
-(cd "$root" && cargo build --quiet --profile production --locked -p aiflags-devtools -p aiflags-sidecar)
+if [ -n "${smoke:-}" ]; then
+  bin="${AIFLAGS_BIN_DIR:-$root/target/debug}"
+  [ -x "$bin/aiflags-dev" ] && [ -x "$bin/aiflags-sidecar" ] ||
+    (cd "$root" && cargo build --quiet --locked -p aiflags-devtools -p aiflags-sidecar)
+else
+  # Up to date with the tree (nothing to do when it is; the first build is
+  # bench/run.sh's too).
+  bin="$root/target/production"
+  (cd "$root" && cargo build --quiet --profile production --locked -p aiflags-devtools -p aiflags-sidecar)
+fi
+dev="$bin/aiflags-dev" sidecar="$bin/aiflags-sidecar"
 for tool in nginx wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "$tool not found (bench/setup.sh installs it)" >&2; exit 1; }
 done
@@ -32,7 +46,7 @@ done
 if [ -z "${LEAN_IN_NETNS:-}" ]; then
   export LEAN_IN_NETNS=1
   if command -v ip >/dev/null && unshare --net true 2>/dev/null; then
-    exec unshare --net -- bash -c 'ip link set lo up && exec "$@"' bash "$0" "$rounds" "$secs" "${works[@]}"
+    exec unshare --net -- bash -c 'ip link set lo up && exec "$@"' bash "$0" ${smoke:+--smoke} "$rounds" "$secs" "${works[@]}"
   fi
   echo "warning: no private network namespace (unshare --net refused, or no ip); on the host's loopback" >&2
 fi

@@ -49,5 +49,5 @@ step "benchmark report: paired rounds' medians and goals, on synthetic results"
 step "benchmark harness, smoke mode (seconds per target, so it cannot rot)"
 bench/run.sh --smoke
 
-step "lean-layer harness (bench/lean.sh), one short round, so it cannot rot"
-bench/lean.sh 1 1 0 3500
+step "lean-layer harness (bench/lean.sh), smoke mode, so it cannot rot"
+bench/lean.sh --smoke
