@@ -9,7 +9,6 @@ import json
 import pathlib
 import re
 import shutil
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -17,7 +16,7 @@ import urllib.request
 
 import yaml
 
-from conftest import ROOT, http_status, wait_until
+from conftest import ROOT, Process, http_status, wait_until
 
 CHART = ROOT / "charts" / "aiflags"
 RULES = CHART / "alerts" / "aiflags.rules.yaml"
@@ -148,29 +147,17 @@ def running_prometheus(tmp, config):
     if binary is None:
         raise AssertionError("prometheus not found: run scripts/setup-dashboard-deps.sh")
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log_path = tmp / "prometheus.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-             "--web.listen-address=127.0.0.1:0", "--web.enable-lifecycle"],
-            stdout=log, stderr=log,
-        )
+    prometheus = Process("prometheus", [
+        binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+        "--web.listen-address=127.0.0.1:0", "--web.enable-lifecycle",
+    ], tmp / "prometheus.log")
     try:
-        def listening():
-            if proc.poll() is not None:
-                raise AssertionError(f"Prometheus exited ({proc.returncode}): see {log_path}")
-            found = LISTENING.search(log_path.read_text())
-            return found and found.group(1)
-
-        base = f"http://127.0.0.1:{wait_until('Prometheus to name its port', listening)}"
+        port = prometheus.wait_for("its address", lambda line: (found := LISTENING.search(line)) and found.group(1))
+        base = f"http://127.0.0.1:{port}"
         wait_until("Prometheus to be ready", lambda: http_status(f"{base}/-/ready") == 200)
-        yield Prometheus(base, proc)
+        yield Prometheus(base, prometheus.proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        prometheus.stop()
 
 
 class OperatorMetrics:
