@@ -44,7 +44,7 @@ http {
     listen 127.0.0.1:$port_up;
     location / {
       default_type application/json;
-      return 200 '{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"A quick brown fox jumps over a lazy dog.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":11,"total_tokens":30}}';
+      return 200 '$(<"$root/bench/lib/answer.json")';
     }
   }
 }

@@ -53,7 +53,7 @@ fi
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 up=18601 proxy=18602 flagged=18603 admin=18604
-answer='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"A quick brown fox jumps over a lazy dog.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":11,"total_tokens":30}}'
+answer="$(<"$root/bench/lib/answer.json")"
 cat >"$work/upstream.conf" <<NGINX
 worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/upstream.err warn;
 events { worker_connections 4096; }

@@ -329,8 +329,8 @@ start_nginx() { # start_nginx NAME CORE
   start "$1" "$2" nginx -e "$work/$1.err" -p "$work" -c "$work/$1.conf"
 }
 
-# One upstream answer, the shape a real chat completion has.
-fixed_body='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"A quick brown fox jumps over a lazy dog.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":11,"total_tokens":30}}'
+# One upstream answer, the shape a real chat completion has (nginx returns it as is).
+fixed_body="$(<"$bench/lib/answer.json")"
 upstream_location="      default_type application/json;
       return 200 '$fixed_body';"
 nginx_conf upstream-direct "$UPSTREAM_DIRECT" "$upstream_location"
