@@ -272,16 +272,13 @@ async fn a_sweep_keeps_an_open_idle_connection_and_drops_one_the_upstream_closed
 
 #[tokio::test]
 async fn the_sweeper_closes_an_idle_connection_the_upstream_ended_long_before_its_idle_time() {
-    let mut server = server(Answer::ThenHalfClose).await;
     // Idle connections kept for an hour, swept every 20 ms.
     let pool = Pool::with_sweep(
         Duration::from_secs(5),
         Duration::from_secs(3600),
         Duration::from_millis(20),
     );
-    let response = server.request(&pool).await;
-    assert_eq!(body_of(response).await, "hello");
-    assert_eq!(pool.idle_count(&server.origin), 1);
+    let mut server = one_idle(Answer::ThenHalfClose, &pool).await;
     // The upstream ends its side and waits for the pool to close its own:
     // only the sweeper, which nobody here calls, can.
     server.more.send(()).unwrap();
