@@ -77,11 +77,7 @@ fn no_two_modules_of_a_crate_import_each_other_at_any_level() {
 #[test]
 fn the_check_follows_use_lists_and_imports_and_ignores_comments_and_tests() {
     let dir = scratch_dir("loops");
-    let write = |path: &str, text: &str| {
-        let path = dir.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    };
+    let write = |path: &str, text: &str| write_file(&dir, path, text);
     write(
         "lib.rs",
         "mod a;\nmod b;\nmod c;\npub use c::G;\n#[cfg(test)]\n#[path = \"t_tests.rs\"]\nmod t;\n",
@@ -153,7 +149,7 @@ fn the_check_follows_use_lists_and_imports_and_ignores_comments_and_tests() {
 #[test]
 fn two_test_support_modules_may_not_import_each_other() {
     let dir = scratch_dir("support");
-    let write = |path: &str, text: &str| std::fs::write(dir.join(path), text).unwrap();
+    let write = |path: &str, text: &str| write_file(&dir, path, text);
     write(
         "lib.rs",
         "mod a;\n#[cfg(test)]\nmod fixtures;\n#[cfg(test)]\nmod mock;\n",
@@ -173,6 +169,13 @@ fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Writes a scratch crate's file, making its folders.
+fn write_file(dir: &Path, path: &str, text: &str) {
+    let path = dir.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
 }
 
 /// The `members = [...]` of the workspace's manifest.
