@@ -18,8 +18,10 @@
 //!
 //! Around it: [`settings`] (parsed from a source), [`config`] (where flags
 //! come from, swapped atomically), [`usage`] (token counts), [`skim`] (the
-//! JSON reader that judges whole answers without building them), and
-//! [`ablation`] (the benchmark's switches, in a build with that feature).
+//! JSON reader that judges whole answers without building them),
+//! [`sendmsg`] (plain TCP, client or upstream, whose gathered writes are one
+//! `sendmsg(2)`), and [`ablation`] (the benchmark's switches, in a build
+//! with that feature).
 
 // `pub` inside the modules marked `allow(unreachable_pub)` is what the fuzz
 // targets reach through `fuzzing`; without that feature nothing outside the
@@ -46,6 +48,7 @@ mod record;
 mod request;
 mod respond;
 mod route;
+mod sendmsg;
 mod server;
 mod settings;
 mod skim;

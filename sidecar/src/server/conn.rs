@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{BoxError, ProxyBody};
+use crate::sendmsg;
 use crate::telemetry::SharedTelemetry;
 
 /// How one listener treats its connections.
@@ -264,7 +265,7 @@ async fn serve_connection<S, F>(
         }
     };
     let io = Watched {
-        stream,
+        stream: sendmsg::Stream::new(stream),
         activity: activity.clone(),
     };
     let io = TokioIo::new(io);
@@ -533,7 +534,7 @@ impl Activity {
 
 /// The client connection, noting whether its writes make progress.
 struct Watched {
-    stream: TcpStream,
+    stream: sendmsg::Stream,
     activity: Arc<Activity>,
 }
 

@@ -42,6 +42,7 @@ use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
 use crate::keyhash::KeyMap;
+use crate::sendmsg;
 
 /// How long an idle connection is kept (hyper_util's client keeps them 90 s).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -51,7 +52,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Idle connections kept for one origin; more are closed when they come back.
 const MAX_IDLE_PER_ORIGIN: usize = 1024;
 
-type Driver = http1::Connection<TokioIo<TcpStream>, ProxyBody>;
+type Driver = http1::Connection<TokioIo<sendmsg::Stream>, ProxyBody>;
 
 /// One HTTP/1.1 connection: the handle requests are sent through and the
 /// connection's state machine, which someone must poll for anything to move.
@@ -180,7 +181,7 @@ impl Pool {
         // the upstream's delayed ACK.
         let _ = stream.set_nodelay(true);
         let (sender, driver) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(sendmsg::Stream::new(stream)))
             .await
             .map_err(|e| failed(e.to_string()))?;
         Ok(Conn { sender, driver })
