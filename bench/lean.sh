@@ -14,6 +14,9 @@
 #        bench/lean.sh --smoke
 #   one 1-s round, W = 0 3500, on the debug binaries in $AIFLAGS_BIN_DIR (or
 #   target/debug): checks that the harness runs, measures nothing
+#   SIDECARS="NAME=BINARY ..." loads these sidecar builds in each round
+#   instead of the one built here: an A/B of two builds in paired rounds
+#   (order them both ways: a round's targets run one after another)
 # Uses target/production/aiflags-dev and aiflags-sidecar (built if missing), nginx and wrk
 # (bench/setup.sh installs them). Loopback only; stops by itself.
 # scripts/test.sh runs it with --smoke, so the harness cannot rot.
@@ -52,7 +55,7 @@ if [ -z "${LEAN_IN_NETNS:-}" ]; then
 fi
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-up=18601 proxy=18602 flagged=18603 admin=18604
+up=18601 proxy=18602 flagged=18640
 answer="$(<"$root/bench/lib/answer.json")"
 cat >"$work/upstream.conf" <<NGINX
 worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/upstream.err warn;
@@ -84,10 +87,14 @@ for i in "${!works[@]}"; do
     --work-ns "${works[$i]}" >"$work/raw-$i.log" 2>&1 &
   names+=("raw+${works[$i]}ns") ports+=("$port") pids+=($!)
 done
-taskset -c 0 "$sidecar" --flags "$root/bench/flags.yaml" --listen "127.0.0.1:$flagged" \
-  --admin-listen "127.0.0.1:$admin" --openai-upstream "http://127.0.0.1:$up" --workers 1 \
-  --access-log stderr 2>"$work/sidecar.log" >/dev/null &
-names+=(sidecar) ports+=("$flagged") pids+=($!)
+n=0
+for named in ${SIDECARS:-sidecar=$sidecar}; do
+  port=$((flagged + 2 * n)) n=$((n + 1))
+  taskset -c 0 "${named#*=}" --flags "$root/bench/flags.yaml" --listen "127.0.0.1:$port" \
+    --admin-listen "127.0.0.1:$((port + 1))" --openai-upstream "http://127.0.0.1:$up" --workers 1 \
+    --access-log stderr 2>"$work/sidecar-$n.log" >/dev/null &
+  names+=("${named%%=*}") ports+=("$port") pids+=($!)
+done
 export BENCH_BODY="$(<"$root/bench/lib/request.json")"
 # Each target answers a request before the rounds, or the run stops here.
 for i in "${!names[@]}"; do
