@@ -15,8 +15,8 @@
 #   one 1-s round, W = 0 3500, on the debug binaries in $AIFLAGS_BIN_DIR (or
 #   target/debug): checks that the harness runs, measures nothing
 #   SIDECARS="NAME=BINARY ..." loads these sidecar builds in each round
-#   instead of the one built here: an A/B of two builds in paired rounds
-#   (order them both ways: a round's targets run one after another)
+#   instead of the one built here: an A/B of builds in paired rounds (each
+#   round starts them one later, so none always follows another)
 # Uses target/production/aiflags-dev and aiflags-sidecar (built if missing), nginx and wrk
 # (bench/setup.sh installs them). Loopback only; stops by itself.
 # scripts/test.sh runs it with --smoke, so the harness cannot rot.
@@ -30,6 +30,12 @@ rounds="${1:-5}" secs="${2:-6}"
 shift $(($# < 2 ? $# : 2))
 works=("$@")
 [ ${#works[@]} -gt 0 ] || works=(0 3500 5400 7000)
+# raw-proxy listens on 18610 + i, the sidecars from 18640.
+[ ${#works[@]} -le 30 ] || { echo "at most 30 values of W" >&2; exit 1; }
+read -ra sidecars <<<"${SIDECARS:-}"
+for named in "${sidecars[@]}"; do
+  [[ "$named" == ?*=?* ]] || { echo "SIDECARS: '$named' is not NAME=BINARY" >&2; exit 1; }
+done
 if [ -n "${smoke:-}" ]; then
   bin="${AIFLAGS_BIN_DIR:-$root/target/debug}"
   [ -x "$bin/aiflags-dev" ] && [ -x "$bin/aiflags-sidecar" ] ||
@@ -88,7 +94,9 @@ for i in "${!works[@]}"; do
   names+=("raw+${works[$i]}ns") ports+=("$port") pids+=($!)
 done
 n=0
-for named in ${SIDECARS:-sidecar=$sidecar}; do
+[ ${#sidecars[@]} -gt 0 ] || sidecars=("sidecar=$sidecar")
+first_sidecar=${#names[@]}
+for named in "${sidecars[@]}"; do
   port=$((flagged + 2 * n)) n=$((n + 1))
   taskset -c 0 "${named#*=}" --flags "$root/bench/flags.yaml" --listen "127.0.0.1:$port" \
     --admin-listen "127.0.0.1:$((port + 1))" --openai-upstream "http://127.0.0.1:$up" --workers 1 \
@@ -109,9 +117,16 @@ for i in "${!names[@]}"; do
   done
 done
 printf '%-5s %-14s %8s %9s %13s %12s %7s\n' round target req/s per-core "user us/req" "sys us/req" "÷nginx"
+count=$((${#names[@]} - first_sidecar))
 for round in $(seq 1 "$rounds"); do
   base=0
-  for i in "${!names[@]}"; do
+  # nginx first (the round's base), then the forwarders, then the sidecars
+  # starting one later each round.
+  order=($(seq 0 $((first_sidecar - 1))))
+  for k in $(seq 0 $((count - 1))); do
+    order+=($((first_sidecar + (k + round - 1) % count)))
+  done
+  for i in "${order[@]}"; do
     url="http://127.0.0.1:${ports[$i]}/v1/chat/completions"
     taskset -c 1 wrk -t1 -c50 -d1s -s "$root/bench/lib/post.lua" "$url" >/dev/null
     read -r u0 s0 < <(awk '{print $14, $15}' "/proc/${pids[$i]}/stat")
